@@ -1,0 +1,38 @@
+# datafold-dynamo — every command a newcomer needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DATAFOLD_DYNAMODB_ENDPOINT ?= http://127.0.0.1:$(or $(DYNAMODB_LOCAL_PORT),8000)
+export DATAFOLD_DYNAMODB_REGION ?= us-east-1
+# DynamoDB Local accepts any credentials; these are dummies, never real ones.
+export AWS_ACCESS_KEY_ID ?= local
+export AWS_SECRET_ACCESS_KEY ?= local
+
+.PHONY: test venv services stop lint unit integration reliability
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+services:
+	scripts/redis-local start
+	scripts/dynamodb-local start
+
+## make test: venv + install + DynamoDB Local + Redis + the whole suite (what CI runs)
+test: venv services
+	$(PY) -m pytest tests
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+lint: venv
+	$(VENV)/bin/ruff check storage worker producers tests celeryconfig.py
+	$(VENV)/bin/mypy
+
+stop:
+	scripts/dynamodb-local stop
+	scripts/redis-local stop

@@ -1,0 +1,106 @@
+"""The DynamoDB client and the one place every call goes through.
+
+:func:`make_client` builds one low-level boto3 client per store with the connection pool, the
+timeouts and botocore's retries set *explicitly*: botocore makes a single attempt
+(``total_max_attempts=1``) and :class:`~storage.retry.RetryPolicy` owns retrying, so the layers
+never multiply. :class:`Dynamo` wraps the client: each call is timed, its errors are classified
+with operation/table/key/code, and retryable ones are retried under the policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions as bex
+
+from storage import errors
+from storage.metrics import ERRORS, REQUEST_SECONDS, THROTTLES
+from storage.retry import FullJitter, RetryPolicy, classify
+from storage.settings import DynamoConfig
+
+
+_NO_TABLE_NAME = frozenset({"BatchWriteItem", "BatchGetItem", "ListTables"})
+
+
+def make_client(config: DynamoConfig) -> Any:
+    """A DynamoDB client for ``config``; credentials come from boto3's default chain."""
+    bc = botocore.config.Config(
+        region_name=config.region,
+        max_pool_connections=config.max_connections,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        retries={"mode": "standard", "total_max_attempts": 1},
+        tcp_keepalive=True,
+    )
+    session = boto3.session.Session()
+    return session.client("dynamodb", endpoint_url=config.endpoint_url, config=bc)
+
+
+class Dynamo:
+    """A client plus the retry policy and metrics: ``call("GetItem", table, key, **params)``.
+
+    Thread-safe (boto3 clients are); share one per process and store.
+    """
+
+    def __init__(
+        self,
+        config: DynamoConfig,
+        client: Any | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff: FullJitter | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client if client is not None else make_client(config)
+        self.sleep = sleep
+        self.policy = RetryPolicy(
+            max_attempts=config.max_attempts,
+            max_seconds=config.retry_max_seconds,
+            backoff=backoff,
+            sleep=sleep,
+        )
+        self._methods: dict[str, Callable[..., Any]] = {}
+
+    def _method(self, operation: str) -> Callable[..., Any]:
+        m = self._methods.get(operation)
+        if m is None:
+            snake = "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
+            m = getattr(self.client, snake)
+            self._methods[operation] = m
+        return m
+
+    def once(self, operation: str, table: str | None, key: bytes | str | None = None,
+             **params: Any) -> dict[str, Any]:
+        """One attempt, timed and classified (no retry). Raises a :class:`StorageError`."""
+        method = self._method(operation)
+        if table is not None and operation not in _NO_TABLE_NAME:
+            params.setdefault("TableName", table)
+        label_table = table or "-"
+        start = time.perf_counter()
+        try:
+            result: dict[str, Any] = method(**params)
+        except (bex.BotoCoreError, bex.ClientError) as exc:
+            err = classify(exc, operation=operation, table=table, key=key)
+            ERRORS.labels(operation, label_table, err.code or "Unknown").inc()
+            if isinstance(err, errors.ThrottledError):
+                THROTTLES.labels(operation, label_table).inc()
+            raise err from None
+        finally:
+            REQUEST_SECONDS.labels(operation, label_table).observe(time.perf_counter() - start)
+        return result
+
+    def call(self, operation: str, table: str | None, key: bytes | str | None = None,
+             **params: Any) -> dict[str, Any]:
+        """One call with retries: throttling, 5xx and timeouts are retried with capped
+        full-jitter backoff up to ``max_attempts`` / ``retry_max_seconds``; permanent errors
+        are raised at once."""
+        return self.policy.run(
+            lambda: self.once(operation, table, key, **params), operation=operation, table=table
+        )
+
+    def where(self) -> str:
+        return self.config.where

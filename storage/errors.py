@@ -1,0 +1,164 @@
+"""The one exception hierarchy of datafold-dynamo (storage, worker and producers alike).
+
+::
+
+    StorageError                      every error this project raises
+    ├── ConfigError                   a setting is missing or malformed (names the variable)
+    ├── RetryableError                worth trying again later; the retry layers do so
+    │   ├── ThrottledError            ProvisionedThroughputExceeded, Throttling, RequestLimit
+    │   ├── TransientError            5xx, InternalServerError, timeouts, dropped connections
+    │   └── BackendUnavailableError   Redis (broker, ledger, limiter) unreachable: fail loudly
+    └── PermanentError                trying again gives the same answer
+        ├── TableNotFoundError        the table does not exist (names table and endpoint/region)
+        ├── ValidationError           DynamoDB refused the request (ValidationException)
+        │   ├── ItemTooLargeError     item over 400 KB as DynamoDB counts it
+        │   ├── InvalidKeyError       empty key, sort key over 1024 bytes
+        │   └── InvalidNamespaceError namespace name that makes no valid table name
+        ├── ConditionFailedError      a conditional write's condition was false
+        ├── BatchIncompleteError      items still unwritten after the bounded rounds (carries them)
+        ├── AccessDeniedError         the credentials may not do this
+        ├── InputError                a bad input line or file (names line and reason)
+        └── JobNotFoundError          no such job in the ledger (or it expired)
+
+Every error carries its context — ``operation``, ``table``, ``key`` (shortened) and the DynamoDB
+error ``code`` — and its message names them, so a log line alone tells what failed where.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+KEY_PREVIEW = 48
+
+
+def short_key(key: bytes | str | None) -> str | None:
+    """A printable, bounded rendering of a key for messages (never the value)."""
+    if key is None:
+        return None
+    if isinstance(key, bytes):
+        try:
+            text = key.decode("utf-8")
+            shown = repr(text)
+        except UnicodeDecodeError:
+            shown = "0x" + key[: KEY_PREVIEW // 2].hex()
+            if len(key) > KEY_PREVIEW // 2:
+                shown += f"…({len(key)} bytes)"
+            return shown
+    else:
+        shown = repr(key)
+    if len(shown) > KEY_PREVIEW:
+        shown = shown[: KEY_PREVIEW - 1] + "…"
+    return shown
+
+
+class StorageError(Exception):
+    """Root of every error; ``str()`` is one line naming operation, table, key and code."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        table: str | None = None,
+        key: bytes | str | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.message = message
+        self.operation = operation
+        self.table = table
+        self.key = short_key(key)
+        self.code = code
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = []
+        if self.operation:
+            parts.append(self.operation)
+        if self.table:
+            parts.append(f"table '{self.table}'")
+        if self.key is not None:
+            parts.append(f"key {self.key}")
+        where = " on ".join(parts[:2]) if parts else ""
+        if len(parts) > 2:
+            where += f", {parts[2]}"
+        code = f"[{self.code}] " if self.code else ""
+        return f"{where}: {code}{self.message}" if where else f"{code}{self.message}"
+
+
+class ConfigError(StorageError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class RetryableError(StorageError):
+    """A failure that may pass: retry with backoff."""
+
+
+class ThrottledError(RetryableError):
+    """DynamoDB refused for capacity reasons; slow down (the rate limiter cuts its rate)."""
+
+
+class TransientError(RetryableError):
+    """5xx, timeouts and dropped connections."""
+
+
+class BackendUnavailableError(RetryableError):
+    """Redis (broker, ledger or rate limiter) cannot be reached; the pipeline never fails open."""
+
+
+class PermanentError(StorageError):
+    """Trying again gives the same answer; fix the request or the environment."""
+
+
+class TableNotFoundError(PermanentError):
+    """The table does not exist where the config points."""
+
+
+class ValidationError(PermanentError):
+    """DynamoDB (or our pre-flight checks) refused the request as invalid."""
+
+
+class ItemTooLargeError(ValidationError):
+    """The item is over DynamoDB's 400 KB as DynamoDB counts it (names + values)."""
+
+
+class InvalidKeyError(ValidationError):
+    """The key is empty or too long for DynamoDB."""
+
+
+class InvalidNamespaceError(ValidationError):
+    """The namespace name does not make a valid table name."""
+
+
+class ConditionFailedError(PermanentError):
+    """A conditional write's condition was false (exists already, version moved, newer write)."""
+
+
+class AccessDeniedError(PermanentError):
+    """The credentials in use may not perform this action."""
+
+
+class InputError(PermanentError):
+    """A bad input line or file; ``line`` is the 1-based line number when known."""
+
+    def __init__(self, message: str, *, line: int | None = None, **context: Any) -> None:
+        self.line = line
+        if line is not None:
+            message = f"line {line}: {message}"
+        super().__init__(message, **context)
+
+
+class JobNotFoundError(PermanentError):
+    """No job with this id in the ledger (never existed, or its results expired)."""
+
+
+class BatchIncompleteError(PermanentError):
+    """Some items of a batch were still unwritten after the bounded retry rounds.
+
+    ``items`` holds exactly what is left (put items as ``(key, value)``, deletes as ``key``) so a
+    caller can requeue or dead-letter them: nothing is ever dropped silently.
+    """
+
+    def __init__(self, message: str, *, items: Sequence[Any], **context: Any) -> None:
+        self.items = list(items)
+        super().__init__(f"{message} ({len(self.items)} items left)", **context)

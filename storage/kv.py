@@ -1,0 +1,206 @@
+"""``KvStore`` on one DynamoDB namespace table: binary keys and values, one user's partition.
+
+Item layout: ``PK`` (S) = user id, ``SK`` (B) = key bytes, ``Value`` (B) = value bytes — lossless
+for any bytes (upstream's UTF-8 decode corrupted binary keys). Every read and write names the
+store's user id as partition key, so one user can never see or touch another's items, whatever
+key or prefix is asked for.
+
+Ordered single writes (the write pipeline's ``put``/``delete`` with a producer sequence ``seq``)
+carry ``Seq`` (N) and are conditional: an older write never overwrites a newer one. A sequenced
+delete leaves a *tombstone* (``Tomb``, no ``Value``, expiring via TTL attribute ``ExpiresAt``) so a
+late, older put cannot resurrect the key; every read treats a tombstone as absent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from storage import errors
+from storage.batch import BatchResult, BatchWriter, Rejected, WriteOp
+from storage.client import Dynamo
+from storage.limits import check_item, check_key
+
+TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
+_NEWER = "attribute_not_exists(#seq) OR #seq < :seq"
+
+
+class KvStore(Protocol):
+    """The interface both the DynamoDB and the in-memory stores implement."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def put(self, key: bytes, value: bytes, *, seq: int | None = None) -> None: ...
+    def delete(self, key: bytes, *, seq: int | None = None) -> bool: ...
+    def exists(self, key: bytes) -> bool: ...
+    def scan_prefix(self, prefix: bytes, *, limit: int | None = None
+                    ) -> Iterator[tuple[bytes, bytes]]: ...
+    def scan_keys(self, prefix: bytes = b"") -> Iterator[bytes]: ...
+    def batch_put(self, items: Iterable[tuple[bytes, bytes]], *,
+                  raise_on_incomplete: bool = True) -> BatchResult: ...
+    def batch_delete(self, keys: Iterable[bytes], *,
+                     raise_on_incomplete: bool = True) -> BatchResult: ...
+    def flush(self) -> None: ...
+
+
+class DynamoKvStore:
+    """One namespace table seen through one user's partition. Thread-safe; cheap to create."""
+
+    def __init__(self, dynamo: Dynamo, table: str, user_id: str, writer: BatchWriter,
+                 *, consistent_reads: bool = True, clock: Callable[[], float] = time.time):
+        self.dynamo = dynamo
+        self.table = table
+        self.user_id = user_id
+        self.writer = writer
+        self.consistent_reads = consistent_reads
+        self.clock = clock
+
+    # -- keys and items -------------------------------------------------------------------
+    def _key(self, key: bytes) -> dict[str, Any]:
+        return {"PK": {"S": self.user_id}, "SK": {"B": bytes(key)}}
+
+    def put_op(self, key: bytes, value: bytes) -> WriteOp:
+        """A validated put request; raises InvalidKeyError / ItemTooLargeError."""
+        check_key(key, table=self.table, operation="PutItem")
+        if not isinstance(value, (bytes, bytearray)):
+            raise errors.ValidationError(f"values are bytes, got {type(value).__name__}",
+                                         operation="PutItem", table=self.table, key=key)
+        item = {**self._key(key), "Value": {"B": bytes(value)}}
+        size = check_item(item, key=key, table=self.table, operation="PutItem")
+        return WriteOp(bytes(key), bytes(value), {"PutRequest": {"Item": item}}, size)
+
+    def delete_op(self, key: bytes) -> WriteOp:
+        check_key(key, table=self.table, operation="DeleteItem")
+        k = self._key(key)
+        return WriteOp(bytes(key), None, {"DeleteRequest": {"Key": k}}, 0)
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, key: bytes) -> bytes | None:
+        """The value of ``key`` or None. One GetItem (strongly consistent by default: 1 RCU
+        per 4 KB; eventually consistent halves it). Retries throttling/5xx/timeouts."""
+        check_key(key, table=self.table, operation="GetItem")
+        resp = self.dynamo.call("GetItem", self.table, key, Key=self._key(key),
+                                ProjectionExpression="#v", ExpressionAttributeNames={"#v": "Value"},
+                                ConsistentRead=self.consistent_reads)
+        value = resp.get("Item", {}).get("Value")
+        return bytes(value["B"]) if value else None
+
+    def exists(self, key: bytes) -> bool:
+        """Whether ``key`` holds a value. One GetItem projecting only key and tombstone marker,
+        so the value is never transferred."""
+        check_key(key, table=self.table, operation="GetItem")
+        resp = self.dynamo.call("GetItem", self.table, key, Key=self._key(key),
+                                ProjectionExpression="SK, Tomb",
+                                ConsistentRead=self.consistent_reads)
+        item = resp.get("Item")
+        return bool(item) and "Tomb" not in item
+
+    def _query(self, prefix: bytes, **extra: Any) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": self.user_id}},
+            "ConsistentRead": self.consistent_reads,
+            **extra,
+        }
+        if prefix:
+            params["KeyConditionExpression"] += " AND begins_with(SK, :p)"
+            params["ExpressionAttributeValues"][":p"] = {"B": bytes(prefix)}
+        while True:
+            page = self.dynamo.call("Query", self.table, prefix or None, **params)
+            yield from page.get("Items", [])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
+            params["ExclusiveStartKey"] = start
+
+    def scan_prefix(self, prefix: bytes, *, limit: int | None = None
+                    ) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) whose key starts with ``prefix``, sorted by key bytes.
+
+        A paginated Query on this user's partition (never a Scan), fetched lazily page by page
+        (1 MB per page); tombstones are filtered out server-side."""
+        count = 0
+        for item in self._query(prefix, FilterExpression="attribute_exists(#v)",
+                                ExpressionAttributeNames={"#v": "Value"}):
+            if "Value" not in item:
+                continue
+            yield bytes(item["SK"]["B"]), bytes(item["Value"]["B"])
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+    def scan_keys(self, prefix: bytes = b"") -> Iterator[bytes]:
+        """Every key of this user under ``prefix`` (tombstones included), keys only: a
+        paginated Query projecting SK, for deletes that must leave nothing behind."""
+        for item in self._query(prefix, ProjectionExpression="SK"):
+            yield bytes(item["SK"]["B"])
+
+    # -- single writes --------------------------------------------------------------------
+    def put(self, key: bytes, value: bytes, *, seq: int | None = None) -> None:
+        """Store ``value`` under ``key``: one PutItem, ceil(size/1 KB) WCU.
+
+        With ``seq`` the write is conditional on no newer write of the key having landed;
+        otherwise :class:`ConditionFailedError` (the write is superseded)."""
+        op = self.put_op(key, value)
+        params: dict[str, Any] = {"Item": op.request["PutRequest"]["Item"]}
+        if seq is not None:
+            params["Item"] = {**params["Item"], "Seq": {"N": str(seq)}}
+            params.update(ConditionExpression=_NEWER, ExpressionAttributeNames={"#seq": "Seq"},
+                          ExpressionAttributeValues={":seq": {"N": str(seq)}})
+        self.dynamo.call("PutItem", self.table, key, **params)
+
+    def delete(self, key: bytes, *, seq: int | None = None) -> bool:
+        """Remove ``key``; return whether it held a value. One DeleteItem (or, with ``seq``, a
+        conditional PutItem of a tombstone); :class:`ConditionFailedError` if superseded."""
+        check_key(key, table=self.table, operation="DeleteItem")
+        if seq is None:
+            resp = self.dynamo.call("DeleteItem", self.table, key, Key=self._key(key),
+                                    ReturnValues="ALL_OLD")
+        else:
+            tomb = {**self._key(key), "Seq": {"N": str(seq)}, "Tomb": {"BOOL": True},
+                    "ExpiresAt": {"N": str(int(self.clock()) + TOMBSTONE_TTL_SECONDS)}}
+            resp = self.dynamo.call(
+                "PutItem", self.table, key, Item=tomb, ReturnValues="ALL_OLD",
+                ConditionExpression=_NEWER, ExpressionAttributeNames={"#seq": "Seq"},
+                ExpressionAttributeValues={":seq": {"N": str(seq)}})
+        return "Value" in (resp.get("Attributes") or {})
+
+    # -- batches --------------------------------------------------------------------------
+    def _batch(self, ops: Iterable[WriteOp | Rejected], raise_on_incomplete: bool
+               ) -> BatchResult:
+        valid: list[WriteOp] = []
+        bad: list[Rejected] = []
+        for op in ops:
+            (bad if isinstance(op, Rejected) else valid).append(op)  # type: ignore[arg-type]
+        result = self.writer.write(self.table, valid)
+        result.rejected[:0] = bad
+        if raise_on_incomplete:
+            result.raise_if_incomplete(self.table)
+        return result
+
+    def batch_put(self, items: Iterable[tuple[bytes, bytes]], *,
+                  raise_on_incomplete: bool = True) -> BatchResult:
+        """Write many items: 25 per BatchWriteItem, last value per key wins, unprocessed items
+        retried for bounded rounds, poison items isolated. Raises BatchIncompleteError (with the
+        items left) unless ``raise_on_incomplete`` is False, when they are in the result."""
+        def ops() -> Iterator[WriteOp | Rejected]:
+            for key, value in items:
+                try:
+                    yield self.put_op(key, value)
+                except errors.StorageError as exc:
+                    yield Rejected(WriteOp(key, value, {}, 0), exc)
+        return self._batch(ops(), raise_on_incomplete)
+
+    def batch_delete(self, keys: Iterable[bytes], *,
+                     raise_on_incomplete: bool = True) -> BatchResult:
+        """Delete many keys, 25 per BatchWriteItem; same guarantees as :meth:`batch_put`."""
+        def ops() -> Iterator[WriteOp | Rejected]:
+            for key in keys:
+                try:
+                    yield self.delete_op(key)
+                except errors.StorageError as exc:
+                    yield Rejected(WriteOp(key, None, {"DeleteRequest": {}}, 0), exc)
+        return self._batch(ops(), raise_on_incomplete)
+
+    def flush(self) -> None:
+        """Nothing to do: every write has reached DynamoDB when its call returns."""

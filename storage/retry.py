@@ -1,0 +1,140 @@
+"""Layer 1 of the retry layers: one DynamoDB call, classified by error code and retried.
+
+"Should we retry?" is :func:`classify` (error code → branch of the error tree; never a search in
+message text). "How long do we wait?" is :class:`FullJitter` (capped full-jitter exponential
+backoff). :class:`RetryPolicy` composes them with tenacity, bounded both in attempts and in total
+time, and counts every retry in ``datafold_dynamodb_retries_total``. botocore's own retries are
+switched off in :mod:`storage.client` so the two layers never multiply.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import botocore.exceptions as bex
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import stop_after_delay
+
+from storage import errors
+from storage.metrics import RETRIES
+
+T = TypeVar("T")
+
+THROTTLE_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
+TRANSIENT_CODES = frozenset(
+    {"InternalServerError", "ServiceUnavailable", "InternalFailure", "ServiceUnavailableException"}
+)
+NOT_FOUND_CODES = frozenset({"ResourceNotFoundException"})
+CONDITION_CODES = frozenset({"ConditionalCheckFailedException"})
+VALIDATION_CODES = frozenset({"ValidationException", "SerializationException"})
+ACCESS_CODES = frozenset(
+    {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"}
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The DynamoDB error code of a botocore exception, or a stable name for network errors."""
+    if isinstance(exc, bex.ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "Unknown")
+    if isinstance(exc, (bex.ReadTimeoutError, bex.ConnectTimeoutError)):
+        return "Timeout"
+    if isinstance(exc, bex.NoCredentialsError):
+        return "NoCredentials"
+    if isinstance(exc, (bex.ConnectionError, bex.HTTPClientError)):
+        return "ConnectionError"
+    return type(exc).__name__
+
+
+def classify(
+    exc: BaseException, *, operation: str, table: str | None, key: bytes | str | None = None
+) -> errors.StorageError:
+    """Translate a botocore exception into the project's error tree, with full context."""
+    if isinstance(exc, errors.StorageError):
+        return exc
+    code = error_code(exc)
+    ctx: dict[str, Any] = {"operation": operation, "table": table, "key": key, "code": code}
+    if isinstance(exc, bex.ClientError):
+        message = str(exc.response.get("Error", {}).get("Message") or code)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in THROTTLE_CODES:
+            return errors.ThrottledError(message, **ctx)
+        if code in TRANSIENT_CODES or status >= 500:
+            return errors.TransientError(message, **ctx)
+        if code in NOT_FOUND_CODES:
+            return errors.TableNotFoundError(message, **ctx)
+        if code in CONDITION_CODES:
+            return errors.ConditionFailedError("the condition of the write was false", **ctx)
+        if code in VALIDATION_CODES:
+            return errors.ValidationError(message, **ctx)
+        if code in ACCESS_CODES:
+            return errors.AccessDeniedError(message, **ctx)
+        return errors.PermanentError(message, **ctx)
+    if isinstance(exc, bex.ParamValidationError):
+        return errors.ValidationError(str(exc).replace("\n", " "), **ctx)
+    if code in ("Timeout", "ConnectionError"):
+        return errors.TransientError(type(exc).__name__, **ctx)
+    if code == "NoCredentials":
+        return errors.ConfigError("no AWS credentials found in the default chain", **ctx)
+    return errors.PermanentError(f"{type(exc).__name__}: {exc}", **ctx)
+
+
+class FullJitter:
+    """Capped full-jitter exponential backoff: uniform(0, min(cap, base * 2**n)) seconds.
+
+    Full jitter spreads competing clients apart, which is what resolving contention needs.
+    ``rng`` is injected so tests are deterministic.
+    """
+
+    def __init__(self, base: float = 0.05, cap: float = 5.0, rng: random.Random | None = None):
+        self.base = base
+        self.cap = cap
+        self.rng = rng or random.Random()
+
+    def delay(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based)."""
+        return self.rng.uniform(0.0, min(self.cap, self.base * (2 ** (attempt - 1))))
+
+    def __call__(self, state: RetryCallState) -> float:
+        return self.delay(state.attempt_number)
+
+
+class RetryPolicy:
+    """Run one call, retrying :class:`~storage.errors.RetryableError` only.
+
+    Bounded by ``max_attempts`` tries and ``max_seconds`` of total time, whichever comes first;
+    permanent errors are raised at once. Each retry increments
+    ``datafold_dynamodb_retries_total{operation,table,code}``.
+    """
+
+    def __init__(
+        self,
+        max_attempts: int = 8,
+        max_seconds: float = 30.0,
+        backoff: FullJitter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.max_seconds = max_seconds
+        self.backoff = backoff or FullJitter()
+        self.sleep = sleep
+
+    def run(self, fn: Callable[[], T], *, operation: str, table: str | None) -> T:
+        def count_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            code = getattr(exc, "code", None) or "Unknown"
+            RETRIES.labels(operation, table or "-", code).inc()
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(errors.RetryableError),
+            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_seconds),
+            wait=self.backoff,
+            sleep=self.sleep,
+            before_sleep=count_retry,
+            reraise=True,
+        )
+        return retrying(fn)

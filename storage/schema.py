@@ -1,0 +1,199 @@
+"""``SchemaStore`` on DynamoDB: one table, one partition per user, one item per schema.
+
+Item layout: ``PK`` (S) = user id, ``SK`` (S) = schema name, ``SchemaJson`` (S),
+``MutationMappers`` (S, JSON map), ``CreatedAt`` / ``UpdatedAt`` (N, unix seconds), ``Version``
+(N, 1 on creation, +1 per put). A GSI ``ByUpdatedAt`` (PK, UpdatedAt) makes
+``list_schema_names(updated_since=...)`` a Query. Nothing here ever Scans.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage import errors
+from storage.batch import BatchWriter, WriteOp
+from storage.client import Dynamo
+from storage.limits import MAX_SORT_KEY_BYTES, check_item, check_partition
+from storage.settings import DynamoConfig
+from storage.tables import ensure_table, require_table
+
+UPDATED_INDEX = "ByUpdatedAt"
+SCHEMA_TABLE_SPEC: dict[str, Any] = {
+    "AttributeDefinitions": [{"AttributeName": "PK", "AttributeType": "S"},
+                             {"AttributeName": "SK", "AttributeType": "S"},
+                             {"AttributeName": "UpdatedAt", "AttributeType": "N"}],
+    "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"},
+                  {"AttributeName": "SK", "KeyType": "RANGE"}],
+    "GlobalSecondaryIndexes": [{
+        "IndexName": UPDATED_INDEX,
+        "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"},
+                      {"AttributeName": "UpdatedAt", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }],
+}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A schema: ``name`` and a JSON-serialisable ``body``. What the store returns also carries
+    ``mutation_mappers``, ``created_at``/``updated_at`` (unix seconds) and ``version``."""
+
+    name: str
+    body: dict[str, Any]
+    mutation_mappers: dict[str, Any] = field(default_factory=dict)
+    created_at: int | None = None
+    updated_at: int | None = None
+    version: int | None = None
+
+
+def create_schema_table(config: DynamoConfig, dynamo: Dynamo | None = None) -> bool:
+    """Create the schema table (with the UpdatedAt GSI) if missing; wait for ACTIVE.
+    True if this call created it."""
+    d = dynamo or Dynamo(config)
+    return ensure_table(d, config.schema_table, SCHEMA_TABLE_SPEC)
+
+
+def _from_item(item: dict[str, Any]) -> Schema:
+    return Schema(
+        name=item["SK"]["S"],
+        body=json.loads(item["SchemaJson"]["S"]),
+        mutation_mappers=json.loads(item.get("MutationMappers", {}).get("S", "{}")),
+        created_at=int(item["CreatedAt"]["N"]),
+        updated_at=int(item["UpdatedAt"]["N"]),
+        version=int(item["Version"]["N"]),
+    )
+
+
+class DynamoSchemaStore:
+    """Schemas of one user (``user_id``, else the config's) in the schema table.
+
+    Construction checks the table exists (one DescribeTable) and raises
+    :class:`TableNotFoundError` naming table and endpoint/region otherwise."""
+
+    def __init__(self, config: DynamoConfig, user_id: str | None = None, *,
+                 dynamo: Dynamo | None = None, writer: BatchWriter | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.table = config.schema_table
+        self.user_id = user_id if user_id is not None else config.user_id
+        check_partition(self.user_id, table=self.table, operation="OpenSchemaStore")
+        self.dynamo = dynamo or Dynamo(config)
+        self.writer = writer or BatchWriter(self.dynamo, rounds=config.batch_rounds, threads=4)
+        self.clock = clock
+        require_table(self.dynamo, self.table)
+
+    def for_user(self, user_id: str) -> DynamoSchemaStore:
+        """The same store (same client) seen as another user; no extra DescribeTable."""
+        other = object.__new__(DynamoSchemaStore)
+        other.__dict__.update(self.__dict__)
+        check_partition(user_id, table=self.table, operation="OpenSchemaStore")
+        other.user_id = user_id
+        return other
+
+    def _key(self, name: str) -> dict[str, Any]:
+        if not name or len(name.encode("utf-8")) > MAX_SORT_KEY_BYTES:
+            raise errors.InvalidKeyError("schema name must be 1 to 1024 bytes",
+                                         operation="PutItem", table=self.table, key=name)
+        return {"PK": {"S": self.user_id}, "SK": {"S": name}}
+
+    def get_schema(self, name: str) -> Schema | None:
+        """One strongly consistent GetItem; None if absent."""
+        resp = self.dynamo.call("GetItem", self.table, name, Key=self._key(name),
+                                ConsistentRead=True)
+        item = resp.get("Item")
+        return _from_item(item) if item else None
+
+    def schema_exists(self, name: str) -> bool:
+        """One GetItem projecting the key only."""
+        resp = self.dynamo.call("GetItem", self.table, name, Key=self._key(name),
+                                ProjectionExpression="SK", ConsistentRead=True)
+        return "Item" in resp
+
+    def put_schema(self, schema: Schema, mutation_mappers: dict[str, Any] | None = None, *,
+                   if_not_exists: bool = False, expected_version: int | None = None) -> Schema:
+        """Create or replace a schema in one UpdateItem: ``CreatedAt`` is set only the first time
+        (``if_not_exists``), ``UpdatedAt`` every time, ``Version`` incremented.
+
+        ``if_not_exists`` refuses to overwrite; ``expected_version`` refuses unless the stored
+        version matches (optimistic locking). Either raises :class:`ConditionFailedError`.
+        Item limit 400 KB (:class:`ItemTooLargeError` before any call). Returns the stored
+        schema."""
+        key = self._key(schema.name)
+        mappers = mutation_mappers if mutation_mappers is not None else schema.mutation_mappers
+        now = int(self.clock())
+        values: dict[str, Any] = {
+            ":j": {"S": json.dumps(schema.body, separators=(",", ":"), ensure_ascii=False)},
+            ":m": {"S": json.dumps(mappers or {}, separators=(",", ":"), ensure_ascii=False)},
+            ":now": {"N": str(now)}, ":zero": {"N": "0"}, ":one": {"N": "1"},
+        }
+        check_item({**key, "SchemaJson": values[":j"], "MutationMappers": values[":m"],
+                    "CreatedAt": values[":now"], "UpdatedAt": values[":now"],
+                    "Version": values[":now"]}, key=schema.name, table=self.table,
+                   operation="UpdateItem")
+        params: dict[str, Any] = {}
+        if if_not_exists:
+            params["ConditionExpression"] = "attribute_not_exists(PK)"
+        elif expected_version is not None:
+            params["ConditionExpression"] = "Version = :ev"
+            values[":ev"] = {"N": str(expected_version)}
+        resp = self.dynamo.call(
+            "UpdateItem", self.table, schema.name, Key=key, ReturnValues="ALL_NEW",
+            UpdateExpression="SET SchemaJson = :j, MutationMappers = :m, UpdatedAt = :now, "
+                             "CreatedAt = if_not_exists(CreatedAt, :now), "
+                             "Version = if_not_exists(Version, :zero) + :one",
+            ExpressionAttributeValues=values, **params)
+        return _from_item(resp["Attributes"])
+
+    def delete_schema(self, name: str) -> bool:
+        """One DeleteItem; whether the schema existed."""
+        resp = self.dynamo.call("DeleteItem", self.table, name, Key=self._key(name),
+                                ReturnValues="ALL_OLD")
+        return bool(resp.get("Attributes"))
+
+    def _query(self, **extra: Any) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": self.user_id}}, **extra}
+        while True:
+            page = self.dynamo.call("Query", self.table, **params)
+            yield from page.get("Items", [])
+            if not page.get("LastEvaluatedKey"):
+                return
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def list_schema_names(self, updated_since: int | float | None = None) -> list[str]:
+        """Names of this user's schemas, sorted. A paginated key-only Query on the user's
+        partition; with ``updated_since`` (unix seconds) a Query on the UpdatedAt index."""
+        if updated_since is None:
+            return [i["SK"]["S"] for i in self._query(ProjectionExpression="SK",
+                                                       ConsistentRead=True)]
+        items = self._query(IndexName=UPDATED_INDEX,
+                            KeyConditionExpression="PK = :pk AND UpdatedAt >= :t",
+                            ExpressionAttributeValues={":pk": {"S": self.user_id},
+                                                       ":t": {"N": str(int(updated_since))}})
+        return sorted(i["SK"]["S"] for i in items)
+
+    def iter_schemas(self) -> Iterator[Schema]:
+        """Every schema of this user, lazily, page by page (a paginated Query)."""
+        for item in self._query(ConsistentRead=True):
+            yield _from_item(item)
+
+    def get_all_schemas(self) -> list[Schema]:
+        return list(self.iter_schemas())
+
+    def delete_ops(self) -> Iterator[WriteOp]:
+        """Delete requests for every schema of this user (key-only paginated Query)."""
+        for item in self._query(ProjectionExpression="PK, SK", ConsistentRead=True):
+            yield WriteOp(item["SK"]["S"], None, {"DeleteRequest": {"Key": item}}, 0)
+
+    def clear_all_schemas(self) -> int:
+        """Delete every schema of this user; return how many. A key-only paginated Query, then
+        BatchWriteItem deletes 25 at a time in parallel (not one DeleteItem per schema).
+        Raises :class:`BatchIncompleteError` with the names left if some could not be deleted."""
+        result = self.writer.write(self.table, self.delete_ops())
+        result.raise_if_incomplete(self.table)
+        return result.deleted
