@@ -1,0 +1,27 @@
+"""A fault-injecting DynamoDB HTTP proxy for tests and benchmarks (standard library only).
+
+    from tests.faults import FaultConfig, FaultProxy
+
+    with FaultProxy("http://127.0.0.1:8000", config=FaultConfig(throttle_rate=0.1)) as proxy:
+        client = boto3.client("dynamodb", endpoint_url=proxy.endpoint_url, ...)
+        proxy.configure(partial_batch_rate={"BatchWriteItem": 0.3}, capacity_wcu=100)
+        print(proxy.stats().op("PutItem", "throttling"))
+
+Command line: ``python -m tests.faults --help``.
+"""
+
+from .capacity import item_size, write_units
+from .config import FaultConfig, FaultKind, Rate
+from .proxy import CONTROL_PATH, FaultProxy
+from .stats import StatsSnapshot
+
+__all__ = [
+    "CONTROL_PATH",
+    "FaultConfig",
+    "FaultKind",
+    "FaultProxy",
+    "Rate",
+    "StatsSnapshot",
+    "item_size",
+    "write_units",
+]

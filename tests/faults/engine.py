@@ -1,0 +1,225 @@
+"""Per-request decisions of the fault proxy, free of any socket code (the proxy does the I/O).
+
+For each DynamoDB call `FaultEngine.plan` sleeps the injected latency, draws one uniform
+number to pick at most one fault kind, and applies the capacity model to writes. The result is a
+`Plan`: answer with a ready response, reset the connection, or forward a (possibly rewritten)
+body and pass the upstream's answer through `FaultEngine.finish`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .capacity import CapacityModel, request_units
+from .config import BATCH_WRITE, FAULT_ORDER, FaultConfig, FaultKind
+from .protocol import (
+    ERRORS,
+    WRITE_OPERATIONS,
+    Response,
+    WriteRequest,
+    batch_requests,
+    error_response,
+    group,
+    json_response,
+    merge_unprocessed,
+    request_kind,
+    unprocessed_count,
+    with_body,
+)
+from .stats import Stats
+
+
+@dataclass
+class Plan:
+    """What to do with one request: `response` (answer now), `reset`, or forward `body`.
+
+    `reset_after_forward`: drop the connection instead of sending the (forwarded or planned)
+    response, so the client never learns whether the write happened.
+    """
+
+    operation: str
+    body: bytes
+    fault: FaultKind | None = None
+    response: Response | None = None
+    reset: bool = False
+    reset_after_forward: bool = False
+    kept_back: list[WriteRequest] = field(default_factory=list)
+
+
+class FaultEngine:
+    """Config, randomness, clock, capacity buckets and counters shared by all connections."""
+
+    def __init__(
+        self,
+        config: FaultConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._config = config
+        self._rng = rng if rng is not None else random.Random()
+        self._rng_lock = threading.Lock()
+        self._sleep = sleep
+        self.stats = Stats(clock)
+        self.capacity = CapacityModel(config, clock)
+
+    @property
+    def config(self) -> FaultConfig:
+        """The configuration in force (immutable; replaced as a whole)."""
+        return self._config
+
+    def set_config(self, config: FaultConfig) -> None:
+        """Swap the configuration; capacity buckets keep their levels."""
+        self._config = config
+        self.capacity.configure(config)
+
+    def plan(self, operation: str, body: bytes) -> Plan:
+        """Decide the fate of one request (sleeps the injected latency first)."""
+        config = self._config
+        self.stats.count(operation, "requests")
+        self._add_latency(operation, config)
+        plan = Plan(operation, body)
+        if not operation:
+            return plan
+        plan.fault = self._draw(operation, config)
+        if plan.fault is not None and plan.fault is not FaultKind.PARTIAL_BATCH:
+            self.stats.count(operation, plan.fault.value)
+        if plan.fault in ERRORS:
+            plan.response = error_response(plan.fault)
+        elif plan.fault is FaultKind.RESET:
+            plan.reset = True
+        else:
+            plan.reset_after_forward = plan.fault is FaultKind.RESET_AFTER
+            if operation == BATCH_WRITE:
+                self._plan_batch(plan, config)
+            elif operation in WRITE_OPERATIONS:
+                self._plan_write(plan)
+        return plan
+
+    def finish(self, plan: Plan, response: Response) -> Response:
+        """The response to send for a forwarded request: merges kept-back batch writes."""
+        self.stats.count(plan.operation, "forwarded")
+        if plan.operation != BATCH_WRITE or response.status != 200:
+            return response
+        payload = _json_body(response)
+        if payload is None:
+            return response
+        self.stats.count(plan.operation, "items_unprocessed_upstream", unprocessed_count(payload))
+        if not plan.kept_back:
+            return response
+        return with_body(response, merge_unprocessed(payload, plan.kept_back))
+
+    def _add_latency(self, operation: str, config: FaultConfig) -> None:
+        delay_ms = config.latency_for(operation)
+        if config.latency_jitter_ms > 0 and config.latency_applies(operation):
+            with self._rng_lock:
+                delay_ms += self._rng.uniform(0.0, config.latency_jitter_ms)
+        if delay_ms > 0:
+            self.stats.count(operation, "latency_ms", round(delay_ms))
+            self._sleep(delay_ms / 1000.0)
+
+    def _draw(self, operation: str, config: FaultConfig) -> FaultKind | None:
+        with self._rng_lock:
+            u = self._rng.random()
+        cumulative = 0.0
+        for kind in FAULT_ORDER:
+            cumulative += config.rate(kind, operation)
+            if u < cumulative:
+                return kind
+        return None
+
+    def _plan_write(self, plan: Plan) -> None:
+        payload = _parse(plan.body)
+        table = payload.get("TableName") if payload else None
+        if payload is None or not isinstance(table, str) or not self.capacity.limited(table):
+            return
+        units = request_units(plan.operation, payload)
+        if self.capacity.admit([(table, units)])[0]:
+            self.stats.count_table(table, "wcu_admitted", units)
+            self.stats.count_table(table, "items_admitted")
+        else:
+            self._throttle(plan, {table})
+
+    def _throttle(self, plan: Plan, tables: set[str]) -> None:
+        self.stats.count(plan.operation, "capacity_throttled")
+        for table in tables:
+            self.stats.count_table(table, "requests_throttled")
+        plan.response = error_response(FaultKind.PROVISIONED, "simulated table capacity")
+
+    def _plan_batch(self, plan: Plan, config: FaultConfig) -> None:
+        payload = _parse(plan.body)
+        requests = batch_requests(payload) if payload else []
+        if payload is None or not requests:
+            return
+        self.stats.count(plan.operation, "items", len(requests))
+        kept: set[int] = set()
+        if plan.fault is FaultKind.PARTIAL_BATCH:
+            self.stats.count(plan.operation, FaultKind.PARTIAL_BATCH.value)
+            k = max(1, round(len(requests) * config.partial_batch_fraction))
+            with self._rng_lock:
+                kept = set(self._rng.sample(range(len(requests)), k))
+            self.stats.count(plan.operation, "items_kept_back", len(kept))
+        candidates = [i for i in range(len(requests)) if i not in kept]
+        units = {i: _units(requests[i][1]) for i in candidates}
+        flags = self.capacity.admit([(requests[i][0], units[i]) for i in candidates])
+        admitted = [i for i, ok in zip(candidates, flags, strict=True) if ok]
+        refused = [i for i, ok in zip(candidates, flags, strict=True) if not ok]
+        if refused and not admitted:
+            self._throttle(plan, {requests[i][0] for i in refused})
+            return
+        for i in admitted:
+            if self.capacity.limited(requests[i][0]):
+                self.stats.count_table(requests[i][0], "wcu_admitted", units[i])
+                self.stats.count_table(requests[i][0], "items_admitted")
+        for i in refused:
+            self.stats.count_table(requests[i][0], "items_unprocessed")
+            self.stats.count_table(requests[i][0], "wcu_unprocessed", units[i])
+        self.stats.count(plan.operation, "items_unprocessed_capacity", len(refused))
+        plan.kept_back = [requests[i] for i in sorted(kept | set(refused))]
+        if not admitted:
+            plan.response = _all_unprocessed(payload, plan.kept_back)
+            return
+        self.stats.count(plan.operation, "items_forwarded", len(admitted))
+        if plan.kept_back:
+            payload["RequestItems"] = group([requests[i] for i in admitted])
+            plan.body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def _units(request: dict[str, Any]) -> int:
+    kind, inner = request_kind(request)
+    return request_units(kind, inner)
+
+
+def _all_unprocessed(payload: dict[str, Any], kept_back: list[WriteRequest]) -> Response:
+    """A 200 BatchWriteItem answer that wrote nothing, as DynamoDB would shape it."""
+    body: dict[str, Any] = {"UnprocessedItems": group(kept_back)}
+    if payload.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES"):
+        tables = sorted({table for table, _ in kept_back})
+        body["ConsumedCapacity"] = [{"TableName": t, "CapacityUnits": 0.0} for t in tables]
+    if payload.get("ReturnItemCollectionMetrics") == "SIZE":
+        body["ItemCollectionMetrics"] = {}
+    return json_response(200, body)
+
+
+def _parse(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _json_body(response: Response) -> dict[str, Any] | None:
+    body = response.body
+    encoding = next((v for k, v in response.headers if k.lower() == "content-encoding"), "")
+    if encoding.lower() == "gzip":
+        body = gzip.decompress(body)
+    return _parse(body)
