@@ -1,0 +1,262 @@
+"""``Producer``: what applications and operators call to enqueue work and read directly.
+
+Every write goes through the queue and returns a :class:`Job`; reads (``get``, ``scan``) are
+direct calls on the storage layer. Tenant isolation: every method takes ``user_id`` (default:
+``DATAFOLD_DYNAMODB_USER_ID``), and every message carries it to the worker, which only ever
+touches that user's partition.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
+
+import redis
+from celery import Celery
+
+from producers.inputs import BadLine, Record, Trailer, open_input, read_records
+from producers.job import Job
+from producers.segmenter import DEFAULT_PARTITIONS, Segmenter
+from storage import errors
+from storage.limits import namespace_table
+from storage.namespaced import DynamoNamespacedStore
+from storage.settings import DynamoConfig, PipelineConfig
+from worker import keys
+from worker.enqueue import CeleryEnqueuer
+from worker.ledger import Ledger, new_job_id
+from worker.messages import Plan, SingleWrite
+from worker.segments import Enqueuer
+
+MAX_STRICT_REPORT = 5
+
+
+class Producer:
+    def __init__(self, dynamo: DynamoConfig, pipeline: PipelineConfig, *,
+                 redis_client: redis.Redis | None = None, enqueue: Enqueuer | None = None,
+                 app: Celery | None = None, partitions: int = DEFAULT_PARTITIONS) -> None:
+        self.dynamo_config = dynamo
+        self.config = pipeline
+        self.redis = redis_client or redis.Redis.from_url(pipeline.redis_url,
+                                                          socket_connect_timeout=5,
+                                                          socket_timeout=10)
+        self.ledger = Ledger(self.redis, ttl=pipeline.result_ttl)
+        if enqueue is None:
+            if app is None:
+                from worker.app import app as worker_app
+                app = worker_app
+            enqueue = CeleryEnqueuer(app)
+        self.enqueue = enqueue
+        self.partitions = partitions
+        self._store: DynamoNamespacedStore | None = None
+
+    @classmethod
+    def from_env(cls) -> Producer:
+        return cls(DynamoConfig.from_env(), PipelineConfig.from_env())
+
+    def _user(self, user_id: str | None) -> str:
+        return user_id if user_id is not None else self.dynamo_config.user_id
+
+    def _ns(self, namespace: str) -> str:
+        namespace_table(self.dynamo_config.table_prefix, namespace)  # InvalidNamespaceError
+        return namespace
+
+    def job(self, job_id: str) -> Job:
+        """A handle on an existing job (JobNotFoundError if unknown or expired)."""
+        j = Job(job_id, self.ledger)
+        j.status()
+        return j
+
+    # -- bulk -----------------------------------------------------------------------------
+    def _bulk(self, kind: str, namespace: str, user: str,
+              pairs: Iterable[tuple[bytes, bytes | None]], **extra: str) -> Job:
+        job_id = new_job_id()
+        self.ledger.create(job_id, kind=kind, namespace=namespace, user_id=user, **extra)
+        seg = Segmenter(job=job_id, ns=namespace, user=user, ledger=self.ledger,
+                        enqueue=self.enqueue, segment_size=self.config.segment_size,
+                        partitions=self.partitions)
+        for key, value in pairs:
+            seg.add(key, value)
+        seg.close()
+        self.ledger.seal(job_id)
+        return Job(job_id, self.ledger)
+
+    def load(self, namespace: str, items: Iterable[tuple[bytes, bytes]],
+             user_id: str | None = None) -> Job:
+        """Enqueue a bulk load of ``(key, value)`` byte pairs (streamed; last pair per key
+        wins). Items DynamoDB would refuse are dead-lettered by the worker with the reason."""
+        return self._bulk("load", self._ns(namespace), self._user(user_id),
+                          ((k, v) for k, v in items))
+
+    def delete_keys(self, namespace: str, keys: Iterable[bytes],
+                    user_id: str | None = None) -> Job:
+        """Enqueue deletes of ``keys`` (streamed)."""
+        return self._bulk("delete", self._ns(namespace), self._user(user_id),
+                          ((k, None) for k in keys))
+
+    def load_file(self, path_or_dash: str | os.PathLike[str], namespace: str | None = None,
+                  user_id: str | None = None, format: str = "jsonl",
+                  key_column: str | None = None, *, strict: bool = False) -> Job:
+        """Enqueue the records of a JSONL or CSV file (``-`` = stdin), streamed: memory stays
+        flat for any size. Bad lines are rejected with line number and reason and counted in
+        the job; with ``strict`` any bad line refuses the whole file (InputError) before
+        anything is enqueued. ``namespace`` is required unless the lines carry their own."""
+        user = self._user(user_id)
+        if namespace is not None:
+            self._ns(namespace)
+        with self._opened(path_or_dash, strict) as stream:
+            if strict:
+                self._check_strict(stream, format, key_column)
+            return self._load_stream(stream, namespace, user, format, key_column)
+
+    class _opened:
+        """Open the input; for ``strict`` reads of stdin, spool it to a temp file first so it
+        can be read twice (checked, then enqueued) with flat memory."""
+
+        def __init__(self, path: str | os.PathLike[str], strict: bool) -> None:
+            self.path, self.strict = path, strict
+            self.stream: BinaryIO | None = None
+            self.tmp: Any = None
+
+        def __enter__(self) -> BinaryIO:
+            src = open_input(self.path)
+            if self.strict and str(self.path) == "-":
+                self.tmp = tempfile.TemporaryFile()
+                shutil.copyfileobj(src, self.tmp, 1024 * 1024)
+                self.tmp.seek(0)
+                self.stream = self.tmp
+            else:
+                self.stream = src
+            return self.stream
+
+        def __exit__(self, *exc: object) -> None:
+            if self.stream is not None and str(self.path) != "-" or self.tmp is not None:
+                assert self.stream is not None
+                self.stream.close()
+
+    @staticmethod
+    def _check_strict(stream: BinaryIO, format: str, key_column: str | None) -> None:
+        bad = [r for r in read_records(stream, format, key_column) if isinstance(r, BadLine)]
+        if bad:
+            shown = "; ".join(f"line {b.line}: {b.reason}" for b in bad[:MAX_STRICT_REPORT])
+            more = f" (and {len(bad) - MAX_STRICT_REPORT} more)" if len(bad) > MAX_STRICT_REPORT else ""
+            raise errors.InputError(f"{len(bad)} bad lines, nothing enqueued: {shown}{more}",
+                                    operation="Load")
+        stream.seek(0)
+
+    def _load_stream(self, stream: BinaryIO, namespace: str | None, user: str, format: str,
+                     key_column: str | None) -> Job:
+        job_id = new_job_id()
+        self.ledger.create(job_id, kind="load", namespace=namespace or "", user_id=user)
+        segs: dict[str, Segmenter] = {}
+        rejected: list[tuple[int, str]] = []
+        n_rejected = 0
+        try:
+            for rec in read_records(stream, format, key_column):
+                if isinstance(rec, BadLine):
+                    n_rejected += 1
+                    rejected.append((rec.line, rec.reason))
+                    if len(rejected) >= 100:
+                        self.ledger.reject_lines(job_id, rejected)
+                        rejected = []
+                    continue
+                if isinstance(rec, Trailer) or not isinstance(rec, Record):
+                    continue
+                ns = namespace or rec.namespace
+                if ns is None:
+                    n_rejected += 1
+                    rejected.append((rec.line, "no namespace (give --namespace)"))
+                    continue
+                s = segs.get(ns)
+                if s is None:
+                    self._ns(ns)
+                    s = segs[ns] = Segmenter(job=job_id, ns=ns, user=user, ledger=self.ledger,
+                                             enqueue=self.enqueue, partitions=self.partitions,
+                                             segment_size=self.config.segment_size)
+                s.add(rec.key, rec.value)
+        finally:
+            for s in segs.values():
+                s.close()
+            self.ledger.reject_lines(job_id, rejected)
+            self.ledger.seal(job_id, rejected=n_rejected)
+        return Job(job_id, self.ledger)
+
+    # -- single writes --------------------------------------------------------------------
+    def _single(self, kind: str, namespace: str, key: bytes, value: bytes | None,
+                user_id: str | None) -> Job:
+        ns, user = self._ns(namespace), self._user(user_id)
+        if not isinstance(key, bytes) or (value is not None and not isinstance(value, bytes)):
+            raise errors.ValidationError("keys and values are bytes", operation=kind)
+        seq = int(self.redis.incr(keys.write_sequence()))
+        job_id = new_job_id()
+        self.ledger.create(job_id, kind=kind, namespace=ns, user_id=user)
+        self.ledger.plan(job_id, "w", 1)
+        self.ledger.seal(job_id)
+        self.enqueue.single(SingleWrite(job_id, ns, user, key, value, seq))
+        return Job(job_id, self.ledger)
+
+    def put(self, namespace: str, key: bytes, value: bytes, user_id: str | None = None) -> Job:
+        """Enqueue one ordered put: of the puts and deletes of one key, the one enqueued last
+        wins, whatever order workers run them in."""
+        return self._single("put", namespace, key, value, user_id)
+
+    def delete(self, namespace: str, key: bytes, user_id: str | None = None) -> Job:
+        """Enqueue one ordered delete (see :meth:`put`)."""
+        return self._single("delete_key", namespace, key, None, user_id)
+
+    # -- bulk deletes planned by the worker -------------------------------------------------
+    def _plan(self, what: str, user: str) -> Job:
+        job_id = new_job_id()
+        self.ledger.create(job_id, kind=what, user_id=user)
+        self.ledger.plan(job_id, "plan", 0)
+        self.enqueue.plan(Plan(job_id, what, user))
+        return Job(job_id, self.ledger)
+
+    def clear_all_schemas(self, user_id: str | None = None) -> Job:
+        """Enqueue the deletion of every schema of the user (25 per BatchWriteItem)."""
+        return self._plan("clear_schemas", self._user(user_id))
+
+    def reset_user(self, user_id: str) -> Job:
+        """Enqueue the erasure of every item (every namespace) and schema of ``user_id``."""
+        if not user_id:
+            raise errors.ValidationError("reset_user needs an explicit user id",
+                                         operation="ResetUser")
+        return self._plan("reset_user", user_id)
+
+    def replay_dead_letters(self, job_id: str) -> Job:
+        """Enqueue again every dead letter of ``job_id`` (same namespace and user)."""
+        old = self.job(job_id).status()
+        groups: dict[tuple[str, str], list[tuple[bytes, bytes | None]]] = {}
+        for d in self.ledger.dead_letters(job_id):
+            # A dead letter without a namespace is a schema (schema-table delete).
+            where = ("kv", d.namespace) if d.namespace is not None else ("schemas", "")
+            groups.setdefault(where, []).append((d.key, d.value))
+        new = new_job_id()
+        self.ledger.create(new, kind="replay", namespace=old.namespace, user_id=old.user_id,
+                           replay_of=job_id)
+        for (target, ns), pairs in groups.items():
+            seg = Segmenter(job=new, ns=ns, user=old.user_id, ledger=self.ledger,
+                            enqueue=self.enqueue, segment_size=self.config.segment_size,
+                            partitions=self.partitions, target=target)
+            for k, v in pairs:
+                seg.add(k, v)
+            seg.close()
+        self.ledger.seal(new)
+        return Job(new, self.ledger)
+
+    # -- direct reads ---------------------------------------------------------------------
+    def store(self, user_id: str | None = None) -> DynamoNamespacedStore:
+        """The storage layer for direct reads, as ``user_id``."""
+        if self._store is None:
+            self._store = DynamoNamespacedStore(self.dynamo_config)
+        return self._store.for_user(self._user(user_id))
+
+    def get(self, namespace: str, key: bytes, user_id: str | None = None) -> bytes | None:
+        return self.store(user_id).open_namespace(self._ns(namespace), create=False).get(key)
+
+    def scan(self, namespace: str, prefix: bytes = b"", user_id: str | None = None,
+             limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        kv = self.store(user_id).open_namespace(self._ns(namespace), create=False)
+        return kv.scan_prefix(prefix, limit=limit)

@@ -1,0 +1,58 @@
+"""A terminal progress bar for jobs: items/s, retries, dead letters, then a summary."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from worker.ledger import JobStatus
+
+WIDTH = 30
+
+
+def summary(st: JobStatus) -> str:
+    """One-paragraph end-of-job summary."""
+    rate = st.processed / st.elapsed if st.elapsed > 0 else 0.0
+    lines = [
+        f"job {st.id}: {st.state}",
+        f"  items {st.items}: written {st.written}, deleted {st.deleted}, "
+        f"superseded {st.superseded}, dead-lettered {st.dead_lettered}",
+        f"  rejected input lines {st.rejected}, requeues {st.requeues}",
+        f"  {st.elapsed:.1f}s, {rate:,.0f} items/s",
+    ]
+    return "\n".join(lines)
+
+
+class ProgressBar:
+    """Redraws one line on a terminal; on a pipe, prints a line every ``every`` seconds."""
+
+    def __init__(self, out: TextIO, *, every: float = 5.0) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.every = every
+        self._last = 0.0
+
+    def render(self, st: JobStatus) -> str:
+        total = max(st.items, 1)
+        frac = min(1.0, st.processed / total)
+        filled = int(frac * WIDTH)
+        rate = st.processed / st.elapsed if st.elapsed > 0 else 0.0
+        return (f"[{'#' * filled}{'.' * (WIDTH - filled)}] {frac:6.1%} "
+                f"{st.processed}/{st.items} items  {rate:,.0f}/s  "
+                f"requeues {st.requeues}  dead {st.dead_lettered}  {st.state}")
+
+    def update(self, st: JobStatus) -> None:
+        now = time.monotonic()
+        if self.tty:
+            self.out.write("\r" + self.render(st) + "\x1b[K")
+            self.out.flush()
+        elif now - self._last >= self.every:
+            self.out.write(self.render(st) + "\n")
+            self.out.flush()
+            self._last = now
+
+    def close(self, st: JobStatus) -> None:
+        if self.tty:
+            self.out.write("\r" + self.render(st) + "\x1b[K\n")
+        self.out.write(summary(st) + "\n")
+        self.out.flush()

@@ -1,0 +1,40 @@
+"""Sending the pipeline's messages through Celery (by task name: producers need no worker code)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from storage.errors import BackendUnavailableError
+from worker.messages import Plan, Segment, SingleWrite
+
+SEGMENT_TASK = "datafold.segment"
+WRITE_TASK = "datafold.write"
+PLAN_TASK = "datafold.plan"
+
+
+class CeleryEnqueuer:
+    """:class:`worker.segments.Enqueuer` over a Celery app's broker."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def _send(self, name: str, message: dict[str, Any], queue: str, countdown: float) -> None:
+        try:
+            self.app.send_task(name, args=[message], queue=queue,
+                               countdown=countdown if countdown > 0 else None,
+                               serializer="json")
+        except OperationalError as exc:
+            raise BackendUnavailableError(f"broker unreachable: {type(exc).__name__}",
+                                          operation="Enqueue", code="BrokerUnavailable") from None
+
+    def segment(self, seg: Segment, countdown: float = 0.0) -> None:
+        self._send(SEGMENT_TASK, seg.to_message(), "bulk", countdown)
+
+    def single(self, write: SingleWrite, countdown: float = 0.0) -> None:
+        self._send(WRITE_TASK, write.to_message(), "writes", countdown)
+
+    def plan(self, plan: Plan) -> None:
+        self._send(PLAN_TASK, plan.to_message(), "bulk", 0.0)

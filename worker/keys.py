@@ -1,0 +1,59 @@
+"""Every Redis key the pipeline uses, built here and nowhere else (Lua scripts get them as KEYS).
+
+All keys live under ``datafold:``. Job keys share a ``{job_id}`` hash tag so a Redis Cluster
+keeps one job's keys in one slot (the ledger's Lua touches several at once).
+"""
+
+from __future__ import annotations
+
+PREFIX = "datafold"
+
+
+def limiter_bucket(table: str) -> str:
+    """Hash: the token bucket and adaptive rate of one table."""
+    return f"{PREFIX}:limiter:{table}"
+
+
+def job(job_id: str) -> str:
+    """Hash: a job's state, totals, timestamps and description."""
+    return f"{PREFIX}:job:{{{job_id}}}"
+
+
+def job_done_segments(job_id: str) -> str:
+    """Set: ids of the job's finished segments (a redelivered one is never counted twice)."""
+    return f"{PREFIX}:job:{{{job_id}}}:done"
+
+
+def job_planned_segments(job_id: str) -> str:
+    """Set: ids of every segment planned for the job, requeued children included."""
+    return f"{PREFIX}:job:{{{job_id}}}:planned"
+
+
+def job_order(job_id: str) -> str:
+    """Hash: partition -> index of the next segment allowed to run (in-job ordering)."""
+    return f"{PREFIX}:job:{{{job_id}}}:order"
+
+
+def job_deliveries(job_id: str) -> str:
+    """Hash: segment id -> deliveries so far (a segment that keeps killing workers stops)."""
+    return f"{PREFIX}:job:{{{job_id}}}:deliveries"
+
+
+def job_dead_letters(job_id: str) -> str:
+    """List: the job's dead letters, one JSON object each (key, reason, code)."""
+    return f"{PREFIX}:job:{{{job_id}}}:dead"
+
+
+def job_rejected(job_id: str) -> str:
+    """List: rejected input lines, one JSON object each (line, reason), capped."""
+    return f"{PREFIX}:job:{{{job_id}}}:rejected"
+
+
+def jobs_index() -> str:
+    """Sorted set: job ids by creation time, for listing and the jobs-by-state exporter."""
+    return f"{PREFIX}:jobs"
+
+
+def write_sequence() -> str:
+    """Counter: producer-assigned sequence of single-key writes (INCR; monotonic)."""
+    return f"{PREFIX}:seq"

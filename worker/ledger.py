@@ -1,0 +1,246 @@
+"""The job ledger in Redis: state, exact totals, timestamps, dead letters.
+
+Exactness under at-least-once delivery: a segment is counted by one atomic Lua step that first
+checks the set of finished segment ids, so a redelivered segment is never counted twice; segment
+ids are deterministic, and planning one is idempotent. A job is complete when it is sealed (all
+segments planned) and as many segments are done as were planned; requeued children are planned
+inside the same atomic step that finishes their parent. Everything expires ``ttl`` seconds after
+the job's last change.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from storage.errors import BackendUnavailableError, JobNotFoundError
+from worker import keys
+
+FINAL_STATES = frozenset({"succeeded", "partial", "failed"})
+STATES = ("queued", "running", "succeeded", "partial", "failed")
+MAX_REJECTED_KEPT = 1000
+_COUNTERS = ("items", "written", "deleted", "dead_lettered", "superseded", "rejected",
+             "requeues")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An item the pipeline gave up on, with why. ``value`` is kept so it can be replayed."""
+
+    key: bytes
+    value: bytes | None
+    reason: str
+    code: str
+    namespace: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"key": self.key.hex(), "value": None if self.value is None
+                           else self.value.hex(), "reason": self.reason, "code": self.code,
+                           "namespace": self.namespace}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> DeadLetter:
+        d = json.loads(raw)
+        return cls(bytes.fromhex(d["key"]), None if d["value"] is None else
+                   bytes.fromhex(d["value"]), d["reason"], d["code"], d.get("namespace"))
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of one job. ``items`` = accepted input items; when finished,
+    ``items == written + deleted + superseded + dead_lettered`` (superseded: replaced by a later
+    line for the same key in the same job, or by a newer single write)."""
+
+    id: str
+    state: str
+    kind: str = ""
+    namespace: str = ""
+    user_id: str = ""
+    items: int = 0
+    written: int = 0
+    deleted: int = 0
+    dead_lettered: int = 0
+    superseded: int = 0
+    rejected: int = 0
+    requeues: int = 0
+    segments_planned: int = 0
+    segments_done: int = 0
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def processed(self) -> int:
+        return self.written + self.deleted + self.superseded + self.dead_lettered
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished_at or time.time()
+        return max(0.0, end - (self.started_at or self.created_at or end))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
+        d["processed"] = self.processed
+        return d
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Ledger:
+    """Job bookkeeping on a Redis client (``decode_responses=False``)."""
+
+    def __init__(self, client: redis.Redis, *, ttl: int = 7 * 24 * 3600,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.r = client
+        self.ttl = ttl
+        self.clock = clock
+        source = (Path(__file__).parent / "lua" / "ledger.lua").read_text()
+        self._script = client.register_script(source)
+
+    def _keys(self, job_id: str) -> list[str]:
+        return [keys.job(job_id), keys.job_done_segments(job_id),
+                keys.job_planned_segments(job_id), keys.job_dead_letters(job_id),
+                keys.job_order(job_id), keys.job_deliveries(job_id)]
+
+    def _run(self, job_id: str, *args: Any) -> Any:
+        try:
+            return self._script(keys=self._keys(job_id), args=list(args))
+        except redis.ConnectionError as exc:
+            raise BackendUnavailableError(f"ledger unreachable: {type(exc).__name__}",
+                                          operation="Ledger", code="RedisUnavailable") from None
+
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except redis.ConnectionError as exc:
+            raise BackendUnavailableError(f"ledger unreachable: {type(exc).__name__}",
+                                          operation="Ledger", code="RedisUnavailable") from None
+
+    # -- producer side --------------------------------------------------------------------
+    def create(self, job_id: str, *, kind: str, namespace: str = "", user_id: str = "",
+               **extra: str) -> None:
+        now = self.clock()
+        fields = {"id": job_id, "state": "queued", "kind": kind, "namespace": namespace,
+                  "user_id": user_id, "created_at": repr(now), **{f"x_{k}": v for k, v in
+                                                                  extra.items()}}
+
+        def go() -> None:
+            pipe = self.r.pipeline()
+            pipe.hset(keys.job(job_id), mapping=fields)
+            pipe.expire(keys.job(job_id), self.ttl)
+            pipe.zadd(keys.jobs_index(), {job_id: now})
+            pipe.zremrangebyscore(keys.jobs_index(), 0, now - self.ttl)
+            pipe.execute()
+        self._guard(go)
+
+    def plan(self, job_id: str, segment: str, items: int) -> None:
+        """Register a segment of ``items`` items (idempotent)."""
+        self._run(job_id, "plan", segment, items, self.ttl)
+
+    def seal(self, job_id: str, rejected: int = 0) -> None:
+        """Every segment is planned; ``rejected`` input lines were refused."""
+        self._run(job_id, "seal", rejected, repr(self.clock()), self.ttl)
+
+    def reject_lines(self, job_id: str, lines: Iterable[tuple[int, str]]) -> None:
+        """Keep (at most 1000) rejected input lines for display."""
+        payload = [json.dumps({"line": n, "reason": r}) for n, r in lines]
+        if payload:
+            def go() -> None:
+                pipe = self.r.pipeline()
+                pipe.rpush(keys.job_rejected(job_id), *payload)
+                pipe.ltrim(keys.job_rejected(job_id), 0, MAX_REJECTED_KEPT - 1)
+                pipe.expire(keys.job_rejected(job_id), self.ttl)
+                pipe.execute()
+            self._guard(go)
+
+    # -- worker side ----------------------------------------------------------------------
+    def is_done(self, job_id: str, segment: str) -> bool:
+        return bool(self._guard(lambda: self.r.sismember(keys.job_done_segments(job_id),
+                                                          segment)))
+
+    def next_index(self, job_id: str, partition: str) -> int:
+        raw = self._guard(lambda: self.r.hget(keys.job_order(job_id), partition))
+        return int(raw or 0)
+
+    def deliver(self, job_id: str, segment: str) -> int:
+        """Count one delivery of ``segment``; mark the job running. Returns deliveries so far."""
+        return int(self._run(job_id, "deliver", segment, repr(self.clock()), self.ttl))
+
+    def finish(self, job_id: str, segment: str, *, written: int = 0, deleted: int = 0,
+               superseded: int = 0, dead: Iterable[DeadLetter] = (), child: str | None = None,
+               partition: str | None = None, next_index: int = 0) -> bool:
+        """Record a finished segment exactly once. False if it was already recorded."""
+        letters = [d.to_json() for d in dead]
+        res = self._run(job_id, "finish", segment, written, deleted, superseded, child or "",
+                        partition or "", next_index, repr(self.clock()), self.ttl, *letters)
+        return bool(res)
+
+    # -- reading --------------------------------------------------------------------------
+    def status(self, job_id: str) -> JobStatus:
+        def go() -> tuple[dict[bytes, bytes], int, int]:
+            pipe = self.r.pipeline()
+            pipe.hgetall(keys.job(job_id))
+            pipe.scard(keys.job_planned_segments(job_id))
+            pipe.scard(keys.job_done_segments(job_id))
+            h, planned, done = pipe.execute()
+            return h, planned, done
+        h, planned, done = self._guard(go)
+        if not h:
+            raise JobNotFoundError(f"no job {job_id!r} (unknown, or its results expired)",
+                                   operation="JobStatus")
+        d = {k.decode(): v.decode() for k, v in h.items()}
+
+        def num(name: str) -> int:
+            return int(d.get(name, "0") or 0)
+
+        def ts(name: str) -> float | None:
+            return float(d[name]) if d.get(name) else None
+        return JobStatus(
+            id=job_id, state=d.get("state", "queued"), kind=d.get("kind", ""),
+            namespace=d.get("namespace", ""), user_id=d.get("user_id", ""),
+            **{c: num(c) for c in _COUNTERS}, segments_planned=planned, segments_done=done,
+            created_at=ts("created_at") or 0.0, started_at=ts("started_at"),
+            finished_at=ts("finished_at"),
+            extra={k[2:]: v for k, v in d.items() if k.startswith("x_")},
+        )
+
+    def dead_letters(self, job_id: str, *, batch: int = 500) -> Iterator[DeadLetter]:
+        start = 0
+        while True:
+            chunk = self._guard(lambda s=start: self.r.lrange(keys.job_dead_letters(job_id), s,
+                                                              s + batch - 1))
+            for raw in chunk:
+                yield DeadLetter.from_json(raw)
+            if len(chunk) < batch:
+                return
+            start += batch
+
+    def rejected_lines(self, job_id: str) -> list[tuple[int, str]]:
+        raw = self._guard(lambda: self.r.lrange(keys.job_rejected(job_id), 0, -1))
+        return [(d["line"], d["reason"]) for d in map(json.loads, raw)]
+
+    def count_by_state(self, limit: int = 10000) -> dict[str, int]:
+        """Jobs per state among the most recent ``limit`` (for the exporter)."""
+        ids = self._guard(lambda: self.r.zrevrange(keys.jobs_index(), 0, limit - 1))
+        pipe = self.r.pipeline()
+        for i in ids:
+            pipe.hget(keys.job(i.decode()), "state")
+        counts = dict.fromkeys(STATES, 0)
+        for st in self._guard(pipe.execute):
+            if st is not None:
+                counts[st.decode()] = counts.get(st.decode(), 0) + 1
+        return counts

@@ -1,0 +1,84 @@
+"""The limiter's buckets in process memory: the Lua script's twin, for tests and Redis-less runs.
+
+It follows ``worker/lua/token_bucket.lua`` step by step (same fields, same order, same
+arithmetic), under one lock instead of Redis's single thread, with an injected ``clock`` instead
+of Redis ``TIME``. It is a real implementation, not a mock: ``tests/unit/test_limiter.py`` runs
+one suite over both backends and checks they answer alike. Limits are per process, so it is
+**not** a global limiter: use it where one process is the whole system (unit tests, a local
+one-process loader), never for a fleet of workers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from worker.limiter import BucketParams, BucketReply, Op
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    ts: float
+    rate: float
+    win: float
+    used: float = 0.0
+    thr: bool = False
+    pu: float = 0.0
+    pd: float = 0.0
+    cut: float = 0.0
+    touched: float = 0.0
+
+
+class MemoryBucketBackend:
+    """Per-table buckets in a dict; idle ones expire after ``params.ttl_seconds`` like keys."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+
+    def run(self, table: str, op: Op, params: BucketParams, *, units: float = 0.0,
+            throttled: bool = False) -> BucketReply:
+        with self._lock:
+            now = self._clock()
+            stored = self._buckets.get(table)
+            if stored is not None and now - stored.touched >= params.ttl_seconds:
+                stored = None
+            p = params
+            if stored is None:
+                b = _Bucket(tokens=p.ceiling * p.burst_seconds, ts=now, rate=p.ceiling, win=now)
+            else:
+                b = _Bucket(stored.tokens, stored.ts, stored.rate, stored.win, stored.used,
+                            stored.thr, stored.pu, stored.pd, stored.cut)
+            b.rate = min(p.ceiling, max(p.floor, b.rate))
+            b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
+            b.ts = max(b.ts, now)
+            if now - b.win >= p.window:
+                if b.used > 0 and not b.thr:
+                    b.rate = min(p.ceiling, b.rate * (1 + p.alpha))
+                b.pu, b.pd = (b.used, now - b.win) if now - b.win <= 2 * p.window else (0.0, 0.0)
+                b.win, b.used, b.thr = now, 0.0, False
+            wait, did_cut = 0.0, False
+            if op == "acquire":
+                b.tokens -= units
+                if b.tokens < 0:
+                    wait = -b.tokens / b.rate
+            elif op == "feedback":
+                b.used += units
+                if throttled:
+                    b.thr = True
+                    if now - b.cut >= p.cut_window:
+                        span = b.pd + (now - b.win)
+                        target = b.rate * p.fallback_beta
+                        if span >= p.min_span and b.pu + b.used > 0:
+                            target = min(b.rate, (b.pu + b.used) / span) * p.beta
+                        b.rate = max(p.floor, target)
+                        b.tokens = min(b.tokens, 0.0)
+                        b.cut, did_cut = now, True
+            if op != "state":
+                b.touched = now
+                self._buckets[table] = b
+            return BucketReply(wait, b.rate, b.tokens, did_cut, b.used, b.pu, b.pd, b.cut)

@@ -1,0 +1,87 @@
+"""Builds the services of one worker process once, from the environment, and reuses them.
+
+One DynamoDB client (one connection pool), one batch writer thread pool, one Redis client, one
+rate limiter and one ledger per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
+
+from storage.errors import BackendUnavailableError
+from storage.namespaced import DynamoNamespacedStore
+from storage.settings import DynamoConfig, PipelineConfig
+from worker.app import app
+from worker.enqueue import CeleryEnqueuer
+from worker.ledger import Ledger
+from worker.limiter import RateLimiter
+from worker.planner import Planner
+from worker.segments import SegmentRunner
+from worker.single import SingleWriteRunner
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+REDIS_PATIENCE_SECONDS = 120.0
+
+
+@dataclass
+class Runtime:
+    cfg: PipelineConfig
+    dynamo_cfg: DynamoConfig
+    redis: redis.Redis
+    ledger: Ledger
+    limiter: RateLimiter
+    store: DynamoNamespacedStore
+    segments: SegmentRunner
+    singles: SingleWriteRunner
+    planner: Planner
+
+
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
+                                health_check_interval=10, retry_on_timeout=True)
+
+
+@functools.lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    cfg = PipelineConfig.from_env()
+    dcfg = DynamoConfig.from_env()
+    r = redis_client(cfg.redis_url)
+    ledger = Ledger(r, ttl=cfg.result_ttl)
+    limiter = RateLimiter(r, capacity=cfg.write_capacity, max_capacity=cfg.max_write_capacity,
+                          min_capacity=cfg.min_write_capacity)
+    store = DynamoNamespacedStore(dcfg, pacer=limiter, batch_threads=cfg.batch_threads)
+    enq = CeleryEnqueuer(app)
+    return Runtime(
+        cfg, dcfg, r, ledger, limiter, store,
+        SegmentRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
+        SingleWriteRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
+        Planner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
+    )
+
+
+def patiently(fn: Callable[[], T], *, budget: float = REDIS_PATIENCE_SECONDS,
+              sleep: Callable[[float], None] = time.sleep,
+              clock: Callable[[], float] = time.monotonic) -> T:
+    """Run ``fn``, retrying while Redis is unreachable (a restart), up to ``budget`` seconds.
+
+    Every service step is idempotent, so running it again after a Redis outage is safe; the
+    message stays unacknowledged meanwhile, so it is redelivered if we give up."""
+    deadline = clock() + budget
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except BackendUnavailableError as exc:
+            if clock() >= deadline:
+                raise
+            log.warning("Redis unavailable (%s); retrying in %.1fs", exc.code, delay)
+            sleep(delay)
+            delay = min(delay * 2, 10.0)

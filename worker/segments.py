@@ -1,0 +1,168 @@
+"""Runs one segment of a bulk job: the service behind the ``datafold.segment`` task.
+
+Steps (DESIGN.md, "Retry layers" 2 and 5): skip if already counted; wait for the segment's turn in
+its partition; count the delivery (a segment delivered too often — a worker keeps dying on it —
+is dead-lettered, not looped); drop superseded duplicates (last line wins); cut 25-item batches
+and run them in parallel threads under the global limiter, with a short bounded in-task round
+for unprocessed items; requeue what is left as a *new* message with exponential backoff plus
+jitter, up to ``max_requeues``, then dead-letter it with the reason; dead-letter poison items
+alone. The requeued child is enqueued *before* the segment is recorded, so a crash in between
+can only duplicate work (idempotent), never lose it; the ledger counts each segment once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from storage import errors
+from storage.batch import BatchResult, Rejected, WriteOp, dedupe
+from storage.namespaced import DynamoNamespacedStore
+from storage.settings import PipelineConfig
+from worker.ledger import DeadLetter, Ledger
+from worker.messages import Plan, Segment, SingleWrite
+from worker.metrics import ITEMS, SEGMENTS
+
+log = logging.getLogger(__name__)
+
+ORDER_POLL_SECONDS = 2.0
+ORDER_DEFER_SECONDS = 1.0
+
+
+class Enqueuer(Protocol):
+    """How services send messages (Celery in production, a list in unit tests)."""
+
+    def segment(self, seg: Segment, countdown: float = 0.0) -> None: ...
+    def single(self, write: SingleWrite, countdown: float = 0.0) -> None: ...
+    def plan(self, plan: Plan) -> None: ...
+
+
+def requeue_delay(attempt: int, cfg: PipelineConfig, rng: random.Random) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, capped; never 0."""
+    d = min(cfg.requeue_max_delay, cfg.requeue_base_delay * (2 ** attempt))
+    return d / 2 + rng.uniform(0, d / 2)
+
+
+def letter(op: WriteOp, reason: str, code: str, ns: str | None) -> DeadLetter:
+    key = op.key if isinstance(op.key, bytes) else op.key.encode("utf-8")
+    return DeadLetter(key, op.value, reason, code, ns)
+
+
+class SegmentRunner:
+    def __init__(self, *, store: DynamoNamespacedStore, ledger: Ledger, enqueue: Enqueuer,
+                 cfg: PipelineConfig, rng: random.Random | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.enqueue = enqueue
+        self.cfg = cfg
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.clock = clock
+
+    def _ready(self, seg: Segment) -> bool:
+        """Whether the segment's partition has reached it; polls briefly before giving up."""
+        if seg.part is None:
+            return True
+        deadline = self.clock() + ORDER_POLL_SECONDS
+        delay = 0.02
+        while True:
+            nxt = self.ledger.next_index(seg.job, seg.part)
+            if nxt >= seg.idx:
+                return True
+            if self.clock() >= deadline:
+                return False
+            self.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def _ops(self, seg: Segment) -> tuple[str, list[WriteOp], list[Rejected]]:
+        ops: list[WriteOp] = []
+        bad: list[Rejected] = []
+        if seg.target == "schemas":
+            table = self.store.config.schema_table
+            for key, _ in seg.ops:
+                name = key.decode("utf-8")
+                ops.append(WriteOp(name, None, {"DeleteRequest": {"Key": {
+                    "PK": {"S": seg.user}, "SK": {"S": name}}}}, 0))
+            return table, ops, bad
+        if seg.ns is None:
+            raise errors.InputError("segment without a namespace", operation="Segment")
+        kv = self.store.for_user(seg.user).open_namespace(seg.ns)
+        for key, value in seg.ops:
+            try:
+                ops.append(kv.put_op(key, value) if value is not None else kv.delete_op(key))
+            except errors.StorageError as exc:
+                bad.append(Rejected(WriteOp(key, value, {}, 0), exc))
+        return kv.table, ops, bad
+
+    def run(self, seg: Segment) -> str:
+        """Process one delivery of ``seg``; return the outcome (for logs and metrics)."""
+        outcome = self._run(seg)
+        SEGMENTS.labels(outcome).inc()
+        return outcome
+
+    def _run(self, seg: Segment) -> str:
+        if self.ledger.is_done(seg.job, seg.seg):
+            return "duplicate"
+        if not self._ready(seg):
+            self.enqueue.segment(seg, countdown=ORDER_DEFER_SECONDS)
+            return "deferred"
+        deliveries = self.ledger.deliver(seg.job, seg.seg)
+        try:
+            table, ops, bad = self._ops(seg)
+        except errors.RetryableError as exc:
+            # The table could not even be opened (DynamoDB unreachable): the whole segment is
+            # left over, and goes the same way as unprocessed items.
+            left = [WriteOp(k, v, {}, 0) for k, v in seg.ops]
+            return self._leftovers(seg, BatchResult(unprocessed=left, last_error=exc), [], 0)
+        dead = [letter(r.op, str(r.error), r.error.code or "Invalid", seg.letter_ns) for r in bad]
+        if deliveries > self.cfg.max_deliveries:
+            reason = (f"segment delivered {deliveries} times without finishing "
+                      "(a worker died on it each time)")
+            dead += [letter(op, reason, "TooManyDeliveries", seg.letter_ns) for op in ops]
+            self._finish(seg, BatchResult(), dead, superseded=0, child=None)
+            log.error("job %s segment %s dead-lettered: %s", seg.job, seg.seg, reason)
+            return "dead"
+        unique = dedupe(ops)
+        superseded = len(ops) - len(unique)
+        result = self.store.writer.write(table, unique)
+        dead += [letter(r.op, str(r.error), r.error.code or "Rejected", seg.letter_ns)
+                 for r in result.rejected]
+        return self._leftovers(seg, result, dead, superseded)
+
+    def _leftovers(self, seg: Segment, result: BatchResult, dead: list[DeadLetter],
+                   superseded: int) -> str:
+        """Requeue what is left (bounded, with backoff) or dead-letter it; record the segment."""
+        child: Segment | None = None
+        if result.unprocessed:
+            left = [(op.key if isinstance(op.key, bytes) else op.key.encode("utf-8"), op.value)
+                    for op in result.unprocessed]
+            if seg.attempt < self.cfg.max_requeues:
+                child = seg.child(left)
+                self.enqueue.segment(child, countdown=requeue_delay(seg.attempt, self.cfg,
+                                                                     self.rng))
+            else:
+                reason = (f"still unprocessed after {seg.attempt} requeues: "
+                          f"{result.last_error}")
+                code = (result.last_error.code if result.last_error else None) or "Unprocessed"
+                dead += [letter(op, reason, code, seg.letter_ns) for op in result.unprocessed]
+        self._finish(seg, result, dead, superseded=superseded, child=child)
+        if dead:
+            log.warning("job %s segment %s: %d items dead-lettered", seg.job, seg.seg, len(dead))
+        return "requeued" if child else ("dead" if dead else "done")
+
+    def _finish(self, seg: Segment, result: BatchResult, dead: list[DeadLetter], *,
+                superseded: int, child: Segment | None) -> None:
+        first = self.ledger.finish(
+            seg.job, seg.seg, written=result.written, deleted=result.deleted,
+            superseded=superseded, dead=dead, child=child.seg if child else None,
+            partition=seg.part, next_index=seg.idx + 1)
+        if first:
+            ITEMS.labels("written").inc(result.written)
+            ITEMS.labels("deleted").inc(result.deleted)
+            ITEMS.labels("superseded").inc(superseded)
+            ITEMS.labels("dead_lettered").inc(len(dead))

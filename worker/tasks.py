@@ -1,0 +1,31 @@
+"""Celery tasks: thin adapters from JSON messages to the plain services of :mod:`worker`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.app import app
+from worker.enqueue import PLAN_TASK, SEGMENT_TASK, WRITE_TASK
+from worker.messages import Plan, Segment, SingleWrite
+from worker.runtime import patiently, runtime
+
+
+@app.task(name=SEGMENT_TASK)
+def segment(message: dict[str, Any]) -> str:
+    """Write or delete one segment of a bulk job (queue ``bulk``)."""
+    seg = Segment.from_message(message)
+    return patiently(lambda: runtime().segments.run(seg))
+
+
+@app.task(name=WRITE_TASK)
+def write(message: dict[str, Any]) -> str:
+    """One ordered single-key put or delete (queue ``writes``)."""
+    w = SingleWrite.from_message(message)
+    return patiently(lambda: runtime().singles.run(w))
+
+
+@app.task(name=PLAN_TASK)
+def plan(message: dict[str, Any]) -> int:
+    """Read the keys of a bulk delete and enqueue its segments (queue ``bulk``)."""
+    p = Plan.from_message(message)
+    return patiently(lambda: runtime().planner.run(p))
