@@ -45,8 +45,8 @@ class Producer:
         self.ledger = Ledger(self.redis, ttl=pipeline.result_ttl)
         if enqueue is None:
             if app is None:
-                from worker.app import app as worker_app
-                app = worker_app
+                from worker.app import make_app
+                app = make_app(pipeline)
             enqueue = CeleryEnqueuer(app)
         self.enqueue = enqueue
         self.partitions = partitions

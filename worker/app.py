@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from celery import Celery
 
-app = Celery("datafold")
-app.config_from_object("celeryconfig")
-app.conf.include = ["worker.tasks"]
+import celeryconfig
+from storage.settings import PipelineConfig
+
+
+def make_app(cfg: PipelineConfig | None = None) -> Celery:
+    """A Celery app for ``cfg`` (default: the environment); producers may make their own."""
+    a = Celery("datafold")
+    a.conf.update(celeryconfig.settings(cfg or PipelineConfig.from_env()))
+    a.conf.include = ["worker.tasks"]
+    return a
+
+
+app = make_app()

@@ -75,6 +75,10 @@ ALPHA = 0.03
 overshoot past the table's capacity stays small (few refused calls)."""
 MIN_SPAN_SECONDS = 0.02
 """Below this much measured time the consumption rate is noise: use the fallback cut."""
+AHEAD_SECONDS = 0.05
+"""Grants may run this far ahead of the bucket (in debt); later callers ask again when it
+has drained. Promises made before a cut still go out at the old rate, so keeping them to ~50 ms
+keeps the refusals after a cut to a call or two instead of one per waiting thread."""
 IDLE_TTL_SECONDS = 300.0
 """An untouched bucket expires after 5 minutes; the table then starts optimistic again."""
 
@@ -112,18 +116,23 @@ class BucketParams:
     fallback_beta: float = FALLBACK_BETA
     alpha: float = ALPHA
     min_span: float = MIN_SPAN_SECONDS
+    ahead: float = AHEAD_SECONDS
 
     def argv(self) -> list[str]:
-        """ARGV[5..14] of the Lua script, in its order."""
+        """ARGV[5..15] of the Lua script, in its order."""
         return [repr(self.ceiling), repr(self.floor), repr(self.burst_seconds),
                 str(max(1, round(self.ttl_seconds * 1000))), repr(self.window),
                 repr(self.cut_window), repr(self.beta), repr(self.fallback_beta),
-                repr(self.alpha), repr(self.min_span)]
+                repr(self.alpha), repr(self.min_span), repr(self.ahead)]
 
 
 @dataclass(frozen=True, slots=True)
 class BucketReply:
-    """One script answer. ``tokens`` < 0 is debt being paid off by sleeping callers."""
+    """One script answer. ``tokens`` < 0 is debt being paid off by sleeping callers.
+
+    For acquire: ``granted`` means the units are charged, spend them after ``wait`` seconds;
+    otherwise nothing was charged, ask again after ``wait`` seconds.
+    """
 
     wait: float
     rate: float
@@ -133,11 +142,20 @@ class BucketReply:
     prev_units: float
     prev_span: float
     last_cut: float
+    granted: bool = False
 
     @classmethod
     def parse(cls, raw: Sequence[str | bytes]) -> BucketReply:
         v = [float(x) for x in raw]
-        return cls(v[0], v[1], v[2], v[3] != 0.0, v[4], v[5], v[6], v[7])
+        return cls(v[0], v[1], v[2], v[3] != 0.0, v[4], v[5], v[6], v[7], v[8] != 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Answer of :meth:`RateLimiter.try_acquire`: charged or not, and how long to wait."""
+
+    granted: bool
+    wait: float
 
 
 class BucketBackend(Protocol):
@@ -242,20 +260,34 @@ class RateLimiter:
     def acquire(self, table: str, units: float) -> float:
         """Block until ``units`` WCU may be spent on ``table``; return the seconds waited.
 
-        Raises :class:`BackendUnavailableError` when Redis cannot be reached.
+        One Redis round trip when capacity is free; under contention one more per retry (each
+        after the wait the script computed). Raises :class:`BackendUnavailableError` when
+        Redis cannot be reached.
         """
         if not units > 0:
             if units == 0:
                 return 0.0
             raise ValueError(f"units must be 0 or more, not {units}")
         start = self._clock()
-        reply = self._backend.run(table, "acquire", self.params, units=units)
-        RATE_WCU.labels(table).set(reply.rate)
-        if reply.wait > 0:
-            self._sleep(reply.wait)
+        while True:
+            grant = self.try_acquire(table, units)
+            if grant.wait > 0:
+                self._sleep(grant.wait)
+            if grant.granted:
+                break
         waited = max(0.0, self._clock() - start)
         WAIT_SECONDS.labels(table).observe(waited)
         return waited
+
+    def try_acquire(self, table: str, units: float) -> Grant:
+        """One non-blocking step of :meth:`acquire` (for event loops and simulations).
+
+        ``Grant(True, w)``: the units are charged, spend them after ``w`` seconds.
+        ``Grant(False, w)``: nothing charged, try again after ``w`` seconds.
+        """
+        reply = self._backend.run(table, "acquire", self.params, units=units)
+        RATE_WCU.labels(table).set(reply.rate)
+        return Grant(reply.granted, max(0.0, reply.wait))
 
     def feedback(self, table: str, *, units: float, throttled: bool) -> None:
         """Report the WCU a call consumed and whether it was throttled or partly refused.

@@ -61,11 +61,15 @@ class MemoryBucketBackend:
                     b.rate = min(p.ceiling, b.rate * (1 + p.alpha))
                 b.pu, b.pd = (b.used, now - b.win) if now - b.win <= 2 * p.window else (0.0, 0.0)
                 b.win, b.used, b.thr = now, 0.0, False
-            wait, did_cut = 0.0, False
+            wait, did_cut, granted = 0.0, False, False
             if op == "acquire":
-                b.tokens -= units
-                if b.tokens < 0:
-                    wait = -b.tokens / b.rate
+                if b.tokens >= -b.rate * p.ahead - 1e-9:
+                    b.tokens -= units
+                    granted = True
+                    if b.tokens < 0:
+                        wait = -b.tokens / b.rate
+                else:
+                    wait = -b.tokens / b.rate - p.ahead
             elif op == "feedback":
                 b.used += units
                 if throttled:
@@ -81,4 +85,5 @@ class MemoryBucketBackend:
             if op != "state":
                 b.touched = now
                 self._buckets[table] = b
-            return BucketReply(wait, b.rate, b.tokens, did_cut, b.used, b.pu, b.pd, b.cut)
+            return BucketReply(wait, b.rate, b.tokens, did_cut, b.used, b.pu, b.pd, b.cut,
+                               granted)

@@ -82,6 +82,6 @@ def patiently(fn: Callable[[], T], *, budget: float = REDIS_PATIENCE_SECONDS,
         except BackendUnavailableError as exc:
             if clock() >= deadline:
                 raise
-            log.warning("Redis unavailable (%s); retrying in %.1fs", exc.code, delay)
+            log.warning("%s (cause: %r); retrying in %.1fs", exc, exc.__cause__, delay)
             sleep(delay)
             delay = min(delay * 2, 10.0)

@@ -32,6 +32,19 @@ ORDER_POLL_SECONDS = 2.0
 ORDER_DEFER_SECONDS = 1.0
 
 
+class Delivery:
+    """One delivery of a message: its delivery number is taken from the ledger once, however
+    often the service re-runs it (a re-run after a Redis outage is the same delivery)."""
+
+    def __init__(self) -> None:
+        self.number: int | None = None
+
+    def count(self, take: Callable[[], int]) -> int:
+        if self.number is None:
+            self.number = take()
+        return self.number
+
+
 class Enqueuer(Protocol):
     """How services send messages (Celery in production, a list in unit tests)."""
 
@@ -99,19 +112,22 @@ class SegmentRunner:
                 bad.append(Rejected(WriteOp(key, value, {}, 0), exc))
         return kv.table, ops, bad
 
-    def run(self, seg: Segment) -> str:
-        """Process one delivery of ``seg``; return the outcome (for logs and metrics)."""
-        outcome = self._run(seg)
+    def run(self, seg: Segment, delivery: Delivery | None = None) -> str:
+        """Process one delivery of ``seg``; return the outcome (for logs and metrics).
+
+        ``delivery`` is shared by the re-runs of one message delivery (after a Redis outage),
+        so they count as one delivery."""
+        outcome = self._run(seg, delivery or Delivery())
         SEGMENTS.labels(outcome).inc()
         return outcome
 
-    def _run(self, seg: Segment) -> str:
+    def _run(self, seg: Segment, delivery: Delivery) -> str:
         if self.ledger.is_done(seg.job, seg.seg):
             return "duplicate"
         if not self._ready(seg):
             self.enqueue.segment(seg, countdown=ORDER_DEFER_SECONDS)
             return "deferred"
-        deliveries = self.ledger.deliver(seg.job, seg.seg)
+        deliveries = delivery.count(lambda: self.ledger.deliver(seg.job, seg.seg))
         try:
             table, ops, bad = self._ops(seg)
         except errors.RetryableError as exc:

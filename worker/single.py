@@ -17,7 +17,7 @@ from storage.settings import PipelineConfig
 from worker.ledger import DeadLetter, Ledger
 from worker.messages import SingleWrite
 from worker.metrics import ITEMS
-from worker.segments import Enqueuer, requeue_delay
+from worker.segments import Delivery, Enqueuer, requeue_delay
 
 
 class SingleWriteRunner:
@@ -29,11 +29,11 @@ class SingleWriteRunner:
         self.cfg = cfg
         self.rng = rng or random.Random()
 
-    def run(self, w: SingleWrite) -> str:
+    def run(self, w: SingleWrite, delivery: Delivery | None = None) -> str:
         seg = "w" if w.attempt == 0 else f"w.r{w.attempt}"
         if self.ledger.is_done(w.job, seg):
             return "duplicate"
-        deliveries = self.ledger.deliver(w.job, seg)
+        deliveries = (delivery or Delivery()).count(lambda: self.ledger.deliver(w.job, seg))
         counts = {"written": 0, "deleted": 0, "superseded": 0}
         dead: list[DeadLetter] = []
         child: str | None = None

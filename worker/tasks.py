@@ -8,20 +8,21 @@ from worker.app import app
 from worker.enqueue import PLAN_TASK, SEGMENT_TASK, WRITE_TASK
 from worker.messages import Plan, Segment, SingleWrite
 from worker.runtime import patiently, runtime
+from worker.segments import Delivery
 
 
 @app.task(name=SEGMENT_TASK)
 def segment(message: dict[str, Any]) -> str:
     """Write or delete one segment of a bulk job (queue ``bulk``)."""
-    seg = Segment.from_message(message)
-    return patiently(lambda: runtime().segments.run(seg))
+    seg, delivery = Segment.from_message(message), Delivery()
+    return patiently(lambda: runtime().segments.run(seg, delivery))
 
 
 @app.task(name=WRITE_TASK)
 def write(message: dict[str, Any]) -> str:
     """One ordered single-key put or delete (queue ``writes``)."""
-    w = SingleWrite.from_message(message)
-    return patiently(lambda: runtime().singles.run(w))
+    w, delivery = SingleWrite.from_message(message), Delivery()
+    return patiently(lambda: runtime().singles.run(w, delivery))
 
 
 @app.task(name=PLAN_TASK)

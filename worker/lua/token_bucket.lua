@@ -2,14 +2,16 @@
 token_bucket.lua: the global, adaptive write-capacity limiter of one DynamoDB table.
 
 KEYS[1]  the table's hash (built by worker/keys.py, never here).
-ARGV[1]  op: "acquire" (take units, return the wait), "feedback" (record consumption and
-         throttles, adapt the rate) or "state" (read only, nothing written).
+ARGV[1]  op: "acquire" (grant units and say how long to sleep before spending them, or grant
+         nothing and say when to ask again), "feedback" (record consumption and throttles,
+         adapt the rate) or "state" (read only, nothing written).
 ARGV[2]  now in seconds, or "" for Redis TIME. Production always sends "": one clock for every
          machine. The unit tests send a fake time to run this very script deterministically.
 ARGV[3]  units (WCU): taken by acquire, consumed for feedback.
 ARGV[4]  "1" if the call reported by feedback was throttled or partly refused.
-ARGV[5..14] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
-         beta, fallback beta, alpha, min span (s). Why these values: worker/limiter.py.
+ARGV[5..15] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
+         beta, fallback beta, alpha, min span (s), ahead (s). Why these values:
+         worker/limiter.py.
 
 Hash fields: tokens (WCU, negative = debt that sleeping callers are paying off), ts (last
 refill), rate (shared WCU/s), win (start of the measurement window), used (WCU consumed in it),
@@ -36,6 +38,7 @@ local burst, ttl_ms = tonumber(ARGV[7]), tonumber(ARGV[8])
 local window, cut_window = tonumber(ARGV[9]), tonumber(ARGV[10])
 local beta, fallback_beta = tonumber(ARGV[11]), tonumber(ARGV[12])
 local alpha, min_span = tonumber(ARGV[13]), tonumber(ARGV[14])
+local ahead = tonumber(ARGV[15])
 
 local function fmt(x)
     return string.format('%.17g', x)
@@ -75,13 +78,20 @@ if now - win >= window then
     win, used, thr = now, 0, 0
 end
 
-local wait, did_cut = 0, 0
+local wait, did_cut, granted = 0, 0, 0
 if op == 'acquire' then
-    -- Reserve now, pay by sleeping: the bucket may go into debt, so a request larger than
-    -- the bucket is served in its turn instead of waiting forever for a full bucket.
-    tokens = tokens - units
-    if tokens < 0 then
-        wait = -tokens / rate
+    if tokens >= -rate * ahead - 1e-9 then
+        -- Granted, whatever the size: the bucket may go into debt, so a request larger than
+        -- the bucket is served in its turn. The caller sleeps until the debt is paid.
+        tokens = tokens - units
+        granted = 1
+        if tokens < 0 then
+            wait = -tokens / rate
+        end
+    else
+        -- Too much is promised already: nothing taken, ask again when the debt is back
+        -- within `ahead` seconds. Few promises stand, so a cut takes effect at once.
+        wait = -tokens / rate - ahead
     end
 elseif op == 'feedback' then
     used = used + units
@@ -109,4 +119,4 @@ if op ~= 'state' then
 end
 
 return {fmt(wait), fmt(rate), fmt(tokens), tostring(did_cut), fmt(used), fmt(pu), fmt(pd),
-    fmt(cut)}
+    fmt(cut), tostring(granted)}

@@ -1,0 +1,53 @@
+"""Fixtures of the pipeline integration tests: a Redis database of their own, workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from producers import Producer
+from storage import DynamoConfig
+from tests.support.pipeline import PipelineEnv, Worker, start_workers, stop_all
+
+REDIS_DB = 9
+
+
+@pytest.fixture(scope="session")
+def penv(schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[PipelineEnv]:
+    """The session's pipeline environment; its Redis database is emptied first and after."""
+    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_DB}")
+    try:
+        r.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is not reachable on 127.0.0.1:6379 ({exc}); run `make services`")
+    r.flushdb()
+    yield PipelineEnv(schema_config, REDIS_DB, Path(tmp_path_factory.mktemp("worker-logs")))
+    r.flushdb()
+
+
+@pytest.fixture(scope="session")
+def workers(penv: PipelineEnv) -> Iterator[list[Worker]]:
+    """Two worker processes shared by the tests that just need the pipeline running."""
+    ws = start_workers(penv, 2, prefix="shared")
+    yield ws
+    stop_all(ws)
+
+
+@pytest.fixture(scope="session")
+def producer(penv: PipelineEnv) -> Producer:
+    return Producer(penv.dynamo, penv.pipeline_config())
+
+
+@pytest.fixture
+def isolated_penv(penv: PipelineEnv, request: pytest.FixtureRequest) -> Iterator[PipelineEnv]:
+    """A pipeline environment on a Redis database no shared worker listens to (DB 10), for
+    tests that run workers with their own settings; emptied before and after."""
+    iso = PipelineEnv(penv.dynamo, 10, penv.logs)
+    r = iso.redis()
+    r.flushdb()
+    yield iso
+    r.flushdb()
