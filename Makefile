@@ -8,7 +8,7 @@ export DATAFOLD_DYNAMODB_REGION ?= us-east-1
 export AWS_ACCESS_KEY_ID ?= local
 export AWS_SECRET_ACCESS_KEY ?= local
 
-.PHONY: test venv services stop lint unit integration reliability
+.PHONY: test venv services stop lint unit demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: venv
 	$(VENV)/bin/ruff check storage worker producers tests celeryconfig.py
 	$(VENV)/bin/mypy
 
+## make demo: the main job in one command (100k records through the queue, progress, summary)
+demo: venv services
+	scripts/demo
+
+## make stop: stop what demo/services started (worker, Flower, DynamoDB Local, Redis)
 stop:
+	-for p in worker flower; do [ -f .run/$$p.pid ] && kill $$(cat .run/$$p.pid) 2>/dev/null; rm -f .run/$$p.pid; done
 	scripts/dynamodb-local stop
 	scripts/redis-local stop

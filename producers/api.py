@@ -35,7 +35,7 @@ MAX_STRICT_REPORT = 5
 
 class Producer:
     def __init__(self, dynamo: DynamoConfig, pipeline: PipelineConfig, *,
-                 redis_client: redis.Redis | None = None, enqueue: Enqueuer | None = None,
+                 redis_client: redis.Redis[Any] | None = None, enqueue: Enqueuer | None = None,
                  app: Celery | None = None, partitions: int = DEFAULT_PARTITIONS) -> None:
         self.dynamo_config = dynamo
         self.config = pipeline
@@ -132,7 +132,7 @@ class Producer:
             return self.stream
 
         def __exit__(self, *exc: object) -> None:
-            if self.stream is not None and str(self.path) != "-" or self.tmp is not None:
+            if (self.stream is not None and str(self.path) != "-") or self.tmp is not None:
                 assert self.stream is not None
                 self.stream.close()
 
@@ -141,7 +141,8 @@ class Producer:
         bad = [r for r in read_records(stream, format, key_column) if isinstance(r, BadLine)]
         if bad:
             shown = "; ".join(f"line {b.line}: {b.reason}" for b in bad[:MAX_STRICT_REPORT])
-            more = f" (and {len(bad) - MAX_STRICT_REPORT} more)" if len(bad) > MAX_STRICT_REPORT else ""
+            extra = len(bad) - MAX_STRICT_REPORT
+            more = f" (and {extra} more)" if extra > 0 else ""
             raise errors.InputError(f"{len(bad)} bad lines, nothing enqueued: {shown}{more}",
                                     operation="Load")
         stream.seek(0)

@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--key-column", help="CSV column holding the key")
     sp.add_argument("--strict", action="store_true",
                     help="refuse the whole file if any line is bad (nothing enqueued)")
-    user(sp), wait(sp)
+    user(sp)
+    wait(sp)
     sp.set_defaults(fn=cmd_load)
 
     sp = sub.add_parser("status", help="state and totals of a job")
@@ -227,14 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("delete", help="enqueue deletes of keys, one per line")
     sp.add_argument("namespace")
     sp.add_argument("--keys", required=True, help="file of keys, one per line, or -")
-    user(sp), wait(sp)
+    user(sp)
+    wait(sp)
     sp.set_defaults(fn=cmd_delete)
 
     sp = sub.add_parser("schemas", help="list, get, put, clear schemas; init the table")
     sp.add_argument("action", choices=["list", "get", "put", "clear", "init"])
     sp.add_argument("name", nargs="?")
     sp.add_argument("file", nargs="?")
-    user(sp), wait(sp)
+    user(sp)
+    wait(sp)
     sp.set_defaults(fn=cmd_schemas)
 
     sp = sub.add_parser("reset-user", help="erase every item and schema of a user")
@@ -263,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - the CLI's promise: one line, never a traceback
+    except Exception as exc:  # the CLI's promise: one line, never a traceback
         if os.environ.get("DATAFOLD_DEBUG"):
             traceback.print_exc()
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def new_job_id() -> str:
 class Ledger:
     """Job bookkeeping on a Redis client (``decode_responses=False``)."""
 
-    def __init__(self, client: redis.Redis, *, ttl: int = 7 * 24 * 3600,
+    def __init__(self, client: redis.Redis[Any], *, ttl: int = 7 * 24 * 3600,
                  clock: Callable[[], float] = time.time) -> None:
         self.r = client
         self.ttl = ttl
@@ -134,9 +135,10 @@ class Ledger:
     def create(self, job_id: str, *, kind: str, namespace: str = "", user_id: str = "",
                **extra: str) -> None:
         now = self.clock()
-        fields = {"id": job_id, "state": "queued", "kind": kind, "namespace": namespace,
-                  "user_id": user_id, "created_at": repr(now), **{f"x_{k}": v for k, v in
-                                                                  extra.items()}}
+        fields: dict[str | bytes, str] = {
+            "id": job_id, "state": "queued", "kind": kind, "namespace": namespace,
+            "user_id": user_id, "created_at": repr(now),
+            **{f"x_{k}": v for k, v in extra.items()}}
 
         def go() -> None:
             pipe = self.r.pipeline()
@@ -221,8 +223,8 @@ class Ledger:
     def dead_letters(self, job_id: str, *, batch: int = 500) -> Iterator[DeadLetter]:
         start = 0
         while True:
-            chunk = self._guard(lambda s=start: self.r.lrange(keys.job_dead_letters(job_id), s,
-                                                              s + batch - 1))
+            chunk = self._guard(partial(self.r.lrange, keys.job_dead_letters(job_id), start,
+                                        start + batch - 1))
             for raw in chunk:
                 yield DeadLetter.from_json(raw)
             if len(chunk) < batch:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -35,7 +35,7 @@ REDIS_PATIENCE_SECONDS = 120.0
 class Runtime:
     cfg: PipelineConfig
     dynamo_cfg: DynamoConfig
-    redis: redis.Redis
+    redis: redis.Redis[Any]
     ledger: Ledger
     limiter: RateLimiter
     store: DynamoNamespacedStore
@@ -44,7 +44,7 @@ class Runtime:
     planner: Planner
 
 
-def redis_client(url: str) -> redis.Redis:
+def redis_client(url: str) -> redis.Redis[Any]:
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
                                 health_check_interval=10, retry_on_timeout=True)
 

@@ -56,7 +56,7 @@ class Enqueuer(Protocol):
 def requeue_delay(attempt: int, cfg: PipelineConfig, rng: random.Random) -> float:
     """Exponential backoff with equal jitter: half fixed, half random, capped; never 0."""
     d = min(cfg.requeue_max_delay, cfg.requeue_base_delay * (2 ** attempt))
-    return d / 2 + rng.uniform(0, d / 2)
+    return float(d / 2 + rng.uniform(0, d / 2))
 
 
 def letter(op: WriteOp, reason: str, code: str, ns: str | None) -> DeadLetter:

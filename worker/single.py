@@ -60,7 +60,8 @@ class SingleWriteRunner:
                                        f"{exc}", exc.code or "Retryable", w.ns))
         except errors.StorageError as exc:
             dead.append(DeadLetter(w.key, w.value, str(exc), exc.code or "Permanent", w.ns))
-        if self.ledger.finish(w.job, seg, dead=dead, child=child, **counts):
+        if self.ledger.finish(w.job, seg, dead=dead, child=child, written=counts["written"],
+                              deleted=counts["deleted"], superseded=counts["superseded"]):
             for name, n in counts.items():
                 ITEMS.labels(name).inc(n)
             ITEMS.labels("dead_lettered").inc(len(dead))
