@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 services:
+	scripts/system-deps
 	scripts/redis-local start
 	scripts/dynamodb-local start
 

@@ -149,13 +149,14 @@ class Producer:
 
     def _load_stream(self, stream: BinaryIO, namespace: str | None, user: str, format: str,
                      key_column: str | None) -> Job:
+        records = read_records(stream, format, key_column)  # checks format and CSV header now
         job_id = new_job_id()
         self.ledger.create(job_id, kind="load", namespace=namespace or "", user_id=user)
         segs: dict[str, Segmenter] = {}
         rejected: list[tuple[int, str]] = []
         n_rejected = 0
         try:
-            for rec in read_records(stream, format, key_column):
+            for rec in records:
                 if isinstance(rec, BadLine):
                     n_rejected += 1
                     rejected.append((rec.line, rec.reason))

@@ -1,0 +1,181 @@
+"""The segment runner and the ledger together, on real Redis, with a scripted DynamoDB client
+(no Celery): requeue with backoff, dead letters, poison isolation, delivery bound, ordering,
+exactly-once counting."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+
+from storage import Dynamo, DynamoConfig, DynamoNamespacedStore, PipelineConfig
+from tests.doubles import FakeClient, FakeClock, client_error
+from worker.ledger import Ledger
+from worker.messages import Plan, Segment, SingleWrite
+from worker.segments import SegmentRunner
+
+REDIS_URL = "redis://127.0.0.1:6379/9"
+
+
+class ListEnqueuer:
+    def __init__(self) -> None:
+        self.segments: list[tuple[Segment, float]] = []
+
+    def segment(self, seg: Segment, countdown: float = 0.0) -> None:
+        self.segments.append((seg, countdown))
+
+    def single(self, write: SingleWrite, countdown: float = 0.0) -> None:
+        raise AssertionError("not expected")
+
+    def plan(self, plan: Plan) -> None:
+        raise AssertionError("not expected")
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    r = redis.Redis.from_url(REDIS_URL)
+    yield Ledger(r, ttl=600)
+
+
+def _runner(ledger: Ledger, batch: Callable[..., dict[str, Any]], **cfg: Any
+            ) -> tuple[SegmentRunner, ListEnqueuer, FakeClient]:
+    client = FakeClient({
+        "DescribeTable": lambda **p: {"Table": {"TableStatus": "ACTIVE"}},
+        "BatchWriteItem": batch,
+    })
+    dcfg = DynamoConfig(region="us-east-1", batch_rounds=2, max_attempts=2)
+    clock = FakeClock()
+    store = DynamoNamespacedStore(dcfg, dynamo=Dynamo(dcfg, client, sleep=clock.sleep),
+                                  sleep=clock.sleep)
+    store.writer.sleep = clock.sleep
+    enq = ListEnqueuer()
+    pcfg = replace(PipelineConfig(), **cfg)
+    return (SegmentRunner(store=store, ledger=ledger, enqueue=enq, cfg=pcfg,
+                          rng=random.Random(1), sleep=clock.sleep, clock=clock), enq, client)
+
+
+def _ok(**params: Any) -> dict[str, Any]:
+    return {"UnprocessedItems": {}}
+
+
+def _segment(job: str, n: int, **kw: Any) -> Segment:
+    return Segment(job=job, seg=kw.pop("seg", "s0"), target="kv", ns="ns", user="u",
+                   ops=[(b"k%03d" % i, b"v%d" % i) for i in range(n)], **kw)
+
+
+def _job(ledger: Ledger, segments: dict[str, int]) -> str:
+    job = uuid.uuid4().hex
+    ledger.create(job, kind="load", namespace="ns", user_id="u")
+    for seg, n in segments.items():
+        ledger.plan(job, seg, n)
+    ledger.seal(job)
+    return job
+
+
+def test_a_redelivered_segment_is_counted_once(ledger: Ledger) -> None:
+    runner, _, client = _runner(ledger, _ok)
+    job = _job(ledger, {"s0": 60})
+    assert runner.run(_segment(job, 60)) == "done"
+    assert runner.run(_segment(job, 60)) == "duplicate"
+    st = ledger.status(job)
+    assert (st.state, st.items, st.written) == ("succeeded", 60, 60)
+    assert client.ops().count("BatchWriteItem") == 3  # 25 + 25 + 10, once
+
+
+def test_duplicates_in_a_segment_are_superseded_last_wins(ledger: Ledger) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def batch(**p: Any) -> dict[str, Any]:
+        sent.extend(p["RequestItems"]["DataFoldStorage-ns"])
+        return {}
+    runner, _, _ = _runner(ledger, batch)
+    job = _job(ledger, {"s0": 3})
+    seg = replace(_segment(job, 0), ops=[(b"a", b"1"), (b"b", b"2"), (b"a", b"3")])
+    runner.run(seg)
+    st = ledger.status(job)
+    assert (st.written, st.superseded, st.state) == (2, 1, "succeeded")
+    values = {r["PutRequest"]["Item"]["SK"]["B"]: r["PutRequest"]["Item"]["Value"]["B"]
+              for r in sent}
+    assert values == {b"a": b"3", b"b": b"2"}
+
+
+def test_unprocessed_leftovers_are_requeued_with_backoff_then_finish(ledger: Ledger) -> None:
+    def stingy(**p: Any) -> dict[str, Any]:
+        reqs = p["RequestItems"]["DataFoldStorage-ns"]
+        return {"UnprocessedItems": {"DataFoldStorage-ns": reqs[-2:]}}
+    runner, enq, _ = _runner(ledger, stingy, requeue_base_delay=2.0)
+    job = _job(ledger, {"s0": 10})
+    assert runner.run(_segment(job, 10, part="p", idx=0)) == "requeued"
+    (child, countdown), = enq.segments
+    assert child.seg == "s0.r1" and child.attempt == 1 and (child.part, child.idx) == ("p", 0)
+    assert 1.0 <= countdown <= 2.0 and len(child.ops) == 2
+    st = ledger.status(job)
+    assert (st.state, st.written, st.requeues, st.segments_planned) == ("running", 8, 1, 2)
+    assert ledger.next_index(job, "p") == 0  # the partition waits for the child
+
+    runner2, _, _ = _runner(ledger, _ok)
+    assert runner2.run(child) == "done"
+    st = ledger.status(job)
+    assert (st.state, st.written) == ("succeeded", 10)
+    assert ledger.next_index(job, "p") == 1
+
+
+def test_leftovers_past_the_requeue_bound_are_dead_lettered_with_reason(ledger: Ledger) -> None:
+    def never(**p: Any) -> dict[str, Any]:
+        return {"UnprocessedItems": p["RequestItems"]}
+    runner, enq, _ = _runner(ledger, never, max_requeues=1)
+    job = _job(ledger, {"s0": 4})
+    seg = _segment(job, 4)
+    assert runner.run(seg) == "requeued"
+    child = enq.segments[0][0]
+    assert runner.run(child) == "dead"
+    st = ledger.status(job)
+    assert (st.state, st.written, st.dead_lettered) == ("failed", 0, 4)
+    letters = list(ledger.dead_letters(job))
+    assert sorted(d.key for d in letters) == [b"k000", b"k001", b"k002", b"k003"]
+    assert all(d.code == "UnprocessedItems" and "after 1 requeues" in d.reason for d in letters)
+    assert {d.key: d.value for d in letters} == dict(seg.ops)  # values kept, for replay
+
+
+def test_a_poison_item_is_isolated_and_dead_lettered_alone(ledger: Ledger) -> None:
+    def picky(**p: Any) -> dict[str, Any]:
+        reqs = p["RequestItems"]["DataFoldStorage-ns"]
+        if any(r["PutRequest"]["Item"]["SK"]["B"] == b"k013" for r in reqs):
+            raise client_error("ValidationException", "BatchWriteItem")
+        return {}
+    runner, _, _ = _runner(ledger, picky)
+    job = _job(ledger, {"s0": 30})
+    assert runner.run(_segment(job, 30)) == "dead"
+    st = ledger.status(job)
+    assert (st.state, st.written, st.dead_lettered) == ("partial", 29, 1)
+    (d,) = ledger.dead_letters(job)
+    assert (d.key, d.value, d.code) == (b"k013", b"v13", "ValidationException")
+    assert "k013" in d.reason
+
+
+def test_a_segment_that_keeps_killing_workers_is_dead_lettered(ledger: Ledger) -> None:
+    runner, _, client = _runner(ledger, _ok, max_deliveries=2)
+    job = _job(ledger, {"s0": 5})
+    for _ in range(2):  # two deliveries that "died" before finishing
+        ledger.deliver(job, "s0")
+    assert runner.run(_segment(job, 5)) == "dead"
+    st = ledger.status(job)
+    assert (st.state, st.dead_lettered) == ("failed", 5)
+    assert {d.code for d in ledger.dead_letters(job)} == {"TooManyDeliveries"}
+    assert "BatchWriteItem" not in client.ops()
+
+
+def test_a_segment_waits_for_its_turn_in_the_partition(ledger: Ledger) -> None:
+    runner, enq, client = _runner(ledger, _ok)
+    job = _job(ledger, {"p.0": 2, "p.1": 2})
+    second = _segment(job, 2, seg="p.1", part="p", idx=1)
+    assert runner.run(second) == "deferred"
+    assert enq.segments == [(second, 1.0)] and client.ops() == []
+    assert runner.run(_segment(job, 2, seg="p.0", part="p", idx=0)) == "done"
+    assert runner.run(second) == "done"
+    assert ledger.status(job).state == "succeeded"
