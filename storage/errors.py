@@ -72,16 +72,12 @@ class StorageError(Exception):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        parts = []
-        if self.operation:
-            parts.append(self.operation)
+        # "PutItem on table 'T', key 'k': [Code] message" — with whatever parts are known.
+        where = self.operation or ""
         if self.table:
-            parts.append(f"table '{self.table}'")
+            where += (" on " if where else "") + f"table '{self.table}'"
         if self.key is not None:
-            parts.append(f"key {self.key}")
-        where = " on ".join(parts[:2]) if parts else ""
-        if len(parts) > 2:
-            where += f", {parts[2]}"
+            where += (", " if where else "") + f"key {self.key}"
         code = f"[{self.code}] " if self.code else ""
         return f"{where}: {code}{self.message}" if where else f"{code}{self.message}"
 

@@ -21,6 +21,7 @@ from storage import errors
 from storage.batch import BatchResult, BatchWriter, Rejected, WriteOp
 from storage.client import Dynamo
 from storage.limits import check_item, check_key
+from storage.metrics import BATCH_ITEMS
 
 TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
 _NEWER = "attribute_not_exists(#seq) OR #seq < :seq"
@@ -92,8 +93,8 @@ class DynamoKvStore:
         resp = self.dynamo.call("GetItem", self.table, key, Key=self._key(key),
                                 ProjectionExpression="SK, Tomb",
                                 ConsistentRead=self.consistent_reads)
-        item = resp.get("Item")
-        return bool(item) and "Tomb" not in item
+        item: dict[str, Any] | None = resp.get("Item")
+        return item is not None and bool(item) and "Tomb" not in item
 
     def _query(self, prefix: bytes, **extra: Any) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {
@@ -113,15 +114,21 @@ class DynamoKvStore:
                 return
             params["ExclusiveStartKey"] = start
 
-    def scan_prefix(self, prefix: bytes, *, limit: int | None = None
-                    ) -> Iterator[tuple[bytes, bytes]]:
+    def scan_prefix(self, prefix: bytes, *, limit: int | None = None,
+                    page_size: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) whose key starts with ``prefix``, sorted by key bytes.
 
         A paginated Query on this user's partition (never a Scan), fetched lazily page by page
-        (1 MB per page); tombstones are filtered out server-side."""
+        (1 MB per page); tombstones are filtered out server-side. ``limit`` caps the number
+        of pairs yielded (0 yields none). ``page_size`` also caps the items per page (Query
+        ``Limit``), so memory stays small with many small items (a 1 MB page can hold tens of
+        thousands); more pages means more calls."""
+        if limit is not None and limit <= 0:
+            return
         count = 0
+        extra: dict[str, Any] = {"Limit": page_size} if page_size else {}
         for item in self._query(prefix, FilterExpression="attribute_exists(#v)",
-                                ExpressionAttributeNames={"#v": "Value"}):
+                                ExpressionAttributeNames={"#v": "Value"}, **extra):
             if "Value" not in item:
                 continue
             yield bytes(item["SK"]["B"]), bytes(item["Value"]["B"])
@@ -145,6 +152,8 @@ class DynamoKvStore:
         params: dict[str, Any] = {"Item": op.request["PutRequest"]["Item"]}
         if seq is not None:
             params["Item"] = {**params["Item"], "Seq": {"N": str(seq)}}
+            # The sequence attribute counts towards the 400 KB too: check before any call.
+            check_item(params["Item"], key=key, table=self.table, operation="PutItem")
             params.update(ConditionExpression=_NEWER, ExpressionAttributeNames={"#seq": "Seq"},
                           ExpressionAttributeValues={":seq": {"N": str(seq)}})
         self.dynamo.call("PutItem", self.table, key, **params)
@@ -174,6 +183,8 @@ class DynamoKvStore:
             (bad if isinstance(op, Rejected) else valid).append(op)  # type: ignore[arg-type]
         result = self.writer.write(self.table, valid)
         result.rejected[:0] = bad
+        if bad:  # refused before any call: still a batch outcome worth counting
+            BATCH_ITEMS.labels(self.table, "rejected").inc(len(bad))
         if raise_on_incomplete:
             result.raise_if_incomplete(self.table)
         return result

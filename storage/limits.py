@@ -1,8 +1,10 @@
 """DynamoDB's hard limits, checked before any call so one bad item never costs a round trip.
 
 Sizes are counted as DynamoDB counts them: for each attribute, the UTF-8 length of its name plus
-the size of its value (S: UTF-8 bytes, B: raw bytes, N: about one byte per two digits plus one,
-BOOL/NULL: one byte). See the DynamoDB developer guide, "Item sizes and formats".
+the size of its value (S: UTF-8 bytes, B: raw bytes, N: one byte per base-100 digit pair aligned
+on the decimal point, leading and trailing zero pairs trimmed, plus one, plus one more if
+negative; BOOL/NULL: one byte). See the DynamoDB developer guide, "Item sizes and formats"; the
+number rule is the one DynamoDB Local (the official engine) applies at the 400 KB boundary.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ MAX_ITEM_BYTES = 400 * 1024
 MAX_PARTITION_KEY_BYTES = 2048
 MAX_SORT_KEY_BYTES = 1024
 WCU_BYTES = 1024
-TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+TABLE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def attribute_size(value: Mapping[str, Any]) -> int:
@@ -34,8 +36,7 @@ def attribute_size(value: Mapping[str, Any]) -> int:
     if kind == "B":
         return len(v)
     if kind == "N":
-        digits = str(Decimal(v)).lstrip("-").replace(".", "").lstrip("0") or "0"
-        return math.ceil(len(digits) / 2) + 1
+        return number_size(v)
     if kind in ("BOOL", "NULL"):
         return 1
     if kind in ("SS", "NS", "BS"):
@@ -45,6 +46,27 @@ def attribute_size(value: Mapping[str, Any]) -> int:
     if kind == "M":
         return 3 + sum(len(k.encode()) + attribute_size(x) + 1 for k, x in v.items())
     raise ValueError(f"unknown attribute type {kind}")
+
+
+def number_size(text: str) -> int:
+    """Bytes DynamoDB stores for the number ``text``: its base-100 digit pairs, aligned on the
+    decimal point with zero pairs trimmed at both ends, plus one (plus one if negative)."""
+    d = Decimal(text)
+    if d == 0:
+        return 1
+    sign, digit_tuple, exponent = d.as_tuple()
+    assert isinstance(exponent, int)  # finite: DynamoDB has no NaN or Infinity
+    digits = "".join(map(str, digit_tuple))
+    if exponent % 2:  # align on an even power of ten, so pairs split at the decimal point
+        digits += "0"
+    if len(digits) % 2:
+        digits = "0" + digits
+    pairs = [digits[i:i + 2] for i in range(0, len(digits), 2)]
+    while pairs and pairs[0] == "00":
+        pairs.pop(0)
+    while pairs and pairs[-1] == "00":
+        pairs.pop()
+    return len(pairs) + 1 + (1 if sign else 0)
 
 
 def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
@@ -95,13 +117,13 @@ def check_item(item: Mapping[str, Mapping[str, Any]], *, key: bytes | str, table
 
 def namespace_table(prefix: str, namespace: str) -> str:
     """The table name of a namespace, ``{prefix}-{namespace}``; validated."""
-    if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
+    if not isinstance(namespace, str) or not NAMESPACE_RE.fullmatch(namespace):
         raise InvalidNamespaceError(
             f"invalid namespace name {namespace!r}: use letters, digits, '_', '-' and '.'",
             operation="OpenNamespace",
         )
     name = f"{prefix}-{namespace}"
-    if not TABLE_NAME_RE.match(name):
+    if not TABLE_NAME_RE.fullmatch(name):
         raise InvalidNamespaceError(
             f"namespace {namespace!r} makes table name {name!r}, which is not 3-255 characters",
             operation="OpenNamespace",

@@ -10,12 +10,12 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from storage import errors
 from storage.batch import BatchResult, Rejected, WriteOp
 from storage.kv import DynamoKvStore
-from storage.limits import check_key, check_partition, item_size, namespace_table
-from storage.limits import MAX_ITEM_BYTES
+from storage.limits import MAX_ITEM_BYTES, check_key, check_partition, item_size, namespace_table
 from storage.settings import DEFAULT_TABLE_PREFIX
 
 _TOMB = object()
@@ -50,9 +50,16 @@ class MemoryKvStore:
         self.table = name
         self.user_id = user_id
 
-    def _check_value(self, key: bytes, value: bytes) -> None:
+    def _check_value(self, key: bytes, value: bytes, seq: int | None = None) -> None:
         check_key(key, table=self.table, operation="PutItem")
-        size = item_size({"PK": {"S": self.user_id}, "SK": {"B": key}, "Value": {"B": value}})
+        if not isinstance(value, (bytes, bytearray)):
+            raise errors.ValidationError(f"values are bytes, got {type(value).__name__}",
+                                         operation="PutItem", table=self.table, key=key)
+        item: dict[str, dict[str, Any]] = {
+            "PK": {"S": self.user_id}, "SK": {"B": key}, "Value": {"B": value}}
+        if seq is not None:
+            item["Seq"] = {"N": str(seq)}
+        size = item_size(item)
         if size > MAX_ITEM_BYTES:
             raise errors.ItemTooLargeError(
                 f"item is {size} bytes as DynamoDB counts it, over the {MAX_ITEM_BYTES}-byte "
@@ -77,7 +84,7 @@ class MemoryKvStore:
                                               code="ConditionalCheckFailedException")
 
     def put(self, key: bytes, value: bytes, *, seq: int | None = None) -> None:
-        self._check_value(key, value)
+        self._check_value(key, value, seq)
         with self._t.lock:
             self._newer(bytes(key), seq)
             self._t.set(self.user_id, bytes(key), bytes(value), seq)
@@ -109,7 +116,9 @@ class MemoryKvStore:
         with self._t.lock:
             pairs = [(k, v) for k in self._keys(bytes(prefix))
                      if isinstance(v := self._t.items[(self.user_id, k)][0], bytes)]
-        yield from pairs[:limit] if limit is not None else pairs
+        if limit is not None:
+            pairs = pairs[:max(limit, 0)]
+        yield from pairs
 
     def scan_keys(self, prefix: bytes = b"") -> Iterator[bytes]:
         with self._t.lock:
@@ -127,7 +136,7 @@ class MemoryKvStore:
                 else:
                     self._check_value(key, value)
             except errors.StorageError as exc:
-                req = {"DeleteRequest": {}} if value is None else {}
+                req: dict[str, object] = {"DeleteRequest": {}} if value is None else {}
                 result.rejected.append(Rejected(WriteOp(key, value, req, 0), exc))
                 continue
             last.pop(bytes(key), None)

@@ -32,7 +32,7 @@ RETRIES = Counter(
 BATCH_ITEMS = Counter(
     "datafold_batch_items_total",
     "Items handled by batch writes, by outcome: written, deleted, unprocessed (left after the "
-    "bounded rounds), rejected (poison items), dead_lettered (given up by the pipeline).",
+    "bounded rounds), rejected (poison items). Dead letters: datafold_items_total.",
     ["table", "outcome"],
 )
 CONSUMED_WCU = Counter(

@@ -16,7 +16,7 @@ from storage.client import Dynamo
 from storage.kv import DynamoKvStore
 from storage.limits import check_partition, namespace_table
 from storage.settings import DynamoConfig
-from storage.tables import KV_TABLE_SPEC, delete_table, ensure_table
+from storage.tables import KV_TABLE_SPEC, delete_table, ensure_table, require_table
 
 
 class DynamoNamespacedStore:
@@ -51,11 +51,15 @@ class DynamoNamespacedStore:
         """The ``KvStore`` of namespace ``name``, creating its table if missing.
 
         Safe when many processes open the same new namespace at once: creation races are
-        tolerated and the call returns only once the table is ACTIVE."""
+        tolerated and the call returns only once the table is ACTIVE. With ``create=False`` a
+        missing namespace raises :class:`TableNotFoundError` (naming table and endpoint)."""
         table = self.table_name(name)
-        if table not in self._ready and create:
-            ensure_table(self.dynamo, table, KV_TABLE_SPEC, ttl_attribute="ExpiresAt",
-                         sleep=self.sleep)
+        if table not in self._ready:
+            if create:
+                ensure_table(self.dynamo, table, KV_TABLE_SPEC, ttl_attribute="ExpiresAt",
+                             sleep=self.sleep)
+            else:
+                require_table(self.dynamo, table)
             with self._lock:
                 self._ready.add(table)
         return DynamoKvStore(self.dynamo, table, self.user_id, self.writer)

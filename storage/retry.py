@@ -15,8 +15,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import botocore.exceptions as bex
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity import stop_after_delay
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+)
+from tenacity.stop import stop_base
 
 from storage import errors
 from storage.metrics import RETRIES
@@ -103,12 +109,32 @@ class FullJitter:
         return self.delay(state.attempt_number)
 
 
+class StopBeforeBudget(stop_base):
+    """Stop when the coming backoff would end past ``max_seconds`` after ``start``.
+
+    tenacity computes the wait before asking stop, so ``upcoming_sleep`` is what this retry
+    would cost. tenacity's own ``stop_after_delay`` reads ``time.monotonic`` (not injectable)
+    and ignores the coming sleep, overrunning the budget by up to the backoff cap.
+    """
+
+    def __init__(self, max_seconds: float, start: float, clock: Callable[[], float]) -> None:
+        self.max_seconds = max_seconds
+        self.start = start
+        self.clock = clock
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        elapsed = self.clock() - self.start
+        return elapsed + retry_state.upcoming_sleep > self.max_seconds
+
+
 class RetryPolicy:
     """Run one call, retrying :class:`~storage.errors.RetryableError` only.
 
-    Bounded by ``max_attempts`` tries and ``max_seconds`` of total time, whichever comes first;
-    permanent errors are raised at once. Each retry increments
-    ``datafold_dynamodb_retries_total{operation,table,code}``.
+    Bounded by ``max_attempts`` tries and ``max_seconds`` of total time, whichever comes first:
+    a retry whose backoff would end past ``max_seconds`` after the first try is not made, so a
+    call never spends longer than that in retrying (plus its last attempt). Permanent errors
+    are raised at once. Each retry increments ``datafold_dynamodb_retries_total{operation,
+    table,code}``. ``clock`` and ``sleep`` are injected so tests never really wait.
     """
 
     def __init__(
@@ -117,13 +143,17 @@ class RetryPolicy:
         max_seconds: float = 30.0,
         backoff: FullJitter | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_attempts = max_attempts
         self.max_seconds = max_seconds
         self.backoff = backoff or FullJitter()
         self.sleep = sleep
+        self.clock = clock
 
     def run(self, fn: Callable[[], T], *, operation: str, table: str | None) -> T:
+        out_of_time = StopBeforeBudget(self.max_seconds, self.clock(), self.clock)
+
         def count_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             code = getattr(exc, "code", None) or "Unknown"
@@ -131,7 +161,7 @@ class RetryPolicy:
 
         retrying = Retrying(
             retry=retry_if_exception_type(errors.RetryableError),
-            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_seconds),
+            stop=stop_any(stop_after_attempt(self.max_attempts), out_of_time),
             wait=self.backoff,
             sleep=self.sleep,
             before_sleep=count_retry,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from storage import errors
-from storage.batch import BatchWriter, WriteOp
+from storage.batch import BatchWriter, Rejected, WriteOp
 from storage.client import Dynamo
 from storage.limits import MAX_SORT_KEY_BYTES, check_item, check_partition
 from storage.settings import DynamoConfig
@@ -94,22 +94,24 @@ class DynamoSchemaStore:
         other.user_id = user_id
         return other
 
-    def _key(self, name: str) -> dict[str, Any]:
-        if not name or len(name.encode("utf-8")) > MAX_SORT_KEY_BYTES:
-            raise errors.InvalidKeyError("schema name must be 1 to 1024 bytes",
-                                         operation="PutItem", table=self.table, key=name)
+    def _key(self, name: str, operation: str) -> dict[str, Any]:
+        size = len(name.encode("utf-8")) if isinstance(name, str) else 0
+        if not name or not isinstance(name, str) or size > MAX_SORT_KEY_BYTES:
+            raise errors.InvalidKeyError(
+                f"schema name is {size} bytes; it must be 1 to {MAX_SORT_KEY_BYTES}",
+                operation=operation, table=self.table, key=name)
         return {"PK": {"S": self.user_id}, "SK": {"S": name}}
 
     def get_schema(self, name: str) -> Schema | None:
         """One strongly consistent GetItem; None if absent."""
-        resp = self.dynamo.call("GetItem", self.table, name, Key=self._key(name),
+        resp = self.dynamo.call("GetItem", self.table, name, Key=self._key(name, "GetItem"),
                                 ConsistentRead=True)
         item = resp.get("Item")
         return _from_item(item) if item else None
 
     def schema_exists(self, name: str) -> bool:
         """One GetItem projecting the key only."""
-        resp = self.dynamo.call("GetItem", self.table, name, Key=self._key(name),
+        resp = self.dynamo.call("GetItem", self.table, name, Key=self._key(name, "GetItem"),
                                 ProjectionExpression="SK", ConsistentRead=True)
         return "Item" in resp
 
@@ -122,7 +124,7 @@ class DynamoSchemaStore:
         version matches (optimistic locking). Either raises :class:`ConditionFailedError`.
         Item limit 400 KB (:class:`ItemTooLargeError` before any call). Returns the stored
         schema."""
-        key = self._key(schema.name)
+        key = self._key(schema.name, "UpdateItem")
         mappers = mutation_mappers if mutation_mappers is not None else schema.mutation_mappers
         now = int(self.clock())
         values: dict[str, Any] = {
@@ -150,9 +152,51 @@ class DynamoSchemaStore:
 
     def delete_schema(self, name: str) -> bool:
         """One DeleteItem; whether the schema existed."""
-        resp = self.dynamo.call("DeleteItem", self.table, name, Key=self._key(name),
-                                ReturnValues="ALL_OLD")
+        resp = self.dynamo.call("DeleteItem", self.table, name,
+                                Key=self._key(name, "DeleteItem"), ReturnValues="ALL_OLD")
         return bool(resp.get("Attributes"))
+
+    def _restore_op(self, schema: Schema, operation: str) -> WriteOp:
+        """A validated put of ``schema`` exactly as given: ``created_at``/``updated_at``/
+        ``version`` are written, not computed (None: now, now, 1)."""
+        now = int(self.clock())
+        item = {**self._key(schema.name, operation),
+                "SchemaJson": {"S": json.dumps(schema.body, separators=(",", ":"),
+                                               ensure_ascii=False)},
+                "MutationMappers": {"S": json.dumps(schema.mutation_mappers or {},
+                                                    separators=(",", ":"), ensure_ascii=False)},
+                "CreatedAt": {"N": str(now if schema.created_at is None else schema.created_at)},
+                "UpdatedAt": {"N": str(now if schema.updated_at is None else schema.updated_at)},
+                "Version": {"N": str(1 if schema.version is None else schema.version)}}
+        size = check_item(item, key=schema.name, table=self.table, operation=operation)
+        return WriteOp(schema.name, None, {"PutRequest": {"Item": item}}, size)
+
+    def restore_schema(self, schema: Schema) -> Schema:
+        """Write ``schema`` back as exported, timestamps and version included: one
+        unconditional PutItem that replaces any schema of that name (unlike
+        :meth:`put_schema`, nothing is incremented). For re-importing an export; a later
+        ``put_schema`` continues from the restored version. Raises :class:`ItemTooLargeError`
+        or :class:`InvalidKeyError` before any call."""
+        op = self._restore_op(schema, "PutItem")
+        self.dynamo.call("PutItem", self.table, schema.name, Item=op.request["PutRequest"]["Item"])
+        return _from_item(op.request["PutRequest"]["Item"])
+
+    def restore_schemas(self, schemas: Iterable[Schema]) -> int:
+        """:meth:`restore_schema` for many: 25 per BatchWriteItem, in parallel, last one per name
+        wins. The list is materialised: pass bounded chunks. Returns how many were written;
+        raises :class:`BatchIncompleteError` naming the schemas not written (refused by the
+        size/name checks or left unprocessed after the writer's bounded retries)."""
+        ops: list[WriteOp] = []
+        bad: list[Rejected] = []
+        for schema in schemas:
+            try:
+                ops.append(self._restore_op(schema, "BatchWriteItem"))
+            except errors.StorageError as exc:
+                bad.append(Rejected(WriteOp(schema.name, b"", {"PutRequest": {}}, 0), exc))
+        result = self.writer.write(self.table, ops)
+        result.rejected[:0] = bad
+        result.raise_if_incomplete(self.table)
+        return result.written
 
     def _query(self, **extra: Any) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {

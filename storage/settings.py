@@ -98,7 +98,8 @@ class DynamoConfig:
         )
         if not region:
             raise ConfigError(
-                "no DynamoDB region: set DATAFOLD_DYNAMODB_REGION (or AWS_REGION / AWS_DEFAULT_REGION)"
+                "no DynamoDB region: set DATAFOLD_DYNAMODB_REGION "
+                "(or AWS_REGION / AWS_DEFAULT_REGION)"
             )
         return cls(
             region=region.strip(),
@@ -122,6 +123,9 @@ class PipelineConfig:
     ``visibility_timeout`` (seconds) bounds how long the unacknowledged messages of a worker that
     died wait before Redis hands them to another worker: it is the recovery time after a crash.
     It must exceed the longest countdown (``requeue_max_delay``) and the longest segment run.
+    ``metrics_port`` > 0 makes each worker serve ``/metrics`` on ``metrics_addr`` (default
+    loopback only); ``metrics_multiproc_dir`` (``PROMETHEUS_MULTIPROC_DIR``) switches on
+    prometheus_client's multiprocess mode, needed by the prefork pool (``worker.observability``).
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -130,7 +134,7 @@ class PipelineConfig:
     max_write_capacity: float = 40000.0
     min_write_capacity: float = 25.0
     segment_size: int = 500
-    batch_threads: int = 8
+    batch_threads: int = 4
     max_requeues: int = 8
     requeue_base_delay: float = 1.0
     requeue_max_delay: float = 60.0
@@ -138,8 +142,10 @@ class PipelineConfig:
     visibility_timeout: int = 300
     result_ttl: int = 7 * 24 * 3600
     metrics_port: int = 0
+    metrics_addr: str = "127.0.0.1"
+    metrics_multiproc_dir: str = ""
     worker_pool: str = "threads"
-    worker_concurrency: int = 8
+    worker_concurrency: int = 4
 
     def __post_init__(self) -> None:
         if self.visibility_timeout <= self.requeue_max_delay:
@@ -151,6 +157,8 @@ class PipelineConfig:
             raise ConfigError("DATAFOLD_SEGMENT_SIZE must be between 1 and 10000")
         if self.worker_pool not in ("threads", "prefork", "solo"):
             raise ConfigError("DATAFOLD_WORKER_POOL must be threads, prefork or solo")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("DATAFOLD_METRICS_PORT must be 0 (off) or a TCP port (1-65535)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -165,7 +173,7 @@ class PipelineConfig:
             ),
             min_write_capacity=_read(e, "DATAFOLD_MIN_WRITE_CAPACITY", float, 25.0, "positive"),
             segment_size=_read(e, "DATAFOLD_SEGMENT_SIZE", int, 500, "positive"),
-            batch_threads=_read(e, "DATAFOLD_BATCH_THREADS", int, 8, "positive"),
+            batch_threads=_read(e, "DATAFOLD_BATCH_THREADS", int, 4, "positive"),
             max_requeues=_read(e, "DATAFOLD_MAX_REQUEUES", int, 8, "non-negative"),
             requeue_base_delay=_read(e, "DATAFOLD_REQUEUE_BASE_DELAY", float, 1.0, "positive"),
             requeue_max_delay=_read(e, "DATAFOLD_REQUEUE_MAX_DELAY", float, 60.0, "positive"),
@@ -173,6 +181,9 @@ class PipelineConfig:
             visibility_timeout=_read(e, "DATAFOLD_VISIBILITY_TIMEOUT", int, 300, "positive"),
             result_ttl=_read(e, "DATAFOLD_RESULT_TTL", int, 7 * 24 * 3600, "positive"),
             metrics_port=_read(e, "DATAFOLD_METRICS_PORT", int, 0, "non-negative"),
+            metrics_addr=_read(e, "DATAFOLD_METRICS_ADDR", str, "127.0.0.1"),
+            # Read by prometheus_client itself at import; here so the worker knows the mode.
+            metrics_multiproc_dir=_read(e, "PROMETHEUS_MULTIPROC_DIR", str, ""),
             worker_pool=_read(e, "DATAFOLD_WORKER_POOL", str, "threads"),
-            worker_concurrency=_read(e, "DATAFOLD_WORKER_CONCURRENCY", int, 8, "positive"),
+            worker_concurrency=_read(e, "DATAFOLD_WORKER_CONCURRENCY", int, 4, "positive"),
         )

@@ -73,16 +73,32 @@ def ensure_table(dynamo: Dynamo, table: str, spec: dict[str, Any],
 def delete_table(dynamo: Dynamo, table: str, *, timeout: float = WAIT_SECONDS,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> bool:
-    """Delete ``table`` and wait until it is gone. False if it did not exist."""
-    try:
-        dynamo.call("DeleteTable", table, TableName=table)
-    except errors.TableNotFoundError:
-        return False
-    except errors.PermanentError as exc:
-        if exc.code != "ResourceInUseException":
-            raise
+    """Delete ``table`` and wait until it is gone. False if it did not exist.
+
+    A table still CREATING (or UPDATING) refuses DeleteTable with ``ResourceInUseException``:
+    wait until it is ACTIVE and ask again, within ``timeout``."""
     deadline = clock() + timeout
     delay = 0.05
+    while True:
+        try:
+            dynamo.call("DeleteTable", table, TableName=table)
+            break
+        except errors.TableNotFoundError:
+            return False
+        except errors.PermanentError as exc:
+            if exc.code != "ResourceInUseException":
+                raise
+        desc = describe(dynamo, table)
+        if desc is None:
+            return True  # someone else deleted it meanwhile
+        if desc.get("TableStatus") == "DELETING":
+            break
+        if clock() > deadline:
+            raise errors.TransientError(
+                f"table still {desc.get('TableStatus')} after {timeout:.0f}s",
+                operation="DeleteTable", table=table, code="Timeout")
+        sleep(delay)
+        delay = min(delay * 2, 2.0)
     while describe(dynamo, table) is not None:
         if clock() > deadline:
             raise errors.TransientError(f"table still exists after {timeout:.0f}s",
