@@ -12,7 +12,8 @@ def make_app(cfg: PipelineConfig | None = None) -> Celery:
     """A Celery app for ``cfg`` (default: the environment); producers may make their own."""
     a = Celery("datafold")
     a.conf.update(celeryconfig.settings(cfg or PipelineConfig.from_env()))
-    a.conf.include = ["worker.tasks"]
+    # worker.observability: /metrics of each worker (Celery signals; DATAFOLD_METRICS_PORT).
+    a.conf.include = ["worker.tasks", "worker.observability"]
     return a
 
 

@@ -57,3 +57,21 @@ def jobs_index() -> str:
 def write_sequence() -> str:
     """Counter: producer-assigned sequence of single-key writes (INCR; monotonic)."""
     return f"{PREFIX}:seq"
+
+
+# -- the broker's keys (kombu's Redis transport names them; listed here so nothing else does) --
+BROKER_PRIORITY_SEP = "\x06\x16"
+BROKER_PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+def broker_queue_lists(queue: str) -> tuple[str, ...]:
+    """Lists holding a Celery queue's waiting messages: the queue's own name, plus kombu's
+    priority sub-queues (``bulk\\x06\\x163`` ...), empty unless priorities are used."""
+    return tuple(queue if p == 0 else f"{queue}{BROKER_PRIORITY_SEP}{p}"
+                 for p in BROKER_PRIORITY_STEPS)
+
+
+def broker_unacked() -> str:
+    """Hash: messages delivered to a worker and not yet acknowledged (running, prefetched, or
+    waiting for their countdown), over every queue."""
+    return "unacked"
