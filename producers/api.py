@@ -8,21 +8,39 @@ touches that user's partition.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, TextIO
 
 import redis
 from celery import Celery
 
-from producers.inputs import BadLine, Record, Trailer, open_input, read_records
+from producers.export import (
+    ExportCounts,
+    PrefixedStream,
+    SchemaSink,
+    export_user,
+    looks_like_export,
+    verify_export,
+)
+from producers.inputs import (
+    MAX_LINE_BYTES,
+    BadLine,
+    Record,
+    SchemaRecord,
+    Trailer,
+    open_input,
+    read_records,
+)
 from producers.job import Job
 from producers.segmenter import DEFAULT_PARTITIONS, Segmenter
 from storage import errors
 from storage.limits import namespace_table
 from storage.namespaced import DynamoNamespacedStore
+from storage.schema import DynamoSchemaStore
 from storage.settings import DynamoConfig, PipelineConfig
 from worker import keys
 from worker.enqueue import CeleryEnqueuer
@@ -98,43 +116,84 @@ class Producer:
 
     def load_file(self, path_or_dash: str | os.PathLike[str], namespace: str | None = None,
                   user_id: str | None = None, format: str = "jsonl",
-                  key_column: str | None = None, *, strict: bool = False) -> Job:
+                  key_column: str | None = None, *, strict: bool = False,
+                  force: bool = False) -> Job:
         """Enqueue the records of a JSONL or CSV file (``-`` = stdin), streamed: memory stays
         flat for any size. Bad lines are rejected with line number and reason and counted in
         the job; with ``strict`` any bad line refuses the whole file (InputError) before
-        anything is enqueued. ``namespace`` is required unless the lines carry their own."""
+        anything is enqueued. ``namespace`` is required unless the lines carry their own.
+
+        A JSONL file whose first line is an export line is an export file (see
+        :meth:`export`): it is read twice, first to check its trailer's checksum and counts —
+        a truncated or altered file raises InputError before anything is written — then to
+        load it. With ``force`` a damaged export is loaded anyway (every intact line; the
+        damaged ones are rejected lines) and the job's ``status().extra["export_problem"]``
+        says what was wrong. Schema lines are restored directly (not through the queue) with
+        their timestamps and version, replacing same-named schemas of ``user_id``; the job's
+        ``extra["schemas"]`` counts them."""
         user = self._user(user_id)
         if namespace is not None:
             self._ns(namespace)
-        with self._opened(path_or_dash, strict) as stream:
+        opened = self._opened(path_or_dash, strict, format)
+        with opened as stream:
+            extra: dict[str, str] = {}
+            sink: SchemaSink | None = None
+            if opened.export:
+                extra, sink = self._verify_export(stream, user, force)
             if strict:
                 self._check_strict(stream, format, key_column)
-            return self._load_stream(stream, namespace, user, format, key_column)
+            return self._load_stream(stream, namespace, user, format, key_column, sink=sink,
+                                     extra=extra)
 
     class _opened:
-        """Open the input; for ``strict`` reads of stdin, spool it to a temp file first so it
-        can be read twice (checked, then enqueued) with flat memory."""
+        """Open the input and tell whether it is an export file (first line). Stdin (or any
+        unseekable input) is spooled to a temp file when it must be read twice — ``strict``,
+        or an export file (verified first) — so memory stays flat."""
 
-        def __init__(self, path: str | os.PathLike[str], strict: bool) -> None:
-            self.path, self.strict = path, strict
-            self.stream: BinaryIO | None = None
+        def __init__(self, path: str | os.PathLike[str], strict: bool,
+                     format: str = "jsonl") -> None:
+            self.path, self.strict, self.format = path, strict, format
+            self.export = False
+            self.src: BinaryIO | None = None
             self.tmp: Any = None
 
         def __enter__(self) -> BinaryIO:
-            src = open_input(self.path)
-            if self.strict and str(self.path) == "-":
+            src = self.src = open_input(self.path)
+            seekable = str(self.path) != "-" and src.seekable()
+            head = b""
+            if self.format == "jsonl":
+                head = src.readline(MAX_LINE_BYTES + 1)
+                self.export = looks_like_export(head)
+            if seekable:
+                src.seek(0)
+                return src
+            if self.strict or self.export:
                 self.tmp = tempfile.TemporaryFile()
+                self.tmp.write(head)
                 shutil.copyfileobj(src, self.tmp, 1024 * 1024)
                 self.tmp.seek(0)
-                self.stream = self.tmp
-            else:
-                self.stream = src
-            return self.stream
+                return self.tmp  # type: ignore[no-any-return]
+            return io.BufferedReader(PrefixedStream(head, src)) if head else src
 
         def __exit__(self, *exc: object) -> None:
-            if (self.stream is not None and str(self.path) != "-") or self.tmp is not None:
-                assert self.stream is not None
-                self.stream.close()
+            if self.tmp is not None:
+                self.tmp.close()
+            if self.src is not None and str(self.path) != "-":
+                self.src.close()
+
+    def _verify_export(self, stream: BinaryIO, user: str, force: bool
+                       ) -> tuple[dict[str, str], SchemaSink | None]:
+        """Pass 1 over an export file: refuse it unless whole (or ``force``); open the schema
+        store now if it has schemas, so a missing schema table fails before any write."""
+        check = verify_export(stream)
+        stream.seek(0)
+        if check.problem and not force:
+            raise errors.InputError(f"export file refused, nothing written: {check.problem} "
+                                    "(--force loads its intact lines)", operation="Load")
+        extra = {"schemas": str(check.schemas)}
+        if check.problem:
+            extra["export_problem"] = check.problem
+        return extra, SchemaSink(self._schema_store(user)) if check.schemas else None
 
     @staticmethod
     def _check_strict(stream: BinaryIO, format: str, key_column: str | None) -> None:
@@ -148,10 +207,12 @@ class Producer:
         stream.seek(0)
 
     def _load_stream(self, stream: BinaryIO, namespace: str | None, user: str, format: str,
-                     key_column: str | None) -> Job:
+                     key_column: str | None, *, sink: SchemaSink | None = None,
+                     extra: dict[str, str] | None = None) -> Job:
         records = read_records(stream, format, key_column)  # checks format and CSV header now
         job_id = new_job_id()
-        self.ledger.create(job_id, kind="load", namespace=namespace or "", user_id=user)
+        self.ledger.create(job_id, kind="load", namespace=namespace or "", user_id=user,
+                           **(extra or {}))
         segs: dict[str, Segmenter] = {}
         rejected: list[tuple[int, str]] = []
         n_rejected = 0
@@ -163,6 +224,11 @@ class Producer:
                     if len(rejected) >= 100:
                         self.ledger.reject_lines(job_id, rejected)
                         rejected = []
+                    continue
+                if isinstance(rec, SchemaRecord):
+                    if sink is None:
+                        sink = SchemaSink(self._schema_store(user))
+                    sink.add(rec)
                     continue
                 if isinstance(rec, Trailer) or not isinstance(rec, Record):
                     continue
@@ -178,12 +244,37 @@ class Producer:
                                              enqueue=self.enqueue, partitions=self.partitions,
                                              segment_size=self.config.segment_size)
                 s.add(rec.key, rec.value)
+            if sink is not None:
+                sink.close()
         finally:
             for s in segs.values():
                 s.close()
             self.ledger.reject_lines(job_id, rejected)
             self.ledger.seal(job_id, rejected=n_rejected)
         return Job(job_id, self.ledger)
+
+    # -- export (direct reads) --------------------------------------------------------------
+    def export(self, user_id: str | None, out: BinaryIO,
+               namespaces: Sequence[str] | None = None, *,
+               progress: TextIO | None = None) -> ExportCounts:
+        """Write every schema and every item of ``user_id`` (in ``namespaces``, default all) to
+        ``out`` (binary; not closed) as an export file that :meth:`load_file` takes back as it
+        is. Direct paginated Queries of the user's partition, never a Scan; memory stays flat.
+        ``progress`` (a terminal) gets a redrawn progress line. Returns the counts written.
+        No schema table: no schemas. Raises InvalidNamespaceError / TableNotFoundError for a
+        bad or missing named namespace, before writing anything."""
+        user = self._user(user_id)
+        names = [self._ns(n) for n in namespaces] if namespaces is not None else None
+        try:
+            schemas: DynamoSchemaStore | None = self._schema_store(user)
+        except errors.TableNotFoundError:
+            schemas = None
+        return export_user(self.store(user), schemas, out, names, progress=progress)
+
+    def _schema_store(self, user: str) -> DynamoSchemaStore:
+        """The schema store of ``user`` on the shared client (one DescribeTable:
+        TableNotFoundError if the schema table is missing)."""
+        return DynamoSchemaStore(self.dynamo_config, user, dynamo=self.store(user).dynamo)
 
     # -- single writes --------------------------------------------------------------------
     def _single(self, kind: str, namespace: str, key: bytes, value: bytes | None,

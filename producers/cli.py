@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from producers.api import Producer
+from producers.export import ExportCounts, export_to_path
 from producers.job import Job
 from producers.progress import summary
 from storage import errors
@@ -72,12 +73,36 @@ def _render(key: bytes, value: bytes) -> str:
 
 def cmd_load(p: Producer, a: argparse.Namespace) -> int:
     job = p.load_file(a.file, a.namespace, a.user, format=a.format, key_column=a.key_column,
-                      strict=a.strict)
-    rejected = job.status().rejected
-    if rejected:
-        print(f"{rejected} input lines rejected (see `datafold status {job.id}`)",
+                      strict=a.strict, force=a.force)
+    st = job.status()
+    if st.rejected:
+        print(f"{st.rejected} input lines rejected (see `datafold status {job.id}`)",
               file=sys.stderr)
-    return _started(job, "load", a.wait)
+    problem = st.extra.get("export_problem")
+    if problem:
+        print(f"warning: damaged export loaded with --force ({problem}): its intact lines "
+              "only", file=sys.stderr)
+    if st.extra.get("schemas", "0") != "0":
+        print(f"{st.extra['schemas']} schemas restored", file=sys.stderr)
+    rc = _started(job, "load", a.wait)
+    return EXIT_INCOMPLETE if problem and rc == EXIT_OK else rc
+
+
+def cmd_export(p: Producer, a: argparse.Namespace) -> int:
+    bar = sys.stderr if sys.stderr.isatty() else None
+
+    def write(out: Any) -> ExportCounts:
+        return p.export(a.user, out, a.namespace, progress=bar)
+
+    if a.output == "-":
+        counts = write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        counts = export_to_path(a.output, write)
+    print(f"exported {counts.total_items} items in {len(counts.items)} namespaces and "
+          f"{counts.schemas} schemas ({counts.bytes} bytes, sha256 {counts.sha256})",
+          file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_status(p: Producer, a: argparse.Namespace) -> int:
@@ -196,9 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--key-column", help="CSV column holding the key")
     sp.add_argument("--strict", action="store_true",
                     help="refuse the whole file if any line is bad (nothing enqueued)")
+    sp.add_argument("--force", action="store_true",
+                    help="load a truncated or altered export file anyway (its intact lines)")
     user(sp)
     wait(sp)
     sp.set_defaults(fn=cmd_load)
+
+    sp = sub.add_parser("export", help="write every item and schema of a user as JSONL "
+                        "(direct reads; `load` takes it back)")
+    sp.add_argument("--namespace", "-n", action="append",
+                    help="export only this namespace (repeatable; default: every one)")
+    sp.add_argument("--output", "-o", default="-",
+                    help="file to write (appears only once complete), or - for standard output")
+    user(sp)
+    sp.set_defaults(fn=cmd_export)
 
     sp = sub.add_parser("status", help="state and totals of a job")
     sp.add_argument("job")
