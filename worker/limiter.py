@@ -1,61 +1,62 @@
 """The global adaptive rate limiter: one token bucket per table in Redis, shared by every worker.
 
-Units: write capacity units (WCU). Writing an item costs ceil(size / 1 KB) WCU; rates are WCU
-per second. The batch writer calls :meth:`RateLimiter.acquire` before each BatchWriteItem with
-the batch's estimated WCU, then :meth:`RateLimiter.feedback` with the WCU DynamoDB reports as
-consumed and whether any of it was throttled or came back unprocessed (``storage.batch.Pacer``).
+Units are write capacity units (WCU): an item write costs ceil(size / 1 KB); rates are WCU/s.
+The batch writer calls :meth:`RateLimiter.acquire` with a batch's estimated WCU before sending
+it, then :meth:`RateLimiter.feedback` with the WCU DynamoDB reports consumed and whether any of
+it was throttled or unprocessed (the ``storage.batch.Pacer`` protocol). Feedback charges the
+bucket what was really consumed beyond the estimate (indexes cost extra) and refunds what a
+clean call did not use.
 
-One bucket per table lives in a Redis hash (``worker.keys.limiter_bucket``), updated atomically
-by the one Lua script ``worker/lua/token_bucket.lua``, so every process on every machine draws
-from the same bucket. The script reads Redis ``TIME``: no caller's clock is trusted. Cost: one
-Redis round trip (EVALSHA, well under a millisecond on a LAN) per acquire and per feedback.
-An idle bucket expires after ``idle_ttl`` seconds, so old tables don't pile up; a table that
-comes back starts optimistic again.
+Each table's bucket is a Redis hash (``worker.keys.limiter_bucket``) changed atomically by the
+one Lua script ``worker/lua/token_bucket.lua``, so all processes on all machines share it; the
+script reads Redis ``TIME``, never a caller's clock. Cost: one round trip (EVALSHA, well under a
+millisecond on a LAN) per acquire and per feedback, plus about one per caller told to wait. An
+idle bucket expires after ``idle_ttl`` seconds; a table that comes back starts optimistic again.
 
-Acquire reserves: it takes the units at once, letting the bucket go into debt, and sleeps until
-the debt is paid. Requests are therefore served in the order they reach Redis, and a batch
-larger than the whole bucket (25 items of 400 KB = 10,000 WCU) waits its turn instead of
-waiting forever for a full bucket. The bucket holds ``rate * burst_seconds`` WCU.
+Grants: the bucket holds ``rate * burst_seconds`` WCU. While less than ``AHEAD_SECONDS`` of the
+rate is owed, a request is granted whatever its size and the bucket goes into debt; the caller
+sleeps until its share is paid. So a batch larger than the bucket (25 items of 400 KB = 10,000
+WCU) is served in its turn instead of waiting forever for a full bucket, and the total stays
+exact: ``burst + rate * t``. Otherwise nothing is taken and the caller is booked a wake-up one
+request after the previous one. Few promises stand at a time, so a cut bites at once.
 
-The rate adapts, shared by all processes (AIMD on the rate, computed in the script):
+Adaptation (AIMD on the shared rate, in the same script):
 
 * A throttled or partly refused call **cuts** the rate to ``BETA`` x the WCU/s the table really
-  consumed over the last one to two seconds (the previous window plus the current one), and
-  empties the bucket: the table's own burst is exhausted, so sending ours would only be refused.
-  Cutting to the *measured* rate rather than the current one lands near the table's real
-  capacity in one step, even from a 40,000 WCU/s start.
-* At most one cut per ``CUT_WINDOW_SECONDS``: twenty threads reporting the same congestion
-  within one round trip are one event, not twenty cuts down to the floor.
-* Each clean window of ``WINDOW_SECONDS`` (it consumed something and saw no throttle) **raises**
-  the rate by ``ALPHA`` of itself, up to the ceiling. The step is proportional so regaining the
-  10 % a cut took costs the same few seconds at 50 WCU/s as at 40,000 WCU/s.
+  consumed over the last one to two seconds (``FALLBACK_BETA`` x the rate when under
+  ``MIN_SPAN_SECONDS`` or nothing was reported), and pauses ``AHEAD_SECONDS``: the table's burst
+  is spent. Cutting to the *measured* rate lands near the real capacity in one step.
+* At most one cut per ``CUT_WINDOW_SECONDS``: twenty threads reporting one congestion are one
+  event, not twenty cuts to the floor. A measured target under ``FALLBACK_BETA`` x the rate cuts
+  at once: anchored to consumption, it does not compound, and it ends a 40,000 WCU/s start soon.
+* Each clean ``WINDOW_SECONDS`` (consumption, no throttle) **raises** the rate by ``ALPHA`` of
+  itself, up to the ceiling: proportional, so regaining a cut takes the same few seconds at
+  50 WCU/s as at 40,000 WCU/s (a fixed +10 WCU step would need 100 s to regain 1,000).
 
-The constants, against a table of 1,000 WCU/s: a cut lands near 900; +3 % per clean second
-climbs back to 1,000 in ~4 s and then overdraws the table's small burst for a few seconds, a few
-calls are refused, and the cycle (~8 s) repeats. The rate averages ~95 % of capacity with ~1 %
-of calls throttled (the simulation in ``tests/unit/test_limiter.py`` measures it). A larger
-``BETA`` or ``ALPHA`` trades more throttles for more throughput.
+Why these constants, against 1,000 WCU/s: a cut lands near 0.9 x ~1,050 (the measure includes
+the table's burst); +2 % per clean second passes 1,000 again in ~3 s, overdraws the table's
+burst, a few calls come back partly refused, and the ~6 s cycle repeats. The simulation in
+``tests/unit/test_limiter.py`` (saturating load, 0.1 s of table burst, 10-30 threads, 10-100 ms
+replies, discovery from 40,000 included) measures 98 % of capacity used, 1.7-3.2 % of calls
+throttled. ``BETA`` 0.85 or ``ALPHA`` 0.01 throttle less and use less.
 
-Ceiling: ``capacity`` (``DATAFOLD_WRITE_CAPACITY``) when > 0, a fixed ceiling below which the
-cuts still apply; else ``max_capacity``, where discovery starts (optimistic: an on-demand table
-or DynamoDB Local never throttles, and there the limiter must not cost throughput). The floor is
-``min_capacity``. If Redis cannot be reached, :class:`~storage.errors.BackendUnavailableError`
-is raised: the limiter never fails open.
+Ceiling: ``capacity`` (``DATAFOLD_WRITE_CAPACITY``) when > 0, with cuts still applying below it;
+else ``max_capacity``, where discovery starts (optimistic: on-demand tables and DynamoDB Local
+never throttle, and there the limiter must cost nothing). The floor is ``min_capacity``. Redis
+unreachable raises :class:`~storage.errors.BackendUnavailableError`: never fail open.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
-from redis.exceptions import RedisError
 
-from storage.errors import BackendUnavailableError, ConfigError
-from worker import keys
+from storage.errors import ConfigError
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -63,22 +64,22 @@ if TYPE_CHECKING:
     from storage.settings import PipelineConfig
 
 WINDOW_SECONDS = 1.0
-"""Measurement window: one "clean second" raises the rate once."""
+"""Measurement window: one clean window raises the rate once."""
 CUT_WINDOW_SECONDS = 0.5
 """At most one cut per this span: longer than a round trip, so one congestion is one cut."""
 BETA = 0.9
-"""Cut to 90 % of the measured consumption: 10 % headroom lets the table refill its burst."""
+"""Cut to 90 % of the measured consumption: headroom for the table to refill its burst."""
 FALLBACK_BETA = 0.7
-"""Cut to 70 % of the current rate when nothing was measured (botocore's CUBIC beta)."""
-ALPHA = 0.03
-"""Raise 3 % of the rate per clean window: back from a cut in ~4 s, gently enough that the
-overshoot past the table's capacity stays small (few refused calls)."""
-MIN_SPAN_SECONDS = 0.02
-"""Below this much measured time the consumption rate is noise: use the fallback cut."""
+"""Cut to 70 % of the rate when nothing was measured (the beta of botocore's CUBIC)."""
+ALPHA = 0.02
+"""Raise 2 % of the rate per clean window: back from a cut in ~3-5 s, yet a small overshoot."""
+MIN_SPAN_SECONDS = 0.1
+"""Less measured time than this is noise (a reply's latency): use the fallback cut."""
 AHEAD_SECONDS = 0.05
-"""Grants may run this far ahead of the bucket (in debt); later callers ask again when it
-has drained. Promises made before a cut still go out at the old rate, so keeping them to ~50 ms
-keeps the refusals after a cut to a call or two instead of one per waiting thread."""
+"""Grants run at most this far ahead. Promises made before a cut go out at the old rate: ~50 ms
+of them costs a few refused calls, not one per waiting thread. Also the pause after a cut."""
+RETRY_FLOOR_SECONDS = 0.001
+"""A refused caller waits at least this long before asking again: no busy loop on Redis."""
 IDLE_TTL_SECONDS = 300.0
 """An untouched bucket expires after 5 minutes; the table then starts optimistic again."""
 
@@ -94,6 +95,9 @@ RATE_WCU = Gauge(
     "datafold_limiter_rate_wcu",
     "Current shared write rate of a table's limiter, WCU per second.",
     ["table"],
+    # Under the prefork pool (multiprocess mode) every process sees the same shared rate:
+    # serve the latest value, not one series per pid.
+    multiprocess_mode="mostrecent",
 )
 THROTTLE_CUTS = Counter(
     "datafold_limiter_throttle_cuts_total",
@@ -119,7 +123,7 @@ class BucketParams:
     ahead: float = AHEAD_SECONDS
 
     def argv(self) -> list[str]:
-        """ARGV[5..15] of the Lua script, in its order."""
+        """ARGV[6..16] of the Lua script, in its order."""
         return [repr(self.ceiling), repr(self.floor), repr(self.burst_seconds),
                 str(max(1, round(self.ttl_seconds * 1000))), repr(self.window),
                 repr(self.cut_window), repr(self.beta), repr(self.fallback_beta),
@@ -159,50 +163,13 @@ class Grant:
 
 
 class BucketBackend(Protocol):
-    """Where buckets live. ``RedisBucketBackend`` (shared) or ``limiter_memory`` (one process)."""
+    """Where buckets live: ``worker.limiter_redis`` (shared by every process, production) or
+    ``worker.limiter_memory`` (one process: tests, local runs)."""
 
     def run(self, table: str, op: Op, params: BucketParams, *, units: float = 0.0,
-            throttled: bool = False) -> BucketReply:
+            throttled: bool = False, charge: float = 0.0) -> BucketReply:
         """Apply ``op`` to the table's bucket atomically and return its state after it."""
         ...
-
-
-_SCRIPT = (Path(__file__).parent / "lua" / "token_bucket.lua").read_text(encoding="utf-8")
-
-
-class RedisBucketBackend:
-    """The buckets in Redis, one hash per table, changed only by the Lua script.
-
-    ``now`` exists for tests only: it replaces Redis ``TIME`` so the script itself can run
-    under a fake clock. Leave it ``None`` in production.
-    """
-
-    def __init__(self, client: Redis[Any], *, now: Callable[[], float] | None = None) -> None:
-        self._client = client
-        self._script = client.register_script(_SCRIPT)
-        self._now = now
-
-    def run(self, table: str, op: Op, params: BucketParams, *, units: float = 0.0,
-            throttled: bool = False) -> BucketReply:
-        now = "" if self._now is None else repr(self._now())
-        args = [op, now, repr(float(units)), "1" if throttled else "0", *params.argv()]
-        try:
-            raw = self._script(keys=[keys.limiter_bucket(table)], args=args)
-        except RedisError as exc:
-            raise BackendUnavailableError(
-                f"rate limiter cannot use Redis at {self.where} ({type(exc).__name__}); "
-                "refusing to write without the limit",
-                operation=f"RateLimiter.{op}", table=table,
-            ) from exc
-        return BucketReply.parse(raw)
-
-    @property
-    def where(self) -> str:
-        """host:port/db of the client, never its password."""
-        kw = self._client.connection_pool.connection_kwargs
-        if "path" in kw:
-            return f"unix:{kw['path']}"
-        return f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
 
 
 class RateLimiter:
@@ -236,6 +203,8 @@ class RateLimiter:
         if backend is None:
             if redis_client is None:
                 raise ValueError("RateLimiter needs a redis_client or a backend")
+            from worker.limiter_redis import RedisBucketBackend  # it imports this module
+
             backend = RedisBucketBackend(redis_client)
         ceiling = capacity if capacity > 0 else max_capacity
         self.params = BucketParams(ceiling=ceiling, floor=min(min_capacity, ceiling),
@@ -243,6 +212,7 @@ class RateLimiter:
         self._backend = backend
         self._sleep = sleep
         self._clock = clock
+        self._granted = threading.local()  # table -> WCU of this thread's last grant
 
     @classmethod
     def from_config(cls, redis_client: Redis[Any], config: PipelineConfig,
@@ -275,6 +245,7 @@ class RateLimiter:
                 self._sleep(grant.wait)
             if grant.granted:
                 break
+        self._granted.__dict__[table] = units
         waited = max(0.0, self._clock() - start)
         WAIT_SECONDS.labels(table).observe(waited)
         return waited
@@ -287,20 +258,26 @@ class RateLimiter:
         """
         reply = self._backend.run(table, "acquire", self.params, units=units)
         RATE_WCU.labels(table).set(reply.rate)
-        return Grant(reply.granted, max(0.0, reply.wait))
+        if reply.granted:
+            return Grant(True, max(0.0, reply.wait))
+        return Grant(False, max(RETRY_FLOOR_SECONDS, reply.wait))
 
-    def feedback(self, table: str, *, units: float, throttled: bool) -> None:
+    def feedback(self, table: str, *, units: float, throttled: bool,
+                 charged: float | None = None) -> None:
         """Report the WCU a call consumed and whether it was throttled or partly refused.
 
-        A throttle may cut the shared rate; clean consumption lets it rise again. Raises
-        :class:`BackendUnavailableError` when Redis cannot be reached.
+        The bucket is charged the difference between ``units`` (really consumed: indexes cost
+        extra) and ``charged``, what was acquired for that call: by default this thread's last
+        acquire on ``table``. A throttle may cut the shared rate; clean consumption lets it
+        rise. Raises :class:`BackendUnavailableError` when Redis cannot be reached.
         """
         if not units >= 0:
             raise ValueError(f"units must be 0 or more, not {units}")
-        if units == 0 and not throttled:
+        granted = self._granted.__dict__.pop(table, 0.0) if charged is None else charged
+        if units == 0 and granted == 0 and not throttled:
             return
         reply = self._backend.run(table, "feedback", self.params, units=units,
-                                  throttled=throttled)
+                                  throttled=throttled, charge=units - granted)
         RATE_WCU.labels(table).set(reply.rate)
         if reply.cut:
             THROTTLE_CUTS.labels(table).inc()

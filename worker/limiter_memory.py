@@ -29,6 +29,7 @@ class _Bucket:
     pu: float = 0.0
     pd: float = 0.0
     cut: float = 0.0
+    nw: float = 0.0
     touched: float = 0.0
 
 
@@ -41,7 +42,7 @@ class MemoryBucketBackend:
         self._buckets: dict[str, _Bucket] = {}
 
     def run(self, table: str, op: Op, params: BucketParams, *, units: float = 0.0,
-            throttled: bool = False) -> BucketReply:
+            throttled: bool = False, charge: float = 0.0) -> BucketReply:
         with self._lock:
             now = self._clock()
             stored = self._buckets.get(table)
@@ -52,7 +53,7 @@ class MemoryBucketBackend:
                 b = _Bucket(tokens=p.ceiling * p.burst_seconds, ts=now, rate=p.ceiling, win=now)
             else:
                 b = _Bucket(stored.tokens, stored.ts, stored.rate, stored.win, stored.used,
-                            stored.thr, stored.pu, stored.pd, stored.cut)
+                            stored.thr, stored.pu, stored.pd, stored.cut, stored.nw)
             b.rate = min(p.ceiling, max(p.floor, b.rate))
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
             b.ts = max(b.ts, now)
@@ -68,19 +69,29 @@ class MemoryBucketBackend:
                     granted = True
                     if b.tokens < 0:
                         wait = -b.tokens / b.rate
+                    if b.nw > now:
+                        b.nw += units / b.rate
                 else:
-                    wait = -b.tokens / b.rate - p.ahead
+                    drained = now + (-b.tokens / b.rate - p.ahead)
+                    wake = min(max(b.nw, drained), drained + p.window)
+                    b.nw = wake + units / b.rate
+                    wait = wake - now
             elif op == "feedback":
                 b.used += units
+                if charge > 0 or not throttled:
+                    b.tokens = min(b.rate * p.burst_seconds, b.tokens - charge)
                 if throttled:
                     b.thr = True
-                    if now - b.cut >= p.cut_window:
-                        span = b.pd + (now - b.win)
-                        target = b.rate * p.fallback_beta
-                        if span >= p.min_span and b.pu + b.used > 0:
-                            target = min(b.rate, (b.pu + b.used) / span) * p.beta
-                        b.rate = max(p.floor, target)
-                        b.tokens = min(b.tokens, 0.0)
+                    span = b.pd + (now - b.win)
+                    measured = span >= p.min_span and b.pu + b.used > 0
+                    target = b.rate * p.fallback_beta
+                    if measured:
+                        target = min(b.rate, (b.pu + b.used) / span) * p.beta
+                    target = max(p.floor, target)
+                    if now - b.cut >= p.cut_window or (
+                            measured and target < b.rate * p.fallback_beta):
+                        b.rate = target
+                        b.tokens = min(b.tokens, 0.0) - b.rate * p.ahead
                         b.cut, did_cut = now, True
             if op != "state":
                 b.touched = now

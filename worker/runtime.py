@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,8 +50,19 @@ def redis_client(url: str) -> redis.Redis[Any]:
                                 health_check_interval=10, retry_on_timeout=True)
 
 
-@functools.lru_cache(maxsize=1)
+_BUILD_LOCK = threading.Lock()
+
+
 def runtime() -> Runtime:
+    """The process's services, built on first use. Under a lock: the first tasks of a thread
+    pool arrive together, and each building its own boto3 client (~0.3 s of CPU apiece, the
+    service model is parsed from JSON) slowed a worker's first segments (bench/)."""
+    with _BUILD_LOCK:
+        return _build()
+
+
+@functools.lru_cache(maxsize=1)
+def _build() -> Runtime:
     cfg = PipelineConfig.from_env()
     dcfg = DynamoConfig.from_env()
     r = redis_client(cfg.redis_url)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.signals import worker_process_init, worker_ready
+
 from worker.app import app
 from worker.enqueue import PLAN_TASK, SEGMENT_TASK, WRITE_TASK
 from worker.messages import Plan, Segment, SingleWrite
@@ -30,3 +32,15 @@ def plan(message: dict[str, Any]) -> int:
     """Read the keys of a bulk delete and enqueue its segments (queue ``bulk``)."""
     p = Plan.from_message(message)
     return patiently(lambda: runtime().planner.run(p))
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def _warm(**_: Any) -> None:
+    """Build the services when a worker (or a prefork child) starts, not inside the first
+    task: the first segments of a job no longer wait for boto3's client to be built.
+    Best effort: if Redis or DynamoDB is down now, the first task builds them instead."""
+    try:
+        runtime()
+    except Exception:  # the task path retries and reports properly
+        return

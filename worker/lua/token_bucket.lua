@@ -9,16 +9,18 @@ ARGV[2]  now in seconds, or "" for Redis TIME. Production always sends "": one c
          machine. The unit tests send a fake time to run this very script deterministically.
 ARGV[3]  units (WCU): taken by acquire, consumed for feedback.
 ARGV[4]  "1" if the call reported by feedback was throttled or partly refused.
-ARGV[5..15] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
+ARGV[5]  feedback: consumed minus granted for that call (WCU), charged to the bucket.
+ARGV[6..16] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
          beta, fallback beta, alpha, min span (s), ahead (s). Why these values:
          worker/limiter.py.
 
 Hash fields: tokens (WCU, negative = debt that sleeping callers are paying off), ts (last
 refill), rate (shared WCU/s), win (start of the measurement window), used (WCU consumed in it),
 thr (1 if it saw a throttle), pu/pd (the previous window's WCU and length), cut (time of the
-last cut). Every number is stored and returned as a string with 17 significant digits, because
-Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effects rather than
-the script, so calling TIME and then writing is allowed.
+last cut), nw (the next wake-up to book for a refused caller). Every number is stored and
+returned as a string with 17 significant digits, because Redis truncates Lua numbers to
+integers. Redis >= 5 replicates a script's effects rather than the script, so calling TIME
+and then writing is allowed. The key expires after the idle ttl; PEXPIRE renews it.
 
 The Python twin of this script is worker/limiter_memory.py. Change both together; the shared
 unit test suite checks that they give the same answers.
@@ -33,28 +35,30 @@ if now == nil then
 end
 local units = tonumber(ARGV[3])
 local throttled = ARGV[4] == '1'
-local ceiling, floor = tonumber(ARGV[5]), tonumber(ARGV[6])
-local burst, ttl_ms = tonumber(ARGV[7]), tonumber(ARGV[8])
-local window, cut_window = tonumber(ARGV[9]), tonumber(ARGV[10])
-local beta, fallback_beta = tonumber(ARGV[11]), tonumber(ARGV[12])
-local alpha, min_span = tonumber(ARGV[13]), tonumber(ARGV[14])
-local ahead = tonumber(ARGV[15])
+local charge = tonumber(ARGV[5])
+local ceiling, floor = tonumber(ARGV[6]), tonumber(ARGV[7])
+local burst, ttl_ms = tonumber(ARGV[8]), tonumber(ARGV[9])
+local window, cut_window = tonumber(ARGV[10]), tonumber(ARGV[11])
+local beta, fallback_beta = tonumber(ARGV[12]), tonumber(ARGV[13])
+local alpha, min_span = tonumber(ARGV[14]), tonumber(ARGV[15])
+local ahead = tonumber(ARGV[16])
 
 local function fmt(x)
     return string.format('%.17g', x)
 end
 
 local f = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'win', 'used', 'thr', 'pu', 'pd',
-    'cut')
-local tokens, ts, rate, win, used, thr, pu, pd, cut
+    'cut', 'nw')
+local tokens, ts, rate, win, used, thr, pu, pd, cut, nw
 if f[1] then
     tokens, ts, rate, win = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
     used, thr, pu, pd, cut = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8]),
         tonumber(f[9])
+    nw = tonumber(f[10]) or 0
 else
     -- A new (or expired) table starts optimistic: at the ceiling, with a full bucket.
     rate = ceiling
-    tokens, ts, win, used, thr, pu, pd, cut = ceiling * burst, now, now, 0, 0, 0, 0, 0
+    tokens, ts, win, used, thr, pu, pd, cut, nw = ceiling * burst, now, now, 0, 0, 0, 0, 0, 0
 end
 
 -- The ceiling may have been lowered in the configuration since the rate was stored.
@@ -88,24 +92,44 @@ if op == 'acquire' then
         if tokens < 0 then
             wait = -tokens / rate
         end
+        -- What a newcomer took, the callers booked below wait for in addition.
+        if nw > now then
+            nw = nw + units / rate
+        end
     else
-        -- Too much is promised already: nothing taken, ask again when the debt is back
-        -- within `ahead` seconds. Few promises stand, so a cut takes effect at once.
-        wait = -tokens / rate - ahead
+        -- Too much is promised already: nothing taken. Few promises stand, so a cut takes
+        -- effect at once. The caller is booked a wake-up one request after the previous one
+        -- (within one window of the debt draining), so N waiting threads ask again one by
+        -- one instead of all at every grant. A booking holds no capacity.
+        local drained = now + (-tokens / rate - ahead)
+        local wake = math.min(math.max(nw, drained), drained + window)
+        nw = wake + units / rate
+        wait = wake - now
     end
 elseif op == 'feedback' then
     used = used + units
+    -- Charge what DynamoDB really consumed: a grant is an estimate (indexes cost extra). A
+    -- clean call refunds what it did not use; a refused call's leftovers pay again when resent.
+    if charge > 0 or not throttled then
+        tokens = math.min(rate * burst, tokens - charge)
+    end
     if throttled then
         thr = 1
-        -- One cut per cut window: many threads reporting one congestion are one event.
-        if now - cut >= cut_window then
-            local span = pd + (now - win)
-            local target = rate * fallback_beta
-            if span >= min_span and pu + used > 0 then
-                target = math.min(rate, (pu + used) / span) * beta
-            end
-            rate = math.max(floor, target)
-            tokens = math.min(tokens, 0)
+        local span = pd + (now - win)
+        local measured = span >= min_span and pu + used > 0
+        local target = rate * fallback_beta
+        if measured then
+            target = math.min(rate, (pu + used) / span) * beta
+        end
+        target = math.max(floor, target)
+        -- One cut per cut window: many threads reporting one congestion are one event. A cut
+        -- anchored on measured consumption does not compound, so fresh evidence that the rate
+        -- is still far too high may cut again sooner.
+        if now - cut >= cut_window or (measured and target < rate * fallback_beta) then
+            rate = target
+            -- The table's burst is spent and promises made before the cut are still going
+            -- out: pay for `ahead` seconds of them at the new rate before granting more.
+            tokens = math.min(tokens, 0) - rate * ahead
             cut, did_cut = now, 1
         end
     end
@@ -114,7 +138,7 @@ end
 if op ~= 'state' then
     redis.call('HSET', key, 'tokens', fmt(tokens), 'ts', fmt(ts), 'rate', fmt(rate),
         'win', fmt(win), 'used', fmt(used), 'thr', thr, 'pu', fmt(pu), 'pd', fmt(pd),
-        'cut', fmt(cut))
+        'cut', fmt(cut), 'nw', fmt(nw))
     redis.call('PEXPIRE', key, ttl_ms)
 end
 
