@@ -194,9 +194,11 @@ class BatchWriter:
                 result.merge(self._isolate(table, pending, exc))
                 break
             except errors.RetryableError as exc:
-                # The single-call policy has given up: hand every pending item back.
+                # The single-call policy has given up: hand every pending item back. Only
+                # throttling says the table is short of capacity; an outage (5xx, refused or
+                # reset connections) must not cut the shared rate to its floor.
                 result.throttled_calls += 1
-                if self.pacer is not None:
+                if self.pacer is not None and isinstance(exc, errors.ThrottledError):
                     self.pacer.feedback(table, units=0.0, throttled=True)
                 result.unprocessed.extend(pending)
                 result.last_error = exc

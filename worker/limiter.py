@@ -25,7 +25,10 @@ Adaptation (AIMD on the shared rate, in the same script):
 * A throttled or partly refused call **cuts** the rate to ``BETA`` x the WCU/s the table really
   consumed over the last one to two seconds (``FALLBACK_BETA`` x the rate when under
   ``MIN_SPAN_SECONDS`` or nothing was reported), and pauses ``AHEAD_SECONDS``: the table's burst
-  is spent. Cutting to the *measured* rate lands near the real capacity in one step.
+  is spent. Cutting to the *measured* rate lands near the real capacity in one step. Within
+  two windows of a cut, the measure is what the table let through *since that cut* (its burst
+  is spent by then, while the windows still hold it): a discovery from 40,000 WCU/s lands in two
+  cuts instead of a dozen 10 % steps, which cost ~1.5 s of refused calls.
 * At most one cut per ``CUT_WINDOW_SECONDS``: twenty threads reporting one congestion are one
   event, not twenty cuts to the floor. A measured target under ``FALLBACK_BETA`` x the rate cuts
   at once: anchored to consumption, it does not compound, and it ends a 40,000 WCU/s start soon.

@@ -31,6 +31,7 @@ class _Bucket:
     cut: float = 0.0
     nw: float = 0.0
     touched: float = 0.0
+    cu: float = 0.0
 
 
 class MemoryBucketBackend:
@@ -53,7 +54,8 @@ class MemoryBucketBackend:
                 b = _Bucket(tokens=p.ceiling * p.burst_seconds, ts=now, rate=p.ceiling, win=now)
             else:
                 b = _Bucket(stored.tokens, stored.ts, stored.rate, stored.win, stored.used,
-                            stored.thr, stored.pu, stored.pd, stored.cut, stored.nw)
+                            stored.thr, stored.pu, stored.pd, stored.cut, stored.nw,
+                            cu=stored.cu)
             b.rate = min(p.ceiling, max(p.floor, b.rate))
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
             b.ts = max(b.ts, now)
@@ -78,6 +80,7 @@ class MemoryBucketBackend:
                     wait = wake - now
             elif op == "feedback":
                 b.used += units
+                b.cu += units
                 if charge > 0 or not throttled:
                     b.tokens = min(b.rate * p.burst_seconds, b.tokens - charge)
                 if throttled:
@@ -87,12 +90,16 @@ class MemoryBucketBackend:
                     target = b.rate * p.fallback_beta
                     if measured:
                         target = min(b.rate, (b.pu + b.used) / span) * p.beta
+                    since = now - b.cut
+                    if b.cut > 0 and p.min_span <= since <= 2 * p.window and b.cu > 0:
+                        target = min(b.rate, b.cu / since) * p.beta
+                        measured = True
                     target = max(p.floor, target)
                     if now - b.cut >= p.cut_window or (
                             measured and target < b.rate * p.fallback_beta):
                         b.rate = target
                         b.tokens = min(b.tokens, 0.0) - b.rate * p.ahead
-                        b.cut, did_cut = now, True
+                        b.cut, did_cut, b.cu = now, True, 0.0
             if op != "state":
                 b.touched = now
                 self._buckets[table] = b

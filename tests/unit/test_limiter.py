@@ -192,6 +192,18 @@ def test_measured_cut_does_not_compound_but_new_evidence_cuts_sooner(
     assert THROTTLE_CUTS.labels(table)._value.get() == 2.0
 
 
+def test_soon_after_a_cut_the_measure_is_what_the_table_let_through_since(
+        make: Any, clock: FakeClock, table: str) -> None:
+    lim = make(capacity=0.0, max_capacity=40_000.0)
+    consume(lim, clock, table, 3000.0, 0.5, step=0.05)  # the table's burst: fast at first
+    lim.feedback(table, units=0.0, throttled=True)
+    first = lim.current_rate(table)
+    assert first > 2500.0  # the windows hold the burst
+    consume(lim, clock, table, 1000.0, 0.3, step=0.05)  # burst spent: 1,000 WCU/s since
+    lim.feedback(table, units=0.0, throttled=True)
+    assert lim.current_rate(table) == pytest.approx(900.0)  # not 0.9 x the windows' ~2,250
+
+
 def test_caller_refused_while_too_much_is_promised(make: Any, clock: FakeClock,
                                                    table: str) -> None:
     lim = make(capacity=100.0)

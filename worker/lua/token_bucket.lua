@@ -17,10 +17,11 @@ ARGV[6..16] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut wi
 Hash fields: tokens (WCU, negative = debt that sleeping callers are paying off), ts (last
 refill), rate (shared WCU/s), win (start of the measurement window), used (WCU consumed in it),
 thr (1 if it saw a throttle), pu/pd (the previous window's WCU and length), cut (time of the
-last cut), nw (the next wake-up to book for a refused caller). Every number is stored and
-returned as a string with 17 significant digits, because Redis truncates Lua numbers to
-integers. Redis >= 5 replicates a script's effects rather than the script, so calling TIME
-and then writing is allowed. The key expires after the idle ttl; PEXPIRE renews it.
+last cut), nw (the next wake-up to book for a refused caller), cu (WCU consumed since the last
+cut). Every number is stored and returned as a string with 17 significant digits, because
+Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effects rather than
+the script, so calling TIME and then writing is allowed. The key expires after the idle ttl;
+PEXPIRE renews it.
 
 The Python twin of this script is worker/limiter_memory.py. Change both together; the shared
 unit test suite checks that they give the same answers.
@@ -48,17 +49,19 @@ local function fmt(x)
 end
 
 local f = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'win', 'used', 'thr', 'pu', 'pd',
-    'cut', 'nw')
-local tokens, ts, rate, win, used, thr, pu, pd, cut, nw
+    'cut', 'nw', 'cu')
+local tokens, ts, rate, win, used, thr, pu, pd, cut, nw, cu
 if f[1] then
     tokens, ts, rate, win = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
     used, thr, pu, pd, cut = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8]),
         tonumber(f[9])
     nw = tonumber(f[10]) or 0
+    cu = tonumber(f[11]) or 0
 else
     -- A new (or expired) table starts optimistic: at the ceiling, with a full bucket.
     rate = ceiling
     tokens, ts, win, used, thr, pu, pd, cut, nw = ceiling * burst, now, now, 0, 0, 0, 0, 0, 0
+    cu = 0
 end
 
 -- The ceiling may have been lowered in the configuration since the rate was stored.
@@ -108,6 +111,7 @@ if op == 'acquire' then
     end
 elseif op == 'feedback' then
     used = used + units
+    cu = cu + units
     -- Charge what DynamoDB really consumed: a grant is an estimate (indexes cost extra). A
     -- clean call refunds what it did not use; a refused call's leftovers pay again when resent.
     if charge > 0 or not throttled then
@@ -121,6 +125,14 @@ elseif op == 'feedback' then
         if measured then
             target = math.min(rate, (pu + used) / span) * beta
         end
+        -- Soon after a cut the table's burst is spent: what it let through since then is its
+        -- capacity, a fresher measure than the windows (which still hold the burst), so a
+        -- discovery from 40,000 WCU/s lands in two cuts instead of a dozen.
+        local since = now - cut
+        if cut > 0 and since >= min_span and since <= 2 * window and cu > 0 then
+            target = math.min(rate, cu / since) * beta
+            measured = true
+        end
         target = math.max(floor, target)
         -- One cut per cut window: many threads reporting one congestion are one event. A cut
         -- anchored on measured consumption does not compound, so fresh evidence that the rate
@@ -130,7 +142,7 @@ elseif op == 'feedback' then
             -- The table's burst is spent and promises made before the cut are still going
             -- out: pay for `ahead` seconds of them at the new rate before granting more.
             tokens = math.min(tokens, 0) - rate * ahead
-            cut, did_cut = now, 1
+            cut, did_cut, cu = now, 1, 0
         end
     end
 end
@@ -138,7 +150,7 @@ end
 if op ~= 'state' then
     redis.call('HSET', key, 'tokens', fmt(tokens), 'ts', fmt(ts), 'rate', fmt(rate),
         'win', fmt(win), 'used', fmt(used), 'thr', thr, 'pu', fmt(pu), 'pd', fmt(pd),
-        'cut', fmt(cut), 'nw', fmt(nw))
+        'cut', fmt(cut), 'nw', fmt(nw), 'cu', fmt(cu))
     redis.call('PEXPIRE', key, ttl_ms)
 end
 
