@@ -8,7 +8,7 @@ export DATAFOLD_DYNAMODB_REGION ?= us-east-1
 export AWS_ACCESS_KEY_ID ?= local
 export AWS_SECRET_ACCESS_KEY ?= local
 
-.PHONY: test venv services stop lint unit demo
+.PHONY: test venv services stop lint unit demo bench bench-quick
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,16 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 lint: venv
-	$(VENV)/bin/ruff check storage worker producers tests celeryconfig.py
+	$(VENV)/bin/ruff check storage worker producers tests bench celeryconfig.py
 	$(VENV)/bin/mypy
+
+## make bench: the full benchmark (~10-15 min) -> BENCHMARKS.md + bench/benchmarks.png
+bench: venv services
+	$(PY) -m bench
+
+## make bench-quick: the same in under a minute (CI runs it through the test suite)
+bench-quick: venv services
+	$(PY) -m bench --quick --out /tmp/datafold-bench/BENCHMARKS.md
 
 ## make demo: the main job in one command (100k records through the queue, progress, summary)
 demo: venv services

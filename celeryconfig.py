@@ -36,6 +36,9 @@ def settings(cfg: PipelineConfig) -> dict[str, Any]:
             # 100 s), so recovery after a worker dies is visibility_timeout + at most 5 s.
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
+            # The body is JSON text already: kombu's default base64 layer on top cost a
+            # worker ~30 us of CPU per 4 KB item and grew every message by a third (bench/).
+            "body_encoding": "utf-8",
         },
         # JSON only — never pickle.
         "task_serializer": "json",

@@ -134,7 +134,7 @@ class PipelineConfig:
     max_write_capacity: float = 40000.0
     min_write_capacity: float = 25.0
     segment_size: int = 500
-    batch_threads: int = 4
+    batch_threads: int = 8
     max_requeues: int = 8
     requeue_base_delay: float = 1.0
     requeue_max_delay: float = 60.0
@@ -145,7 +145,7 @@ class PipelineConfig:
     metrics_addr: str = "127.0.0.1"
     metrics_multiproc_dir: str = ""
     worker_pool: str = "threads"
-    worker_concurrency: int = 4
+    worker_concurrency: int = 8
 
     def __post_init__(self) -> None:
         if self.visibility_timeout <= self.requeue_max_delay:
@@ -173,7 +173,7 @@ class PipelineConfig:
             ),
             min_write_capacity=_read(e, "DATAFOLD_MIN_WRITE_CAPACITY", float, 25.0, "positive"),
             segment_size=_read(e, "DATAFOLD_SEGMENT_SIZE", int, 500, "positive"),
-            batch_threads=_read(e, "DATAFOLD_BATCH_THREADS", int, 4, "positive"),
+            batch_threads=_read(e, "DATAFOLD_BATCH_THREADS", int, 8, "positive"),
             max_requeues=_read(e, "DATAFOLD_MAX_REQUEUES", int, 8, "non-negative"),
             requeue_base_delay=_read(e, "DATAFOLD_REQUEUE_BASE_DELAY", float, 1.0, "positive"),
             requeue_max_delay=_read(e, "DATAFOLD_REQUEUE_MAX_DELAY", float, 60.0, "positive"),
@@ -185,5 +185,5 @@ class PipelineConfig:
             # Read by prometheus_client itself at import; here so the worker knows the mode.
             metrics_multiproc_dir=_read(e, "PROMETHEUS_MULTIPROC_DIR", str, ""),
             worker_pool=_read(e, "DATAFOLD_WORKER_POOL", str, "threads"),
-            worker_concurrency=_read(e, "DATAFOLD_WORKER_CONCURRENCY", int, 4, "positive"),
+            worker_concurrency=_read(e, "DATAFOLD_WORKER_CONCURRENCY", int, 8, "positive"),
         )

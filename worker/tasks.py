@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready
@@ -38,9 +39,16 @@ def plan(message: dict[str, Any]) -> int:
 @worker_process_init.connect
 def _warm(**_: Any) -> None:
     """Build the services when a worker (or a prefork child) starts, not inside the first
-    task: the first segments of a job no longer wait for boto3's client to be built.
+    task: the first segments of a job no longer wait for boto3's client to be built; then
+    freeze the heap for the garbage collector.
     Best effort: if Redis or DynamoDB is down now, the first task builds them instead."""
     try:
         runtime()
     except Exception:  # the task path retries and reports properly
         return
+    # Everything built so far (Celery, kombu, botocore's service model: ~10^5 objects) lives
+    # as long as the process: move it out of the cyclic GC's reach. Otherwise each full
+    # collection walks it again, which cost ~40 % of the time spent building write requests
+    # (bench/, BENCHMARKS.md).
+    gc.collect()
+    gc.freeze()

@@ -163,7 +163,8 @@ def test_flower_shows_the_worker_and_its_finished_tasks(
     for attempt in until(20, 0.5):  # Flower learns of tasks from events, a moment later
         rows = table_rows(chromium(f"{base}/workers", tmp_path / f"p{attempt}"))
         row = next((r for r in rows if r and r[0].startswith(host)), [])
-        if row and row[5] == str(int(runs)):
+        # Flower's counters settle event by event: wait until they all agree.
+        if row and row[2] == "0" and row[3] == row[5] == str(int(runs)):
             break
     # Worker, Status, Active, Processed, Failed, Succeeded, Load average
     assert row[:6] == [row[0], "Online", "0", str(int(runs)), "0", str(int(runs))], row
