@@ -5,7 +5,7 @@ ledger makes redelivery harmless. The Redis ``visibility_timeout`` (``DATAFOLD_V
 default 300 s) is the recovery time after a worker dies: its unacknowledged messages go back to
 the queue when it expires, plus at most 5 s (the sweep interval below). It exceeds the longest
 countdown (``DATAFOLD_REQUEUE_MAX_DELAY``, 60 s) and the longest segment run (seconds).
-JSON only: a pickled message is refused (``accept_content``), logged, and never run.
+JSON only, no pickle: any other content type is refused (``accept_content``), logged, never run.
 
 ``settings(cfg)`` builds the whole configuration from a :class:`PipelineConfig`; the module's
 own names are that configuration for the process environment, so ``celery -A worker`` and
@@ -40,7 +40,7 @@ def settings(cfg: PipelineConfig) -> dict[str, Any]:
             # worker ~30 us of CPU per 4 KB item and grew every message by a third (bench/).
             "body_encoding": "utf-8",
         },
-        # JSON only — never pickle.
+        # JSON only, no pickle.
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

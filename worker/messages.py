@@ -1,4 +1,4 @@
-"""The JSON task messages of the pipeline (never pickle), built and read here only.
+"""The JSON task messages of the pipeline (JSON only, no pickle), built and read here only.
 
 A *segment* carries hundreds of items of one job, one target table and one user:
 ``{"job", "seg", "target": "kv"|"schemas", "ns", "user", "part", "idx", "attempt", "ops"}``

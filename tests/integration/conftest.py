@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from producers import Producer
 from storage import DynamoConfig
-from tests.support.pipeline import PipelineEnv, Worker, start_workers, stop_all
+from tests.support.pipeline import PipelineEnv, Worker, fresh_env, start_workers, stop_all
 
 REDIS_DB = 9
 
@@ -19,14 +18,8 @@ REDIS_DB = 9
 def penv(schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[PipelineEnv]:
     """The session's pipeline environment; its Redis database is emptied first and after."""
-    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_DB}")
-    try:
-        r.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is not reachable on 127.0.0.1:6379 ({exc}); run `make services`")
-    r.flushdb()
-    yield PipelineEnv(schema_config, REDIS_DB, Path(tmp_path_factory.mktemp("worker-logs")))
-    r.flushdb()
+    with fresh_env(schema_config, REDIS_DB, Path(tmp_path_factory.mktemp("worker-logs"))) as e:
+        yield e
 
 
 @pytest.fixture(scope="session")

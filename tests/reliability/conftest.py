@@ -28,7 +28,7 @@ import redis
 from producers import Job, Producer
 from storage import DynamoConfig
 from tests.faults import FaultProxy
-from tests.support.pipeline import PipelineEnv, Worker, start_workers
+from tests.support.pipeline import PipelineEnv, Worker, fresh_env, start_workers
 from worker.ledger import JobStatus
 
 REDIS_DB = 11
@@ -84,14 +84,9 @@ class Fleet:
 def rpenv(schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[PipelineEnv]:
     """The suite's pipeline environment on Redis DB 11 (emptied before and after)."""
-    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_DB}")
-    try:
-        r.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is not reachable on 127.0.0.1:6379 ({exc}); run `make services`")
-    r.flushdb()
-    yield PipelineEnv(schema_config, REDIS_DB, Path(tmp_path_factory.mktemp("reliability-logs")))
-    r.flushdb()
+    logs = Path(tmp_path_factory.mktemp("reliability-logs"))
+    with fresh_env(schema_config, REDIS_DB, logs) as e:
+        yield e
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,23 @@ class PipelineEnv:
 
     def store(self, user: str) -> DynamoNamespacedStore:
         return DynamoNamespacedStore(self.dynamo, user)
+
+
+@contextmanager
+def fresh_env(dynamo: DynamoConfig, redis_db: int, logs: Path) -> Iterator[PipelineEnv]:
+    """A :class:`PipelineEnv` on Redis database ``redis_db``, emptied before and after.
+    Fails (never skips) with a hint when Redis is down."""
+    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}")
+    try:
+        r.ping()
+    except redis.ConnectionError as exc:
+        raise RuntimeError(f"Redis is not reachable on 127.0.0.1:6379 ({exc}); "
+                           "run `make services`") from None
+    r.flushdb()
+    try:
+        yield PipelineEnv(dynamo, redis_db, logs)
+    finally:
+        r.flushdb()
 
 
 class Worker:
