@@ -14,7 +14,7 @@ from typing import Any
 
 from storage import errors
 from storage.batch import BatchResult, Rejected, WriteOp
-from storage.kv import DynamoKvStore
+from storage.kv import DynamoKvStore, KvStore
 from storage.limits import MAX_ITEM_BYTES, check_key, check_partition, item_size, namespace_table
 from storage.settings import DEFAULT_TABLE_PREFIX
 
@@ -201,5 +201,6 @@ class MemoryNamespacedStore:
             return self._tables.pop(table, None) is not None
 
 
-# Both implement the KvStore protocol; keep mypy honest about it.
-_check: type[DynamoKvStore] | type[MemoryKvStore] = MemoryKvStore
+def _conforms(memory: MemoryKvStore, dynamo: DynamoKvStore) -> tuple[KvStore, KvStore]:
+    """Never called: mypy checks here that both stores implement the ``KvStore`` protocol."""
+    return memory, dynamo
