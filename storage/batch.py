@@ -10,7 +10,9 @@ stands alone; it goes to :class:`BatchResult.rejected`, the rest is written.
 
 Cost: one BatchWriteItem per 25 distinct keys plus one per retry round; each write costs
 ceil(item size / 1 KB) WCU, charged to the optional :class:`Pacer` (the global rate limiter)
-before sending and reported back after, so it can adapt.
+before sending and reported back after, so it can adapt. The WCU reported back are DynamoDB's
+own figure when ``DynamoConfig.wants_consumed_capacity`` (``ReturnConsumedCapacity``), else
+the estimate from the item sizes.
 """
 
 from __future__ import annotations
@@ -184,12 +186,11 @@ class BatchWriter:
             units = float(sum(write_units(op.size) for op in pending))
             if self.pacer is not None:
                 self.pacer.acquire(table, units)
+            params: dict[str, Any] = {"RequestItems": {table: [op.request for op in pending]}}
+            if self.dynamo.config.wants_consumed_capacity:
+                params["ReturnConsumedCapacity"] = "TOTAL"
             try:
-                resp = self.dynamo.call(
-                    "BatchWriteItem", table,
-                    RequestItems={table: [op.request for op in pending]},
-                    ReturnConsumedCapacity="TOTAL",
-                )
+                resp = self.dynamo.call("BatchWriteItem", table, **params)
             except errors.ValidationError as exc:
                 result.merge(self._isolate(table, pending, exc))
                 break
@@ -207,20 +208,21 @@ class BatchWriter:
                 # Table gone, access denied...: nothing of this chunk can be written.
                 result.rejected.extend(Rejected(op, exc) for op in pending)
                 break
-            consumed = sum(float(c.get("CapacityUnits", 0.0))
-                           for c in resp.get("ConsumedCapacity") or [])
-            result.consumed_wcu += consumed
             left = (resp.get("UnprocessedItems") or {}).get(table) or []
             left_ids = {request_ident(r) for r in left}
-            done = [op for op in pending if op.ident not in left_ids]
+            done = [op for op in pending if op.ident not in left_ids] if left else pending
             for op in done:
                 if op.is_delete:
                     result.deleted += 1
                 else:
                     result.written += 1
+            # What DynamoDB reports when asked, else the estimate from the item sizes.
+            consumed = sum(float(c.get("CapacityUnits", 0.0))
+                           for c in resp.get("ConsumedCapacity") or []) or (
+                units if not left else float(sum(write_units(op.size) for op in done)))
+            result.consumed_wcu += consumed
             if self.pacer is not None:
-                self.pacer.feedback(table, units=consumed or float(
-                    sum(write_units(op.size) for op in done)), throttled=bool(left))
+                self.pacer.feedback(table, units=consumed, throttled=bool(left))
             if not left:
                 break
             pending = [op for op in pending if op.ident in left_ids]

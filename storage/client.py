@@ -21,11 +21,12 @@ from storage import errors
 from storage.metrics import ERRORS, REQUEST_SECONDS, THROTTLES
 from storage.retry import FullJitter, RetryPolicy, classify
 from storage.settings import DynamoConfig
+from storage.wire import WireWriter
 
 _NO_TABLE_NAME = frozenset({"BatchWriteItem", "BatchGetItem", "ListTables"})
 
 
-def make_client(config: DynamoConfig) -> Any:
+def make_client(config: DynamoConfig, session: boto3.session.Session | None = None) -> Any:
     """A DynamoDB client for ``config``; credentials come from boto3's default chain."""
     bc = botocore.config.Config(
         region_name=config.region,
@@ -39,12 +40,16 @@ def make_client(config: DynamoConfig) -> Any:
         # check only cost ~20 % of a worker's CPU per BatchWriteItem (bench/, BENCHMARKS.md).
         parameter_validation=False,
     )
-    session = boto3.session.Session()
+    session = session or boto3.session.Session()
     return session.client("dynamodb", endpoint_url=config.endpoint_url, config=bc)
 
 
 class Dynamo:
     """A client plus the retry policy and metrics: ``call("GetItem", table, key, **params)``.
+
+    BatchWriteItem goes through :class:`~storage.wire.WireWriter` when ``config.fast_writes`` is
+    on and the client is the one built here (an injected client, e.g. a stubbed one, is used for
+    every call).
 
     Thread-safe (boto3 clients are); share one per process and store.
     """
@@ -59,7 +64,16 @@ class Dynamo:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.client = client if client is not None else make_client(config)
+        self.wire: WireWriter | None = None
+        if client is None:
+            session = boto3.session.Session()
+            client = make_client(config, session)
+            if config.fast_writes:
+                self.wire = WireWriter(
+                    client.meta.endpoint_url, client.meta.region_name, session.get_credentials(),
+                    max_connections=config.max_connections,
+                    connect_timeout=config.connect_timeout, read_timeout=config.read_timeout)
+        self.client = client
         self.sleep = sleep
         self.policy = RetryPolicy(
             max_attempts=config.max_attempts,
@@ -81,7 +95,8 @@ class Dynamo:
     def once(self, operation: str, table: str | None, key: bytes | str | None = None,
              **params: Any) -> dict[str, Any]:
         """One attempt, timed and classified (no retry). Raises a :class:`StorageError`."""
-        method = self._method(operation)
+        method = (self.wire.batch_write_item if self.wire is not None
+                  and operation == "BatchWriteItem" else self._method(operation))
         if table is not None and operation not in _NO_TABLE_NAME:
             params.setdefault("TableName", table)
         label_table = table or "-"

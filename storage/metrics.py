@@ -37,6 +37,7 @@ BATCH_ITEMS = Counter(
 )
 CONSUMED_WCU = Counter(
     "datafold_dynamodb_consumed_wcu_total",
-    "Write capacity units DynamoDB reported as consumed.",
+    "Write capacity units consumed by batch writes: DynamoDB's figure when "
+    "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY is on, else estimated from item sizes.",
     ["table"],
 )

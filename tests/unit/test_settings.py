@@ -44,6 +44,10 @@ def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch)
     ("DATAFOLD_DYNAMODB_MAX_ATTEMPTS", "3", "max_attempts", 3),
     ("DATAFOLD_DYNAMODB_RETRY_SECONDS", "7.5", "retry_max_seconds", 7.5),
     ("DATAFOLD_BATCH_ROUNDS", "2", "batch_rounds", 2),
+    ("DATAFOLD_DYNAMODB_FAST_WRITES", "off", "fast_writes", False),
+    ("DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", "yes", "consumed_capacity", True),
+    ("DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", "0", "consumed_capacity", False),
+    ("DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", "auto", "consumed_capacity", None),
 ])
 def test_each_knob(variable: str, raw: str, field: str, expected: object) -> None:
     config = DynamoConfig.from_env({**REGION, variable: raw})
@@ -51,6 +55,18 @@ def test_each_knob(variable: str, raw: str, field: str, expected: object) -> Non
     others = {f.name for f in dataclasses.fields(DynamoConfig)} - {field, "region"}
     default = DynamoConfig(region="eu-west-3")
     assert all(getattr(config, name) == getattr(default, name) for name in others)
+
+
+def test_consumed_capacity_is_asked_of_aws_not_of_a_local_endpoint() -> None:
+    local = {**REGION, "DATAFOLD_DYNAMODB_ENDPOINT": "http://127.0.0.1:8000"}
+    assert DynamoConfig.from_env(REGION).wants_consumed_capacity
+    assert not DynamoConfig.from_env(local).wants_consumed_capacity
+    assert DynamoConfig.from_env({**local, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY": "1"}
+                                 ).wants_consumed_capacity
+    assert not DynamoConfig.from_env({**REGION, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY": "off"}
+                                     ).wants_consumed_capacity
+    with pytest.raises(ConfigError, match="DATAFOLD_DYNAMODB_CONSUMED_CAPACITY='maybe'"):
+        DynamoConfig.from_env({**REGION, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY": "maybe"})
 
 
 NUMERIC = ["DATAFOLD_DYNAMODB_MAX_CONNECTIONS", "DATAFOLD_DYNAMODB_CONNECT_TIMEOUT",

@@ -1,0 +1,184 @@
+"""BatchWriteItem on the wire: the one call that carries every bulk item, without botocore's
+generic request machinery.
+
+For each call botocore walks the service model to serialize the request, fires a dozen event
+hooks, signs, sends, and walks the model again to parse the answer: about 60 % of a worker's CPU
+in a bulk load (BENCHMARKS.md, "Where the time goes"). :class:`WireWriter` does the same work for
+``BatchWriteItem`` alone, with the request already in DynamoDB's JSON shape:
+
+* the body is one ``json.dumps`` (C), binary attribute values turned into base64 on the way;
+* Signature Version 4 is computed here (:func:`sign`), with the day's signing key cached; a unit
+  test checks it against botocore's own signer byte for byte;
+* the HTTP exchange goes through botocore's ``URLLib3Session`` (same TLS verification, proxies,
+  timeouts and pooling as the client), with ``TCP_NODELAY``;
+* the response's ``x-amz-crc32`` is checked (a mismatch is a retryable error, as in botocore);
+* errors become the same botocore exceptions the client raises, so
+  :func:`storage.retry.classify` sorts them exactly as before.
+
+The endpoint and region are the botocore client's own (``client.meta``), credentials come from
+the same default chain. ``DATAFOLD_DYNAMODB_FAST_WRITES=0`` switches this path off.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import socket
+import zlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import botocore.exceptions as bex
+from botocore.awsrequest import AWSPreparedRequest
+from botocore.credentials import Credentials, ReadOnlyCredentials
+from botocore.httpsession import URLLib3Session
+
+from storage import errors
+
+TARGET = "DynamoDB_20120810.BatchWriteItem"
+CONTENT_TYPE = "application/x-amz-json-1.0"
+SERVICE = "dynamodb"
+
+
+def _jsonable(value: object) -> str:
+    """``json.dumps`` hook: binary attribute values travel as base64 text."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"a {type(value).__name__} cannot be sent to DynamoDB")
+
+
+def encode_body(params: dict[str, Any]) -> bytes:
+    """The JSON body of a low-level request (``B`` values as bytes, like boto3's client)."""
+    return json.dumps(params, default=_jsonable, separators=(",", ":")).encode("utf-8")
+
+
+def _binary(attr: Any) -> Any:
+    """A wire attribute value back to the client's shape (``B``/``BS`` as bytes, nested too)."""
+    if not isinstance(attr, dict) or len(attr) != 1:
+        return attr
+    (kind, v), = attr.items()
+    if kind == "B":
+        return {"B": base64.b64decode(v)}
+    if kind == "BS":
+        return {"BS": [base64.b64decode(x) for x in v]}
+    if kind == "M":
+        return {"M": {k: _binary(x) for k, x in v.items()}}
+    if kind == "L":
+        return {"L": [_binary(x) for x in v]}
+    return attr
+
+
+def decode_unprocessed(items: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """``UnprocessedItems`` as botocore would return them (binary values as bytes)."""
+    out: dict[str, Any] = {}
+    for table, requests in items.items():
+        out[table] = []
+        for req in requests:
+            (kind, body), = req.items()
+            field = "Item" if kind == "PutRequest" else "Key"
+            attrs = {k: _binary(v) for k, v in body[field].items()}
+            out[table].append({kind: {field: attrs}})
+    return out
+
+
+class Signer:
+    """AWS Signature Version 4 for POSTs of JSON to ``/`` of one host (what DynamoDB takes)."""
+
+    def __init__(self, region: str, host: str) -> None:
+        self.region = region
+        self.host = host
+        self._keys: dict[tuple[str, str], bytes] = {}
+
+    def _key(self, secret: str, day: str) -> bytes:
+        k = self._keys.get((secret, day))
+        if k is None:
+            k = ("AWS4" + secret).encode("utf-8")
+            for part in (day, self.region, SERVICE, "aws4_request"):
+                k = hmac.new(k, part.encode("utf-8"), hashlib.sha256).digest()
+            self._keys = {(secret, day): k}  # one day, one secret: the old key is dropped
+        return k
+
+    def headers(self, body: bytes, creds: ReadOnlyCredentials, now: datetime.datetime,
+                target: str = TARGET) -> dict[str, str]:
+        """The request's headers, ``Authorization`` included."""
+        stamp = now.strftime("%Y%m%dT%H%M%SZ")
+        day = stamp[:8]
+        headers = {"content-type": CONTENT_TYPE, "host": self.host, "x-amz-date": stamp,
+                   "x-amz-target": target}
+        if creds.token:
+            headers["x-amz-security-token"] = creds.token
+        names = sorted(headers)
+        signed = ";".join(names)
+        canonical = "\n".join([
+            "POST", "/", "", *(f"{n}:{headers[n]}" for n in names), "", signed,
+            hashlib.sha256(body).hexdigest()])
+        scope = f"{day}/{self.region}/{SERVICE}/aws4_request"
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
+                             hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
+        sig = hmac.new(self._key(creds.secret_key or "", day), to_sign.encode("utf-8"),
+                       hashlib.sha256).hexdigest()
+        headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+                                    f"SignedHeaders={signed}, Signature={sig}")
+        return headers
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class WireWriter:
+    """Sends ``BatchWriteItem`` requests; thread-safe; one per :class:`storage.client.Dynamo`."""
+
+    def __init__(self, endpoint_url: str, region: str, credentials: Credentials | None, *,
+                 max_connections: int, connect_timeout: float, read_timeout: float,
+                 http: Any | None = None, now: Callable[[], datetime.datetime] = _utcnow
+                 ) -> None:
+        parts = urlsplit(endpoint_url)
+        self.url = f"{parts.scheme}://{parts.netloc}/"
+        self.credentials = credentials
+        self.signer = Signer(region, parts.netloc)
+        self.now = now
+        # botocore's stubs type these two arguments too narrowly; the runtime takes both.
+        options: Any = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+                        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+        timeout: Any = (connect_timeout, read_timeout)
+        self.http = http or URLLib3Session(max_pool_connections=max_connections,
+                                           timeout=timeout, socket_options=options)
+
+    def _creds(self) -> ReadOnlyCredentials:
+        if self.credentials is None:
+            raise bex.NoCredentialsError()
+        # Thread-safe; refreshable credentials (roles, SSO) refresh themselves here.
+        return self.credentials.get_frozen_credentials()
+
+    def batch_write_item(self, **params: Any) -> dict[str, Any]:
+        """One BatchWriteItem; the answer shaped as boto3's client returns it."""
+        body = encode_body(params)
+        headers: Any = self.signer.headers(body, self._creds(), self.now())
+        resp = self.http.send(AWSPreparedRequest("POST", self.url, headers, body, False))
+        content: bytes = resp.content
+        crc = resp.headers.get("x-amz-crc32")
+        if crc is not None and int(crc) != zlib.crc32(content):
+            raise errors.TransientError("response CRC32 does not match its body",
+                                        operation="BatchWriteItem", code="CRC32Mismatch")
+        status = int(resp.status_code)
+        try:
+            data: dict[str, Any] = json.loads(content) if content else {}
+        except ValueError:
+            data = {}
+        meta: Any = {"HTTPStatusCode": status,
+                     "RequestId": resp.headers.get("x-amzn-requestid", "")}
+        if status != 200:
+            code = str(data.get("__type") or f"HTTP{status}").rpartition("#")[2]
+            message = str(data.get("message") or data.get("Message") or
+                          content[:200].decode("utf-8", "replace") or f"HTTP {status}")
+            raise bex.ClientError({"Error": {"Code": code, "Message": message},
+                                   "ResponseMetadata": meta}, "BatchWriteItem")
+        if data.get("UnprocessedItems"):
+            data["UnprocessedItems"] = decode_unprocessed(data["UnprocessedItems"])
+        data["ResponseMetadata"] = meta
+        return data
