@@ -152,9 +152,11 @@ class BatchWriter:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def write(self, table: str, ops: Iterable[WriteOp]) -> BatchResult:
-        """Write every op (last one per key wins); return what happened to each item."""
-        unique = dedupe(ops)
+    def write(self, table: str, ops: Iterable[WriteOp], *, unique_keys: bool = False
+              ) -> BatchResult:
+        """Write every op (last one per key wins); return what happened to each item.
+        ``unique_keys``: the caller has de-duplicated ``ops`` already (:func:`dedupe`)."""
+        unique = list(ops) if unique_keys else dedupe(ops)
         chunks = [unique[i:i + BATCH_WRITE_MAX_ITEMS]
                   for i in range(0, len(unique), BATCH_WRITE_MAX_ITEMS)]
         result = BatchResult()

@@ -145,7 +145,7 @@ class SegmentRunner:
             return "dead"
         unique = dedupe(ops)
         superseded = len(ops) - len(unique)
-        result = self.store.writer.write(table, unique)
+        result = self.store.writer.write(table, unique, unique_keys=True)
         dead += [letter(r.op, str(r.error), r.error.code or "Rejected", seg.letter_ns)
                  for r in result.rejected]
         return self._leftovers(seg, result, dead, superseded)

@@ -126,6 +126,36 @@ def test_keys_are_deduplicated_last_request_wins() -> None:
     assert (result.written, result.deleted) == (2, 1)
 
 
+def test_ops_already_deduplicated_are_not_walked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = storage.batch.dedupe
+    monkeypatch.setattr(storage.batch, "dedupe", lambda ops: calls.append(1) or real(ops))
+    for table, flag, walks in ((FakeTable(), True, []), (FakeTable(), False, [1])):
+        calls.clear()
+        kv, writer, _ = setup(table)
+        unique = real([kv.put_op(b"a", b"1"), kv.put_op(b"a", b"2"), kv.put_op(b"b", b"3")])
+        assert writer.write(TABLE, unique, unique_keys=flag).written == 2 and calls == walks
+        assert table.items == {ident(b"a"): b"2", ident(b"b"): b"3"}
+
+
+def test_put_op_takes_bytes_like_keys_and_refuses_bad_ones() -> None:
+    kv, _, _ = setup(FakeTable())
+    op = kv.put_op(bytearray(b"k"), bytearray(b"v"))  # type: ignore[arg-type]
+    assert type(op.key) is bytes and type(op.value) is bytes and op.size == 9 + 1 + 1 + 1
+    assert op.request == {"PutRequest": {"Item": {"PK": {"S": "u"}, "SK": {"B": b"k"},
+                                                  "Value": {"B": b"v"}}}}
+    for bad in (b"", b"x" * 1025):
+        with pytest.raises(errors.InvalidKeyError):
+            kv.put_op(bad, b"v")
+    with pytest.raises(errors.InvalidKeyError, match="keys are bytes"):
+        kv.put_op("k", b"v")  # type: ignore[arg-type]
+    with pytest.raises(errors.ValidationError, match="values are bytes"):
+        kv.put_op(b"k", "v")  # type: ignore[arg-type]
+    with pytest.raises(errors.ItemTooLargeError):
+        kv.put_op(b"k", b"v" * 409_600)
+    assert kv.put_op(b"k" * 1024, b"v").size == 9 + 1 + 1024 + 1
+
+
 def test_duplicates_spread_over_many_batches_never_share_one() -> None:
     table = FakeTable()
     kv, _, _ = setup(table)

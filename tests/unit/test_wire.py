@@ -62,6 +62,19 @@ def test_signing_key_is_cached_per_day_and_secret() -> None:
     assert len(s._keys) == 1
 
 
+def test_body_is_the_json_of_the_request_whatever_its_shape() -> None:
+    params = {"RequestItems": {
+        "t1": [{"PutRequest": {"Item": {"PK": {"S": "ü \"q\" \n"}, "SK": {"B": b"\x00\xff"},
+                                        "N": {"N": "-1.5e3"}, "Bool": {"BOOL": True},
+                                        "M": {"M": {"x": {"B": b"\x01"}}},
+                                        "Odd": {"S": "x", "N": "1"}}}}],
+        "t2": [{"DeleteRequest": {"Key": {"PK": {"S": "u"}, "SK": {"B": bytearray(b"k")}}}}]},
+        "ReturnConsumedCapacity": "TOTAL"}
+    expected = json.loads(json.dumps(params, default=lambda b: base64.b64encode(b).decode()))
+    assert json.loads(encode_body(params)) == expected
+    assert encode_body(params).isascii()
+
+
 def test_body_sends_binary_as_base64_and_refuses_unknown_types() -> None:
     body = json.loads(encode_body({"K": {"B": bytes(range(256))}, "N": {"N": "1"}}))
     assert base64.b64decode(body["K"]["B"]) == bytes(range(256)) and body["N"] == {"N": "1"}
