@@ -46,6 +46,7 @@ from worker import keys
 from worker.enqueue import CeleryEnqueuer
 from worker.ledger import Ledger, new_job_id
 from worker.messages import Plan, SingleWrite
+from worker.payloads import PayloadStore
 from worker.segments import Enqueuer
 
 MAX_STRICT_REPORT = 5
@@ -65,7 +66,7 @@ class Producer:
             if app is None:
                 from worker.app import make_app
                 app = make_app(pipeline)
-            enqueue = CeleryEnqueuer(app)
+            enqueue = CeleryEnqueuer(app, PayloadStore(self.redis, ttl=pipeline.result_ttl))
         self.enqueue = enqueue
         self.partitions = partitions
         self._store: DynamoNamespacedStore | None = None

@@ -9,6 +9,7 @@ from kombu.exceptions import OperationalError
 
 from storage.errors import BackendUnavailableError
 from worker.messages import Plan, Segment, SingleWrite
+from worker.payloads import PayloadStore
 
 SEGMENT_TASK = "datafold.segment"
 WRITE_TASK = "datafold.write"
@@ -16,10 +17,12 @@ PLAN_TASK = "datafold.plan"
 
 
 class CeleryEnqueuer:
-    """:class:`worker.segments.Enqueuer` over a Celery app's broker."""
+    """:class:`worker.segments.Enqueuer` over a Celery app's broker. With ``payloads``, a
+    segment's items are stored there first and the message only names them."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, payloads: PayloadStore | None = None) -> None:
         self.app = app
+        self.payloads = payloads
 
     def _send(self, name: str, message: dict[str, Any], queue: str, countdown: float) -> None:
         try:
@@ -31,6 +34,11 @@ class CeleryEnqueuer:
                                           operation="Enqueue", code="BrokerUnavailable") from None
 
     def segment(self, seg: Segment, countdown: float = 0.0) -> None:
+        if self.payloads is not None and seg.ops is not None:
+            # Payload first: a message never names items that are not stored yet. If sending
+            # fails after this, the orphan payload expires with the job's results.
+            self.payloads.put(seg.job, seg.seg, seg.ops)
+            seg = seg.without_ops()
         self._send(SEGMENT_TASK, seg.to_message(), "bulk", countdown)
 
     def single(self, write: SingleWrite, countdown: float = 0.0) -> None:

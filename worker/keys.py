@@ -49,6 +49,11 @@ def job_rejected(job_id: str) -> str:
     return f"{PREFIX}:job:{{{job_id}}}:rejected"
 
 
+def segment_payload(job_id: str, segment: str) -> str:
+    """String: the items of one segment (``worker.payloads``), until the segment is finished."""
+    return f"{PREFIX}:job:{{{job_id}}}:payload:{segment}"
+
+
 def jobs_index() -> str:
     """Sorted set: job ids by creation time, for listing and the jobs-by-state exporter."""
     return f"{PREFIX}:jobs"

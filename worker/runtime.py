@@ -23,6 +23,7 @@ from worker.app import app
 from worker.enqueue import CeleryEnqueuer
 from worker.ledger import Ledger
 from worker.limiter import RateLimiter
+from worker.payloads import PayloadStore
 from worker.planner import Planner
 from worker.segments import SegmentRunner
 from worker.single import SingleWriteRunner
@@ -70,10 +71,11 @@ def _build() -> Runtime:
     limiter = RateLimiter(r, capacity=cfg.write_capacity, max_capacity=cfg.max_write_capacity,
                           min_capacity=cfg.min_write_capacity)
     store = DynamoNamespacedStore(dcfg, pacer=limiter, batch_threads=cfg.batch_threads)
-    enq = CeleryEnqueuer(app)
+    payloads = PayloadStore(r, ttl=cfg.result_ttl)
+    enq = CeleryEnqueuer(app, payloads)
     return Runtime(
         cfg, dcfg, r, ledger, limiter, store,
-        SegmentRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
+        SegmentRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads),
         SingleWriteRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
         Planner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
     )

@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from storage import errors
@@ -25,6 +26,7 @@ from storage.settings import PipelineConfig
 from worker.ledger import DeadLetter, Ledger
 from worker.messages import Plan, Segment, SingleWrite
 from worker.metrics import ITEMS, SEGMENTS
+from worker.payloads import PayloadError, PayloadStore
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,10 @@ class SegmentRunner:
     def __init__(self, *, store: DynamoNamespacedStore, ledger: Ledger, enqueue: Enqueuer,
                  cfg: PipelineConfig, rng: random.Random | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 payloads: PayloadStore | None = None) -> None:
         self.store = store
+        self.payloads = payloads
         self.ledger = ledger
         self.enqueue = enqueue
         self.cfg = cfg
@@ -92,9 +96,26 @@ class SegmentRunner:
             self.sleep(delay)
             delay = min(delay * 2, 0.25)
 
+    def _load(self, seg: Segment) -> tuple[Segment, str | None]:
+        """The segment with its items (from the payload store if the message only names
+        them), or why they cannot be had."""
+        if seg.ops is not None:
+            return seg, None
+        if self.payloads is None:
+            return seg, "the message names a stored payload, but this runner has no store"
+        try:
+            ops = self.payloads.get(seg.job, seg.seg)
+        except PayloadError as exc:
+            return seg, f"segment payload unreadable: {exc}"
+        if ops is None:
+            return seg, (f"segment payload of {seg.n} items is gone from Redis before they were "
+                         "written (evicted? Redis must run with maxmemory-policy noeviction)")
+        return replace(seg, ops=ops), None
+
     def _ops(self, seg: Segment) -> tuple[str, list[WriteOp], list[Rejected]]:
         ops: list[WriteOp] = []
         bad: list[Rejected] = []
+        assert seg.ops is not None
         if seg.target == "schemas":
             table = self.store.config.schema_table
             for key, _ in seg.ops:
@@ -128,6 +149,16 @@ class SegmentRunner:
             self.enqueue.segment(seg, countdown=ORDER_DEFER_SECONDS)
             return "deferred"
         deliveries = delivery.count(lambda: self.ledger.deliver(seg.job, seg.seg))
+        seg, missing = self._load(seg)
+        if missing is not None:
+            if self.ledger.is_done(seg.job, seg.seg):
+                return "duplicate"  # another delivery finished it (and removed the payload)
+            # The items cannot be named: one dead letter, keyed by the segment, says how many.
+            lost = DeadLetter(seg.seg.encode(), None, missing, "PayloadLost", seg.letter_ns)
+            self._finish(seg, BatchResult(), [lost], superseded=0, child=None)
+            log.error("job %s segment %s: %s", seg.job, seg.seg, missing)
+            return "dead"
+        assert seg.ops is not None
         try:
             table, ops, bad = self._ops(seg)
         except errors.RetryableError as exc:
@@ -177,6 +208,8 @@ class SegmentRunner:
             seg.job, seg.seg, written=result.written, deleted=result.deleted,
             superseded=superseded, dead=dead, child=child.seg if child else None,
             partition=seg.part, next_index=seg.idx + 1)
+        if self.payloads is not None:
+            self.payloads.delete(seg.job, seg.seg)
         if first:
             ITEMS.labels("written").inc(result.written)
             ITEMS.labels("deleted").inc(result.deleted)

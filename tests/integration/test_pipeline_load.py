@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from producers import Producer
-from tests.support.pipeline import ROOT, PipelineEnv, Worker
+from tests.support.pipeline import ROOT, PipelineEnv, Worker, start_workers, stop_all
 
 N = 20_000
 
@@ -84,3 +84,35 @@ def test_strict_refuses_the_whole_file_before_enqueueing(
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "line 2" in proc.stderr
     assert penv.redis().zcard("datafold:jobs") == before
+
+
+def test_messages_name_their_items_which_wait_in_redis_until_written(
+        isolated_penv: PipelineEnv, unique: str) -> None:
+    """The task message is small JSON naming the segment; the items wait beside it as one
+    binary payload, and are removed once the segment is written."""
+    r = isolated_penv.redis()
+    producer = Producer(isolated_penv.dynamo, isolated_penv.pipeline_config(
+        DATAFOLD_SEGMENT_SIZE="200"))
+    value = bytes(range(256)) * 8  # 2 KB, not UTF-8
+    items = [(b"k%04d" % i, value) for i in range(400)]
+    job = producer.load(f"claim{unique}", items, f"user-{unique}")
+
+    queued = [json.loads(m) for m in r.lrange("bulk", 0, -1)]  # no worker here: still queued
+    bodies = [json.loads(m["body"]) for m in queued]
+    assert len(bodies) >= 2 and all(len(m["body"]) < 1000 for m in queued)
+    messages = [args[0] for args, _kwargs, _embed in bodies]
+    assert all("ops" not in m and m["v"] == 2 for m in messages)
+    assert sum(m["n"] for m in messages) == 400
+    payloads = sorted(r.scan_iter(match=f"datafold:job:{{{job.id}}}:payload:*"))
+    assert len(payloads) == len(messages) and all(0 < r.ttl(k) <= 7 * 24 * 3600 for k in payloads)
+
+    ws = start_workers(isolated_penv, 1, prefix="claim")
+    try:
+        st = job.wait(timeout=120)
+    finally:
+        stop_all(ws)
+    assert st.state == "succeeded" and st.written == 400
+    assert list(r.scan_iter(match=f"datafold:job:{{{job.id}}}:payload:*")) == []
+    got = dict(isolated_penv.store(f"user-{unique}").open_namespace(f"claim{unique}")
+               .scan_prefix(b""))
+    assert got == dict(items)

@@ -15,8 +15,10 @@ import redis
 
 from storage import Dynamo, DynamoConfig, DynamoNamespacedStore, PipelineConfig
 from tests.doubles import FakeClient, FakeClock, client_error
+from worker import keys
 from worker.ledger import Ledger
 from worker.messages import Plan, Segment, SingleWrite
+from worker.payloads import PayloadStore
 from worker.segments import SegmentRunner
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -179,3 +181,47 @@ def test_a_segment_waits_for_its_turn_in_the_partition(ledger: Ledger) -> None:
     assert runner.run(_segment(job, 2, seg="p.0", part="p", idx=0)) == "done"
     assert runner.run(second) == "done"
     assert ledger.status(job).state == "succeeded"
+
+
+def _with_payloads(runner: SegmentRunner, ledger: Ledger) -> PayloadStore:
+    runner.payloads = PayloadStore(ledger.r, ttl=600)
+    return runner.payloads
+
+
+def test_a_named_payload_is_loaded_written_and_removed(ledger: Ledger) -> None:
+    runner, _, client = _runner(ledger, _ok)
+    payloads = _with_payloads(runner, ledger)
+    job = _job(ledger, {"s0": 60})
+    seg = _segment(job, 60)
+    assert seg.ops is not None
+    payloads.put(job, "s0", seg.ops)
+    assert runner.run(seg.without_ops()) == "done"
+    assert payloads.get(job, "s0") is None
+    st = ledger.status(job)
+    assert (st.state, st.written) == ("succeeded", 60)
+    # A redelivery after the payload is gone is a duplicate, not a loss.
+    assert runner.run(seg.without_ops()) == "duplicate"
+    assert client.ops().count("BatchWriteItem") == 3
+
+
+def test_a_payload_gone_before_writing_is_dead_lettered_with_the_reason(ledger: Ledger) -> None:
+    runner, _, client = _runner(ledger, _ok)
+    _with_payloads(runner, ledger)
+    job = _job(ledger, {"s0": 60})
+    assert runner.run(_segment(job, 60).without_ops()) == "dead"
+    st = ledger.status(job)
+    assert st.state == "failed" and st.dead_lettered == 1 and st.written == 0
+    (letter,) = ledger.dead_letters(job)
+    assert letter.code == "PayloadLost" and letter.key == b"s0"
+    assert "60 items" in letter.reason and "noeviction" in letter.reason
+    assert client.ops().count("BatchWriteItem") == 0
+
+
+def test_a_corrupt_payload_is_dead_lettered_not_guessed_at(ledger: Ledger) -> None:
+    runner, _, _ = _runner(ledger, _ok)
+    _with_payloads(runner, ledger)
+    job = _job(ledger, {"s0": 2})
+    ledger.r.set(keys.segment_payload(job, "s0"), b"DFP1\x00\x00")
+    assert runner.run(_segment(job, 2).without_ops()) == "dead"
+    (letter,) = ledger.dead_letters(job)
+    assert letter.code == "PayloadLost" and "unreadable" in letter.reason

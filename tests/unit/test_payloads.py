@@ -1,0 +1,54 @@
+"""Segment payloads: a binary framing that round-trips any bytes and refuses anything else;
+messages that name a stored payload instead of carrying the items."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from worker.messages import Segment
+from worker.payloads import MAGIC, PayloadError, decode, encode
+
+
+def test_any_bytes_round_trip_deletes_included() -> None:
+    rng = random.Random(5)
+    ops: list[tuple[bytes, bytes | None]] = [
+        (rng.randbytes(rng.randint(1, 1024)),
+         None if rng.random() < 0.2 else rng.randbytes(rng.randint(0, 5000)))
+        for _ in range(300)]
+    ops += [(b"\xff\xff\xff\xff", b""), (b"k", b"\xff\xff\xff\xff" * 3)]
+    assert decode(encode(ops)) == ops
+    assert decode(encode([])) == []
+
+
+def test_bytes_are_carried_as_they_are_not_inflated() -> None:
+    value = bytes(range(256)) * 16
+    blob = encode([(b"k", value)] * 500)
+    assert len(blob) == 4 + 500 * (8 + 1 + len(value))  # base64 in JSON would be > 4/3 of it
+
+
+@pytest.mark.parametrize("blob", [
+    b"", b"XXXX", b"DFP0" + encode([(b"k", b"v")])[4:], encode([(b"k", b"value")])[:-1],
+    encode([(b"k", b"v")]) + b"\x00", MAGIC + b"\x00\x00\x00\x05\x00\x00",
+    MAGIC + b"\x00\x00\x00\x01\x00\x00\x00\x09kvalue",
+])
+def test_anything_else_is_refused(blob: bytes) -> None:
+    with pytest.raises(PayloadError):
+        decode(blob)
+
+
+def test_a_message_names_its_payload_and_version_1_messages_still_read() -> None:
+    seg = Segment(job="j", seg="s", target="kv", ns="ns", user="u",
+                  ops=[(b"a", b"1"), (b"b", None)], part="p", idx=2)
+    named = json.loads(json.dumps(seg.without_ops().to_message()))
+    assert "ops" not in named and named["n"] == 2 and named["v"] == 2
+    back = Segment.from_message(named)
+    assert back.ops is None and back.n == 2 and back.without_ops() == back
+    assert (back.job, back.seg, back.part, back.idx) == ("j", "s", "p", 2)
+    v1 = {**json.loads(json.dumps(seg.to_message())), "v": 1}
+    v1.pop("n")
+    assert Segment.from_message(v1) == seg
+    with pytest.raises(ValueError, match="version 3"):
+        Segment.from_message({**v1, "v": 3})

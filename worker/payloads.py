@@ -1,0 +1,105 @@
+"""Segment payloads: a segment's items travel beside its task message, in Redis, as one binary
+value written once and read once (the "claim check" pattern).
+
+Why: a JSON task message carries bytes as base64 inside JSON strings, and kombu encodes each
+message twice on the way out (the body, then the envelope around it), once more on delivery
+(the unacknowledged copy ``acks_late`` keeps) and decodes it twice. With 4 KB items that was
+most of the pipeline's CPU per item (BENCHMARKS.md). Now the task message (JSON, small) names
+the segment; its items are one Redis string under ``worker.keys.segment_payload``:
+
+    b"DFP1" then, per item: key length and value length (4 bytes each, big-endian; a value
+    length of 0xFFFFFFFF marks a delete), the key, the value.
+
+Nothing in it is executable: it is parsed by length, never unpickled or evaluated, and a value
+that does not parse exactly is refused (:class:`PayloadError`). The payload expires with the
+job's results (``DATAFOLD_RESULT_TTL``) and is deleted once its segment is recorded finished;
+a segment whose payload is gone (Redis evicted it: run Redis with ``noeviction``, as the broker
+needs anyway) is dead-lettered with that reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from redis import Redis, RedisError
+
+from storage.errors import BackendUnavailableError
+from worker import keys
+
+MAGIC = b"DFP1"
+DELETE = 0xFFFFFFFF
+_HEAD = struct.Struct(">II")
+
+Op = tuple[bytes, "bytes | None"]
+
+
+class PayloadError(ValueError):
+    """A payload that is not a well-formed list of items."""
+
+
+def encode(ops: Sequence[Op]) -> bytes:
+    """The binary form of a segment's items."""
+    pack = _HEAD.pack
+    parts = [MAGIC]
+    for key, value in ops:
+        if value is None:
+            parts += (pack(len(key), DELETE), key)
+        else:
+            parts += (pack(len(key), len(value)), key, value)
+    return b"".join(parts)
+
+
+def decode(blob: bytes) -> list[Op]:
+    """The items of :func:`encode`'s output; :class:`PayloadError` if it is anything else."""
+    if blob[:4] != MAGIC:
+        raise PayloadError("not a segment payload (bad magic)")
+    unpack = _HEAD.unpack_from
+    out: list[Op] = []
+    pos, end = 4, len(blob)
+    try:
+        while pos < end:
+            klen, vlen = unpack(blob, pos)
+            pos += 8
+            key = blob[pos:pos + klen]
+            pos += klen
+            if vlen == DELETE:
+                out.append((key, None))
+                continue
+            out.append((key, blob[pos:pos + vlen]))
+            pos += vlen
+    except struct.error:
+        raise PayloadError("segment payload truncated") from None
+    if pos != end:
+        raise PayloadError("segment payload truncated")
+    return out
+
+
+class PayloadStore:
+    """Segment payloads in Redis, keyed by job and segment id."""
+
+    def __init__(self, client: Redis[Any], *, ttl: int) -> None:
+        self.r = client
+        self.ttl = ttl
+
+    def put(self, job: str, seg: str, ops: Sequence[Op]) -> None:
+        self._do("put", lambda: self.r.set(keys.segment_payload(job, seg), encode(ops),
+                                           ex=self.ttl))
+
+    def get(self, job: str, seg: str) -> list[Op] | None:
+        """The segment's items, or None if its payload is gone."""
+        blob = self._do("get", lambda: self.r.get(keys.segment_payload(job, seg)))
+        return None if blob is None else decode(blob)
+
+    def delete(self, job: str, seg: str) -> None:
+        self._do("delete", lambda: self.r.delete(keys.segment_payload(job, seg)))
+
+    @staticmethod
+    def _do(what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except RedisError as exc:
+            raise BackendUnavailableError(
+                f"segment payload {what}: Redis unreachable ({type(exc).__name__})",
+                operation=f"Payload.{what}", code="RedisUnavailable") from exc
