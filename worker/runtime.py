@@ -22,7 +22,7 @@ from storage.settings import DynamoConfig, PipelineConfig
 from worker.app import app
 from worker.enqueue import CeleryEnqueuer
 from worker.ledger import Ledger
-from worker.limiter import RateLimiter
+from worker.limiter import COALESCE_SECONDS, RateLimiter
 from worker.payloads import PayloadStore
 from worker.planner import Planner
 from worker.segments import SegmentRunner
@@ -69,7 +69,7 @@ def _build() -> Runtime:
     r = redis_client(cfg.redis_url)
     ledger = Ledger(r, ttl=cfg.result_ttl)
     limiter = RateLimiter(r, capacity=cfg.write_capacity, max_capacity=cfg.max_write_capacity,
-                          min_capacity=cfg.min_write_capacity)
+                          min_capacity=cfg.min_write_capacity, coalesce_seconds=COALESCE_SECONDS)
     store = DynamoNamespacedStore(dcfg, pacer=limiter, batch_threads=cfg.batch_threads)
     payloads = PayloadStore(r, ttl=cfg.result_ttl)
     enq = CeleryEnqueuer(app, payloads)

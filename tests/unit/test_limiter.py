@@ -19,6 +19,7 @@ import redis
 from storage.errors import BackendUnavailableError, ConfigError
 from worker import keys
 from worker.limiter import (
+    COALESCE_SECONDS,
     RATE_WCU,
     THROTTLE_CUTS,
     WAIT_SECONDS,
@@ -144,6 +145,69 @@ def test_feedback_charges_what_was_really_consumed(make: Any, table: str) -> Non
     lim.acquire(table, 10.0)
     lim.feedback(table, units=0.0, throttled=True)  # refused: no refund, the resend pays
     assert lim.state(table)["tokens"] == pytest.approx(-70.0 * 0.05)  # and the cut's pause
+
+
+class CountingBackend:
+    """Counts the backend calls of each op (a round trip each against Redis)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, float, bool, float]] = []
+
+    def run(self, table: str, op: str, params: Any, *, units: float = 0.0,
+            throttled: bool = False, charge: float = 0.0) -> Any:
+        if op == "feedback":
+            self.calls.append((op, units, throttled, charge))
+        return self.inner.run(table, op, params, units=units, throttled=throttled, charge=charge)
+
+
+def test_clean_feedback_is_summed_into_one_report_per_interval(clock: FakeClock,
+                                                               table: str) -> None:
+    backend = CountingBackend(MemoryBucketBackend(clock))
+    lim = RateLimiter(None, backend=backend, clock=clock, sleep=clock.sleep, capacity=1000.0,
+                      coalesce_seconds=0.05)
+    for _ in range(10):  # ten calls within 50 ms, one estimated 25 WCU too low: one report
+        lim.acquire(table, 25.0)
+        lim.feedback(table, units=25.0, throttled=False)
+        clock.t += 0.004
+    lim.acquire(table, 10.0)
+    lim.feedback(table, units=35.0, throttled=False)
+    assert backend.calls == []
+    clock.t += 0.02
+    lim.acquire(table, 25.0)
+    lim.feedback(table, units=25.0, throttled=False)
+    assert backend.calls == [("feedback", 310.0, False, 25.0)]
+    # Exact all the same: 1000 at first, 285 granted, 25 more consumed, 60 ms of refill.
+    assert lim.state(table)["tokens"] == pytest.approx(1000.0 - 285.0 - 25.0 + 60.0)
+
+
+def test_a_throttle_reports_what_is_pending_first(clock: FakeClock, table: str) -> None:
+    backend = CountingBackend(MemoryBucketBackend(clock))
+    lim = RateLimiter(None, backend=backend, clock=clock, sleep=clock.sleep, capacity=1000.0,
+                      coalesce_seconds=0.05)
+    lim.acquire(table, 25.0)
+    lim.feedback(table, units=25.0, throttled=False)
+    lim.acquire(table, 25.0)
+    lim.feedback(table, units=0.0, throttled=True)
+    assert backend.calls == [("feedback", 25.0, False, 0.0), ("feedback", 0.0, True, -25.0)]
+    # The rate is cut below its ceiling now: every clean call is reported at once again.
+    assert lim.state(table)["rate"] < 1000.0
+    lim.acquire(table, 5.0)
+    lim.feedback(table, units=5.0, throttled=False)
+    assert backend.calls[-1] == ("feedback", 5.0, False, 0.0) and len(backend.calls) == 3
+    lim.flush()
+    assert len(backend.calls) == 3
+
+
+def test_pending_reports_are_flushed_on_demand(clock: FakeClock, table: str) -> None:
+    backend = CountingBackend(MemoryBucketBackend(clock))
+    lim = RateLimiter(None, backend=backend, clock=clock, sleep=clock.sleep, capacity=1000.0,
+                      coalesce_seconds=0.05)
+    lim.acquire(table, 5.0)
+    lim.feedback(table, units=5.0, throttled=False)
+    assert backend.calls == []
+    lim.flush()
+    assert backend.calls == [("feedback", 5.0, False, 0.0)]
 
 
 def test_throttle_cuts_to_beta_times_measured_rate(make: Any, clock: FakeClock,
@@ -371,18 +435,21 @@ def simulate(lim: RateLimiter, clock: FakeClock, table: str, *, seconds: float,
     return written / (wcu * seconds), throttled / calls
 
 
-@pytest.mark.parametrize(("kind", "capacity", "threads", "latency"), [
-    pytest.param("memory", 0.0, 10, 0.03, id="memory-discover-from-40000"),
-    pytest.param("memory", 1500.0, 10, 0.03, id="memory-ceiling-1500"),
-    pytest.param("memory", 0.0, 30, 0.01, id="memory-30-threads-10ms"),
-    pytest.param("memory", 0.0, 10, 0.1, id="memory-10-threads-100ms"),
+@pytest.mark.parametrize(("kind", "capacity", "threads", "latency", "coalesce"), [
+    pytest.param("memory", 0.0, 10, 0.03, 0.0, id="memory-discover-from-40000"),
+    pytest.param("memory", 1500.0, 10, 0.03, 0.0, id="memory-ceiling-1500"),
+    pytest.param("memory", 0.0, 30, 0.01, 0.0, id="memory-30-threads-10ms"),
+    pytest.param("memory", 0.0, 10, 0.1, 0.0, id="memory-10-threads-100ms"),
+    # What workers run: clean feedback summed per COALESCE_SECONDS.
+    pytest.param("memory", 0.0, 10, 0.03, COALESCE_SECONDS, id="memory-discover-coalesced"),
+    pytest.param("memory", 0.0, 30, 0.01, COALESCE_SECONDS, id="memory-30-threads-coalesced"),
     # The Lua gives the same figures (the twin test checks it op by op); once is enough here.
-    pytest.param("redis", 0.0, 10, 0.03, id="redis-discover-from-40000"),
+    pytest.param("redis", 0.0, 10, 0.03, COALESCE_SECONDS, id="redis-discover-coalesced"),
 ])
 def test_simulated_1000_wcu_table_is_used_at_90_percent(
         request: pytest.FixtureRequest, clock: FakeClock, table: str, kind: str,
-        capacity: float, threads: int, latency: float) -> None:
-    lim = builder(kind, request, clock)(capacity=capacity)
+        capacity: float, threads: int, latency: float, coalesce: float) -> None:
+    lim = builder(kind, request, clock)(capacity=capacity, coalesce_seconds=coalesce)
     utilisation, throttled = simulate(lim, clock, table, seconds=120.0, threads=threads,
                                       latency=latency)
     print(f"\nsimulated 1000 WCU/s table (burst 100 WCU), {kind}, capacity={capacity:.0f}, "
