@@ -169,6 +169,8 @@ class PipelineConfig:
     metrics_multiproc_dir: str = ""
     worker_pool: str = "threads"
     worker_concurrency: int = 8
+    sweep_interval: float = 60.0
+    sweep_grace: float = 60.0
 
     def __post_init__(self) -> None:
         if self.visibility_timeout <= self.requeue_max_delay:
@@ -209,4 +211,6 @@ class PipelineConfig:
             metrics_multiproc_dir=_read(e, "PROMETHEUS_MULTIPROC_DIR", str, ""),
             worker_pool=_read(e, "DATAFOLD_WORKER_POOL", str, "threads"),
             worker_concurrency=_read(e, "DATAFOLD_WORKER_CONCURRENCY", int, 8, "positive"),
+            sweep_interval=_read(e, "DATAFOLD_SWEEP_INTERVAL", float, 60.0, "non-negative"),
+            sweep_grace=_read(e, "DATAFOLD_SWEEP_GRACE", float, 60.0, "non-negative"),
         )

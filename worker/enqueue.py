@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Celery
@@ -34,11 +35,15 @@ class CeleryEnqueuer:
                                           operation="Enqueue", code="BrokerUnavailable") from None
 
     def segment(self, seg: Segment, countdown: float = 0.0) -> None:
-        if self.payloads is not None and seg.ops is not None:
-            # Payload first: a message never names items that are not stored yet. If sending
-            # fails after this, the orphan payload expires with the job's results.
-            self.payloads.put(seg.job, seg.seg, seg.ops)
-            seg = seg.without_ops()
+        if self.payloads is not None:
+            if seg.ops is not None:
+                # Payload first: a message never names items that are not stored yet. If
+                # sending fails after this, the orphan payload expires with the job's results.
+                self.payloads.put(seg.job, seg.seg, seg.ops)
+                seg = seg.without_ops()
+            # Journalled before it is sent, so a message lost after that is found again
+            # (worker.sweeper); a journal entry without its message is simply sent.
+            self.payloads.sent(seg.job, seg.seg, seg.to_message(), time.time() + countdown)
         self._send(SEGMENT_TASK, seg.to_message(), "bulk", countdown)
 
     def single(self, write: SingleWrite, countdown: float = 0.0) -> None:

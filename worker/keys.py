@@ -54,6 +54,22 @@ def segment_payload(job_id: str, segment: str) -> str:
     return f"{PREFIX}:job:{{{job_id}}}:payload:{segment}"
 
 
+def segments_due() -> str:
+    """Sorted set: journalled segments (``["job", "segment"]``) by when their message became
+    due; removed when the segment is recorded (``worker.sweeper`` finds lost messages)."""
+    return f"{PREFIX}:segments:due"
+
+
+def segment_messages() -> str:
+    """Hash: journalled segment (as in :func:`segments_due`) -> its task message (JSON)."""
+    return f"{PREFIX}:segments:messages"
+
+
+def sweeper_turn() -> str:
+    """String: held by the worker sweeping this interval (SET NX with expiry)."""
+    return f"{PREFIX}:sweeper:turn"
+
+
 def jobs_index() -> str:
     """Sorted set: job ids by creation time, for listing and the jobs-by-state exporter."""
     return f"{PREFIX}:jobs"

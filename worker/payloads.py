@@ -15,10 +15,15 @@ that does not parse exactly is refused (:class:`PayloadError`). The payload expi
 job's results (``DATAFOLD_RESULT_TTL``) and is deleted once its segment is recorded finished;
 a segment whose payload is gone (Redis evicted it: run Redis with ``noeviction``, as the broker
 needs anyway) is dead-lettered with that reason, never silently dropped.
+
+Each time a segment's message is sent, it is also journalled (:meth:`PayloadStore.sent`): the
+message and when it is due, until the segment is recorded. ``worker.sweeper`` reads the journal
+to send again a message the broker lost on its way to a worker.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -87,13 +92,52 @@ class PayloadStore:
         self._do("put", lambda: self.r.set(keys.segment_payload(job, seg), encode(ops),
                                            ex=self.ttl))
 
+    def sent(self, job: str, seg: str, message: dict[str, Any], due: float) -> None:
+        """Journal a segment's message (sent, or about to be), due at ``due`` (epoch s)."""
+        member = json.dumps([job, seg])
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(keys.segment_messages(), member, json.dumps(message, separators=(",", ":")))
+        pipe.zadd(keys.segments_due(), {member: due})
+        self._do("journal", pipe.execute)
+
+    def overdue(self, before: float, limit: int) -> list[tuple[str, str, dict[str, Any]]]:
+        """Journalled segments due before ``before``: (job, segment, message), oldest first."""
+        members = self._do("journal", lambda: self.r.zrangebyscore(
+            keys.segments_due(), "-inf", before, start=0, num=limit))
+        if not members:
+            return []
+        raws = self._do("journal", lambda: self.r.hmget(keys.segment_messages(), members))
+        out = []
+        for member, raw in zip(members, raws, strict=True):
+            if raw is not None:
+                job, seg = json.loads(member)
+                out.append((job, seg, json.loads(raw)))
+        return out
+
     def get(self, job: str, seg: str) -> list[Op] | None:
         """The segment's items, or None if its payload is gone."""
         blob = self._do("get", lambda: self.r.get(keys.segment_payload(job, seg)))
         return None if blob is None else decode(blob)
 
+    def forget_older(self, before: float) -> int:
+        """Drop journal entries due before ``before`` (their job's results have expired)."""
+        members = self._do("journal", lambda: self.r.zrangebyscore(
+            keys.segments_due(), "-inf", before))
+        if members:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zrem(keys.segments_due(), *members)
+            pipe.hdel(keys.segment_messages(), *members)
+            self._do("journal", pipe.execute)
+        return len(members)
+
     def delete(self, job: str, seg: str) -> None:
-        self._do("delete", lambda: self.r.delete(keys.segment_payload(job, seg)))
+        """Forget a recorded segment: its payload and its journal entry."""
+        member = json.dumps([job, seg])
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(keys.segment_payload(job, seg))
+        pipe.zrem(keys.segments_due(), member)
+        pipe.hdel(keys.segment_messages(), member)
+        self._do("delete", pipe.execute)
 
     @staticmethod
     def _do(what: str, fn: Any) -> Any:

@@ -27,6 +27,7 @@ from worker.payloads import PayloadStore
 from worker.planner import Planner
 from worker.segments import SegmentRunner
 from worker.single import SingleWriteRunner
+from worker.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +45,7 @@ class Runtime:
     segments: SegmentRunner
     singles: SingleWriteRunner
     planner: Planner
+    sweeper: Sweeper
 
 
 def redis_client(url: str) -> redis.Redis[Any]:
@@ -73,11 +75,17 @@ def _build() -> Runtime:
     store = DynamoNamespacedStore(dcfg, pacer=limiter, batch_threads=cfg.batch_threads)
     payloads = PayloadStore(r, ttl=cfg.result_ttl)
     enq = CeleryEnqueuer(app, payloads)
+    # Lost messages exist only on a Redis broker (kombu's BRPOP; see worker.sweeper).
+    broker = (redis_client(cfg.broker_url)
+              if cfg.broker_url.startswith(("redis://", "rediss://", "unix://")) else None)
+    sweeper = Sweeper(payloads=payloads, ledger=ledger, enqueue=enq, broker=broker,
+                      interval=cfg.sweep_interval, grace=cfg.sweep_grace)
     return Runtime(
         cfg, dcfg, r, ledger, limiter, store,
         SegmentRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads),
         SingleWriteRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
         Planner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
+        sweeper,
     )
 
 

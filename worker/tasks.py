@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready
@@ -12,6 +13,8 @@ from worker.enqueue import PLAN_TASK, SEGMENT_TASK, WRITE_TASK
 from worker.messages import Plan, Segment, SingleWrite
 from worker.runtime import patiently, runtime
 from worker.segments import Delivery
+
+log = logging.getLogger(__name__)
 
 
 @app.task(name=SEGMENT_TASK)
@@ -33,6 +36,18 @@ def plan(message: dict[str, Any]) -> int:
     """Read the keys of a bulk delete and enqueue its segments (queue ``bulk``)."""
     p = Plan.from_message(message)
     return patiently(lambda: runtime().planner.run(p))
+
+
+@worker_ready.connect
+def _sweep(**_: Any) -> None:
+    """Start this worker's sweeper thread (one per worker, not per pool process)."""
+    try:
+        rt = runtime()
+    except Exception:
+        log.exception("sweeper not started: the worker's services could not be built")
+        return
+    if rt.cfg.sweep_interval > 0:
+        rt.sweeper.start()
 
 
 @worker_ready.connect

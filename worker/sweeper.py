@@ -1,0 +1,135 @@
+"""Re-sends segments whose task message was lost between the broker and a worker.
+
+kombu's Redis transport takes a message off its queue (``BRPOP``) before it records it as
+unacknowledged: a worker killed in that instant loses the message (celery/kombu#305), and its
+job would stay ``running`` for ever. So every segment sent with a stored payload is journalled
+beside it (``worker.payloads``: its message, and when it became due), until the segment is
+recorded finished. A sweep, run by one worker at a time every ``DATAFOLD_SWEEP_INTERVAL``
+seconds, takes the journalled segments due more than ``DATAFOLD_SWEEP_GRACE`` seconds ago that
+are neither finished, nor waiting in a queue, nor held unacknowledged by a worker, and sends
+them again. A duplicate is harmless (the ledger counts a segment once; writes are idempotent),
+so when in doubt the sweep sends.
+
+Cost: one ``SET NX`` per interval per worker; when something is overdue, one read of the
+waiting and unacknowledged messages (small JSON each: the items are in the payloads).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from redis import Redis, RedisError
+
+from worker import keys
+from worker.enqueue import SEGMENT_TASK
+from worker.ledger import Ledger
+from worker.messages import Segment
+from worker.metrics import SEGMENTS
+from worker.payloads import PayloadStore
+from worker.segments import Enqueuer
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("bulk",)
+MAX_PER_SWEEP = 1000
+
+
+def _segment_of(envelope: dict[str, Any]) -> tuple[str, str] | None:
+    """(job, segment) of a Celery message envelope holding a segment task, else None."""
+    if (envelope.get("headers") or {}).get("task") != SEGMENT_TASK:
+        return None
+    body: Any = envelope.get("body", "")
+    if (envelope.get("properties") or {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args = json.loads(body)[0]
+    return str(args[0]["job"]), str(args[0]["seg"])
+
+
+def in_broker(raw_messages: Iterable[bytes], unacked: Iterable[bytes]) -> set[tuple[str, str]]:
+    """Segments named by waiting messages (queue lists) and unacknowledged ones (kombu keeps
+    ``[envelope, exchange, routing_key]``). A message that cannot be read names nothing."""
+    found: set[tuple[str, str]] = set()
+    for raw, wrapped in [(m, False) for m in raw_messages] + [(m, True) for m in unacked]:
+        try:
+            doc = json.loads(raw)
+            seg = _segment_of(doc[0] if wrapped else doc)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            continue
+        if seg is not None:
+            found.add(seg)
+    return found
+
+
+class Sweeper:
+    def __init__(self, *, payloads: PayloadStore, ledger: Ledger, enqueue: Enqueuer,
+                 broker: Redis[Any] | None, interval: float, grace: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.payloads = payloads
+        self.ledger = ledger
+        self.enqueue = enqueue
+        self.broker = broker
+        self.interval = interval
+        self.grace = grace
+        self.clock = clock
+        self._token = uuid.uuid4().hex
+
+    def _broker_segments(self) -> set[tuple[str, str]]:
+        assert self.broker is not None
+        pipe = self.broker.pipeline(transaction=False)
+        for q in QUEUES:
+            for name in keys.broker_queue_lists(q):
+                pipe.lrange(name, 0, -1)
+        pipe.hvals(keys.broker_unacked())
+        *lists, unacked = pipe.execute()
+        return in_broker([m for lst in lists for m in lst], unacked)
+
+    def sweep(self) -> int:
+        """One sweep if no other worker holds this interval's turn; the segments sent again."""
+        if self.broker is None:
+            return 0
+        r = self.payloads.r
+        if not r.set(keys.sweeper_turn(), self._token, nx=True,
+                     px=max(1, int(self.interval * 1000 * 0.9))):
+            return 0
+        now = self.clock()
+        self.payloads.forget_older(now - self.payloads.ttl)  # results gone: nothing to finish
+        overdue = self.payloads.overdue(now - self.grace, MAX_PER_SWEEP)
+        if not overdue:
+            return 0
+        present = self._broker_segments()
+        resent = 0
+        for job, seg, message in overdue:
+            if (job, seg) in present:
+                continue
+            if self.ledger.is_done(job, seg):
+                self.payloads.delete(job, seg)
+                continue
+            self.enqueue.segment(Segment.from_message(message))  # journals it as due now
+            SEGMENTS.labels("resent").inc()
+            resent += 1
+            log.warning("job %s segment %s: its message was lost on the way to a worker; "
+                        "sent again", job, seg)
+        return resent
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            try:
+                self.sweep()
+            except RedisError as exc:
+                log.warning("sweep skipped: Redis unreachable (%s)", type(exc).__name__)
+            except Exception:  # a sweep must never take the worker down
+                log.exception("sweep failed")
+
+    def start(self) -> threading.Event:
+        """Sweep in a daemon thread; set the returned event to stop it."""
+        stop = threading.Event()
+        threading.Thread(target=self.run_forever, args=(stop,), name="datafold-sweeper",
+                         daemon=True).start()
+        return stop
