@@ -35,7 +35,7 @@ QUICK = (DataSet("200 B", 200, 3_000, 1_000), DataSet("4 KB", 4096, 600, 300))
 
 
 def run(env: BenchEnv) -> Section:
-    sets, reps = (QUICK, 1) if env.quick else (FULL, 3)
+    sets, reps = (QUICK, 1) if env.quick else (FULL, 5)
     sweep = (8,) if env.quick else (4, 8, 16, 32)
     sec = Section("bulk_load", "1. Bulk load", intro=(
         f"Pipeline: `Producer.load` -> job finished, {WORKERS} worker processes already running "

@@ -47,7 +47,7 @@ def _raw_scan(client: Any, table: str, prefix: bytes) -> int:
 
 
 def run(env: BenchEnv) -> Section:
-    n_items, n_gets, scans = (1_000, 300, 2) if env.quick else (10_000, 3_000, 11)
+    n_items, n_gets, scans = (1_000, 300, 2) if env.quick else (10_000, 3_000, 21)
     sec = Section("reads", "2. Direct reads", intro=(
         f"{n_items:,} items of 200 B in one namespace; {n_gets:,} gets of random keys per side "
         f"(interleaved in blocks of {BLOCK}); `scan_prefix` over all {n_items:,} items, "
