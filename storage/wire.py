@@ -209,6 +209,10 @@ class WireWriter:
         try:
             data: dict[str, Any] = json.loads(content) if content else {}
         except ValueError:
+            if status == 200:  # not DynamoDB's answer (a proxy?): nothing is known written
+                raise errors.TransientError("BatchWriteItem answered 200 without JSON",
+                                            operation="BatchWriteItem", code="BadResponse"
+                                            ) from None
             data = {}
         meta: Any = {"HTTPStatusCode": status,
                      "RequestId": resp.headers.get("x-amzn-requestid", "")}

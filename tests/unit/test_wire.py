@@ -188,6 +188,13 @@ def test_a_corrupted_response_is_retried() -> None:
     assert len(http.sent) == 2
 
 
+def test_a_200_that_is_not_json_is_not_taken_for_success() -> None:
+    dynamo, http = wired([(200, b"<html>captive portal</html>", None)] * 3)
+    with pytest.raises(errors.TransientError) as info:
+        dynamo.call("BatchWriteItem", "t", RequestItems={"t": [put(b"k").request]})
+    assert info.value.code == "BadResponse" and len(http.sent) == 3
+
+
 def test_missing_credentials_is_a_config_error() -> None:
     dynamo, _ = wired([])
     assert dynamo.wire is not None
