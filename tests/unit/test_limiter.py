@@ -161,11 +161,16 @@ class CountingBackend:
         return self.inner.run(table, op, params, units=units, throttled=throttled, charge=charge)
 
 
+def coalescing(clock: FakeClock) -> tuple[RateLimiter, CountingBackend]:
+    """A 1,000 WCU/s limiter that sums clean feedback per 50 ms, and its counted backend."""
+    backend = CountingBackend(MemoryBucketBackend(clock))
+    return RateLimiter(None, backend=backend, clock=clock, sleep=clock.sleep, capacity=1000.0,
+                       coalesce_seconds=0.05), backend
+
+
 def test_clean_feedback_is_summed_into_one_report_per_interval(clock: FakeClock,
                                                                table: str) -> None:
-    backend = CountingBackend(MemoryBucketBackend(clock))
-    lim = RateLimiter(None, backend=backend, clock=clock, sleep=clock.sleep, capacity=1000.0,
-                      coalesce_seconds=0.05)
+    lim, backend = coalescing(clock)
     for _ in range(10):  # ten calls within 50 ms, one estimated 25 WCU too low: one report
         lim.acquire(table, 25.0)
         lim.feedback(table, units=25.0, throttled=False)
@@ -182,9 +187,7 @@ def test_clean_feedback_is_summed_into_one_report_per_interval(clock: FakeClock,
 
 
 def test_a_throttle_reports_what_is_pending_first(clock: FakeClock, table: str) -> None:
-    backend = CountingBackend(MemoryBucketBackend(clock))
-    lim = RateLimiter(None, backend=backend, clock=clock, sleep=clock.sleep, capacity=1000.0,
-                      coalesce_seconds=0.05)
+    lim, backend = coalescing(clock)
     lim.acquire(table, 25.0)
     lim.feedback(table, units=25.0, throttled=False)
     lim.acquire(table, 25.0)
@@ -200,9 +203,7 @@ def test_a_throttle_reports_what_is_pending_first(clock: FakeClock, table: str) 
 
 
 def test_pending_reports_are_flushed_on_demand(clock: FakeClock, table: str) -> None:
-    backend = CountingBackend(MemoryBucketBackend(clock))
-    lim = RateLimiter(None, backend=backend, clock=clock, sleep=clock.sleep, capacity=1000.0,
-                      coalesce_seconds=0.05)
+    lim, backend = coalescing(clock)
     lim.acquire(table, 5.0)
     lim.feedback(table, units=5.0, throttled=False)
     assert backend.calls == []
