@@ -46,7 +46,7 @@ from worker import keys
 from worker.enqueue import CeleryEnqueuer
 from worker.ledger import Ledger, new_job_id
 from worker.messages import Plan, SingleWrite
-from worker.payloads import PayloadStore
+from worker.payloads import LOST, PayloadStore
 from worker.segments import Enqueuer
 
 MAX_STRICT_REPORT = 5
@@ -320,10 +320,13 @@ class Producer:
         return self._plan("reset_user", user_id)
 
     def replay_dead_letters(self, job_id: str) -> Job:
-        """Enqueue again every dead letter of ``job_id`` (same namespace and user)."""
+        """Enqueue again every dead letter of ``job_id`` (same namespace and user), but those
+        that name no item (a segment's lost payload: its items are unknown)."""
         old = self.job(job_id).status()
         groups: dict[tuple[str, str], list[tuple[bytes, bytes | None]]] = {}
         for d in self.ledger.dead_letters(job_id):
+            if d.code == LOST:
+                continue
             # A dead letter without a namespace is a schema (schema-table delete).
             where = ("kv", d.namespace) if d.namespace is not None else ("schemas", "")
             groups.setdefault(where, []).append((d.key, d.value))

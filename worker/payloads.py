@@ -34,6 +34,9 @@ from storage.errors import BackendUnavailableError
 from worker import keys
 
 MAGIC = b"DFP1"
+LOST = "PayloadLost"
+"""Dead-letter code of a segment whose payload could not be had: keyed by the segment id, it
+names no item, so it is never replayed."""
 DELETE = 0xFFFFFFFF
 _HEAD = struct.Struct(">II")
 

@@ -26,7 +26,7 @@ from storage.settings import PipelineConfig
 from worker.ledger import DeadLetter, Ledger
 from worker.messages import Plan, Segment, SingleWrite
 from worker.metrics import ITEMS, SEGMENTS
-from worker.payloads import PayloadError, PayloadStore
+from worker.payloads import LOST, PayloadError, PayloadStore
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class SegmentRunner:
             if self.ledger.is_done(seg.job, seg.seg):
                 return "duplicate"  # another delivery finished it (and removed the payload)
             # The items cannot be named: one dead letter, keyed by the segment, says how many.
-            lost = DeadLetter(seg.seg.encode(), None, missing, "PayloadLost", seg.letter_ns)
+            lost = DeadLetter(seg.seg.encode(), None, missing, LOST, seg.letter_ns)
             self._finish(seg, BatchResult(), [lost], superseded=0, child=None)
             log.error("job %s segment %s: %s", seg.job, seg.seg, missing)
             return "dead"

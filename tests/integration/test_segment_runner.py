@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from producers import Producer
 from storage import Dynamo, DynamoConfig, DynamoNamespacedStore, PipelineConfig
 from tests.doubles import FakeClient, FakeClock, client_error
 from worker import keys
@@ -215,6 +216,12 @@ def test_a_payload_gone_before_writing_is_dead_lettered_with_the_reason(ledger: 
     assert letter.code == "PayloadLost" and letter.key == b"s0"
     assert "60 items" in letter.reason and "noeviction" in letter.reason
     assert client.ops().count("BatchWriteItem") == 0
+    # It names no item: a replay must not turn it into a delete of a key named like it.
+    enq = ListEnqueuer()
+    producer = Producer(runner.store.config, PipelineConfig(redis_url=REDIS_URL),
+                        redis_client=ledger.r, enqueue=enq)
+    replay = producer.replay_dead_letters(job).status()
+    assert enq.segments == [] and replay.items == 0
 
 
 def test_a_corrupt_payload_is_dead_lettered_not_guessed_at(ledger: Ledger) -> None:
