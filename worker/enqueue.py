@@ -35,16 +35,16 @@ class CeleryEnqueuer:
                                           operation="Enqueue", code="BrokerUnavailable") from None
 
     def segment(self, seg: Segment, countdown: float = 0.0) -> None:
-        if self.payloads is not None:
-            if seg.ops is not None:
-                # Payload first: a message never names items that are not stored yet. If
-                # sending fails after this, the orphan payload expires with the job's results.
-                self.payloads.put(seg.job, seg.seg, seg.ops)
-                seg = seg.without_ops()
-            # Journalled before it is sent, so a message lost after that is found again
-            # (worker.sweeper); a journal entry without its message is simply sent.
-            self.payloads.sent(seg.job, seg.seg, seg.to_message(), time.time() + countdown)
-        self._send(SEGMENT_TASK, seg.to_message(), "bulk", countdown)
+        if self.payloads is None:
+            self._send(SEGMENT_TASK, seg.to_message(), "bulk", countdown)
+            return
+        ops, message = seg.ops, seg.without_ops().to_message()
+        # Payload and journal first, in one round trip: a message never names items that are
+        # not stored yet, and one lost after this is found again (worker.sweeper). If sending
+        # fails, the orphan payload expires with the job's results and the journal entry is
+        # simply sent by the sweeper.
+        self.payloads.sent(seg.job, seg.seg, message, time.time() + countdown, ops=ops)
+        self._send(SEGMENT_TASK, message, "bulk", countdown)
 
     def single(self, write: SingleWrite, countdown: float = 0.0) -> None:
         self._send(WRITE_TASK, write.to_message(), "writes", countdown)

@@ -16,9 +16,10 @@ job's results (``DATAFOLD_RESULT_TTL``) and is deleted once its segment is recor
 a segment whose payload is gone (Redis evicted it: run Redis with ``noeviction``, as the broker
 needs anyway) is dead-lettered with that reason, never silently dropped.
 
-Each time a segment's message is sent, it is also journalled (:meth:`PayloadStore.sent`): the
-message and when it is due, until the segment is recorded. ``worker.sweeper`` reads the journal
-to send again a message the broker lost on its way to a worker.
+Each time a segment's message is sent, it is journalled with its payload
+(:meth:`PayloadStore.sent`): the message and when it is due, until the segment is recorded.
+``worker.sweeper`` reads the journal to send again a message the broker lost on its way to a
+worker.
 """
 
 from __future__ import annotations
@@ -91,14 +92,14 @@ class PayloadStore:
         self.r = client
         self.ttl = ttl
 
-    def put(self, job: str, seg: str, ops: Sequence[Op]) -> None:
-        self._do("put", lambda: self.r.set(keys.segment_payload(job, seg), encode(ops),
-                                           ex=self.ttl))
-
-    def sent(self, job: str, seg: str, message: dict[str, Any], due: float) -> None:
-        """Journal a segment's message (sent, or about to be), due at ``due`` (epoch s)."""
+    def sent(self, job: str, seg: str, message: dict[str, Any], due: float,
+             ops: Sequence[Op] | None = None) -> None:
+        """Journal a segment's message (sent, or about to be), due at ``due`` (epoch s), and
+        store its items first when given (one round trip)."""
         member = json.dumps([job, seg])
         pipe = self.r.pipeline(transaction=False)
+        if ops is not None:
+            pipe.set(keys.segment_payload(job, seg), encode(ops), ex=self.ttl)
         pipe.hset(keys.segment_messages(), member, json.dumps(message, separators=(",", ":")))
         pipe.zadd(keys.segments_due(), {member: due})
         self._do("journal", pipe.execute)

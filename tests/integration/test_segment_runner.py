@@ -195,7 +195,7 @@ def test_a_named_payload_is_loaded_written_and_removed(ledger: Ledger) -> None:
     job = _job(ledger, {"s0": 60})
     seg = _segment(job, 60)
     assert seg.ops is not None
-    payloads.put(job, "s0", seg.ops)
+    payloads.sent(job, "s0", seg.without_ops().to_message(), 0.0, ops=seg.ops)
     assert runner.run(seg.without_ops()) == "done"
     assert payloads.get(job, "s0") is None
     st = ledger.status(job)
