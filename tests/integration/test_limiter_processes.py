@@ -73,7 +73,7 @@ def test_three_processes_share_one_limit() -> None:
     try:
         client.ping()
     except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
+        pytest.fail("no Redis on 127.0.0.1:6379: run scripts/redis-local start (make test does)")
     table = f"pytest-limiter-procs-{uuid.uuid4().hex[:12]}"
     ctx = mp.get_context("spawn")
     pipes = [ctx.Pipe() for _ in range(PROCESSES)]
