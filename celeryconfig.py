@@ -55,8 +55,7 @@ def settings(cfg: PipelineConfig) -> dict[str, Any]:
         "worker_concurrency": cfg.worker_concurrency,
         # Single writes and bulk work on separate queues: a big load never starves single
         # writes (a worker consumes both fairly; `-Q writes` runs a writes-only worker).
-        "task_queues": tuple(Queue(q, Exchange(q, type="direct"), routing_key=q)
-                             for q in QUEUES),
+        "task_queues": tuple(Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES),
         "task_default_queue": "bulk",
         "task_default_exchange": "bulk",
         "task_default_routing_key": "bulk",

@@ -35,16 +35,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="tiny sizes, one round: a smoke run of a minute or less (CI)")
-    p.add_argument("--only", nargs="+", choices=list(SECTIONS), metavar="NAME",
-                   help=f"run only these sections: {', '.join(SECTIONS)}")
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, one round: a smoke run of a minute or less (CI)",
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(SECTIONS),
+        metavar="NAME",
+        help=f"run only these sections: {', '.join(SECTIONS)}",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="report path")
-    p.add_argument("--chart", type=Path, default=None,
-                   help="PNG path (default: bench/benchmarks.png for the repository's "
-                        "BENCHMARKS.md, else next to --out)")
+    p.add_argument(
+        "--chart",
+        type=Path,
+        default=None,
+        help="PNG path (default: bench/benchmarks.png for the repository's "
+        "BENCHMARKS.md, else next to --out)",
+    )
     return p.parse_args(argv)
 
 
@@ -55,13 +70,21 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     out: Path = args.out.resolve()
-    chart: Path = (args.chart or (ROOT / "bench" / "benchmarks.png"
-                                  if out == ROOT / "BENCHMARKS.md"
-                                  else out.with_suffix(".png"))).resolve()
+    chart: Path = (
+        args.chart
+        or (
+            ROOT / "bench" / "benchmarks.png"
+            if out == ROOT / "BENCHMARKS.md"
+            else out.with_suffix(".png")
+        )
+    ).resolve()
     names = args.only or list(SECTIONS)
     signal.signal(signal.SIGTERM, _terminate)
-    command = "python -m bench" + (" --quick" if args.quick else "") + (
-        f" --only {' '.join(args.only)}" if args.only else "")
+    command = (
+        "python -m bench"
+        + (" --quick" if args.quick else "")
+        + (f" --only {' '.join(args.only)}" if args.only else "")
+    )
     start = time.perf_counter()
     sections: list[Section] = []
     with BenchEnv(quick=args.quick) as env:
@@ -74,15 +97,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sec = Section(name, name, error=traceback.format_exc(limit=6))
                 env.stop_workers()
             sec.seconds = time.perf_counter() - t
-            print(f"[bench] {name}: {sec.seconds:.0f} s"
-                  + (f", missed: {[g.text for g in sec.missed]}" if sec.missed else "")
-                  + (" FAILED" if sec.error else ""), file=sys.stderr, flush=True)
+            print(
+                f"[bench] {name}: {sec.seconds:.0f} s"
+                + (f", missed: {[g.text for g in sec.missed]}" if sec.missed else "")
+                + (" FAILED" if sec.error else ""),
+                file=sys.stderr,
+                flush=True,
+            )
             sections.append(sec)
     report.chart(sections, chart)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.markdown(sections, command=command, chart=chart, out=out,
-                                   seconds=time.perf_counter() - start, quick=args.quick),
-                   encoding="utf-8")
+    out.write_text(
+        report.markdown(
+            sections,
+            command=command,
+            chart=chart,
+            out=out,
+            seconds=time.perf_counter() - start,
+            quick=args.quick,
+        ),
+        encoding="utf-8",
+    )
     print(f"[bench] wrote {out} and {chart}", file=sys.stderr)
     return 1 if any(s.error for s in sections) else 0
 

@@ -28,11 +28,19 @@ def fill(env: BenchEnv, table: str, user: str, n: int) -> None:
     now = str(int(time.time()))
 
     def item(i: int) -> dict[str, object]:
-        return {"PutRequest": {"Item": {
-            "PK": {"S": user}, "SK": {"S": f"schema-{i:06d}"},
-            "SchemaJson": {"S": '{"fields":{"id":"int","name":"str"}}'},
-            "MutationMappers": {"S": "{}"}, "CreatedAt": {"N": now}, "UpdatedAt": {"N": now},
-            "Version": {"N": "1"}}}}
+        return {
+            "PutRequest": {
+                "Item": {
+                    "PK": {"S": user},
+                    "SK": {"S": f"schema-{i:06d}"},
+                    "SchemaJson": {"S": '{"fields":{"id":"int","name":"str"}}'},
+                    "MutationMappers": {"S": "{}"},
+                    "CreatedAt": {"N": now},
+                    "UpdatedAt": {"N": now},
+                    "Version": {"N": "1"},
+                }
+            }
+        }
 
     batches = [[item(i) for i in range(j, min(j + 25, n))] for j in range(0, n, 25)]
     with ThreadPoolExecutor(8) as pool:
@@ -42,9 +50,14 @@ def fill(env: BenchEnv, table: str, user: str, n: int) -> None:
 def run(env: BenchEnv) -> Section:
     n, n_one, reps = (600, 150, 1) if env.quick else (10_000, 1_500, 3)
     sweep = (8,) if env.quick else (4, 8, 16)
-    sec = Section("clear_schemas", "3. clear_all_schemas", intro=(
-        f"{n:,} schemas per run (one by one: {n_one:,}, rate per schema). {reps} interleaved "
-        f"rounds; the pipeline ran on {WORKERS} workers with default settings."))
+    sec = Section(
+        "clear_schemas",
+        "3. clear_all_schemas",
+        intro=(
+            f"{n:,} schemas per run (one by one: {n_one:,}, rate per schema). {reps} interleaved "
+            f"rounds; the pipeline ran on {WORKERS} workers with default settings."
+        ),
+    )
     table = env.schema_table()
     store = DynamoSchemaStore(env.dynamo_config, dynamo=env.dynamo)
     ws = env.pool(WORKERS)
@@ -91,18 +104,30 @@ def run(env: BenchEnv) -> Section:
     raw_vs_one = median([r / o for r, o in zip(rates["raw"], rates["one"], strict=True)])
     pipe_vs_one = median([p / o for p, o in zip(rates["pipe"], rates["one"], strict=True)])
     t = Table(["contender", "schemas/s (median)", "rounds (min-max)", "x one by one"])
-    for key, name in (("one", "one by one (DeleteItem each)"),
-                      ("raw", f"raw ceiling: Query + batched deletes, {best} threads"),
-                      ("pipe", f"pipeline clear_all_schemas ({len(ws)} workers)")):
+    for key, name in (
+        ("one", "one by one (DeleteItem each)"),
+        ("raw", f"raw ceiling: Query + batched deletes, {best} threads"),
+        ("pipe", f"pipeline clear_all_schemas ({len(ws)} workers)"),
+    ):
         r = rates[key]
-        t.add(name, median(r), f"{min(r):,.0f}-{max(r):,.0f}",
-              median([a / b for a, b in zip(r, rates["one"], strict=True)]))
+        t.add(
+            name,
+            median(r),
+            f"{min(r):,.0f}-{max(r):,.0f}",
+            median([a / b for a, b in zip(r, rates["one"], strict=True)]),
+        )
     sec.tables.append(t)
-    sec.tables.append(Table(["raw threads"] + [str(k) for k in sweep_rates],
-                            [["schemas/s"] + [f"{v:,.0f}" for v in sweep_rates.values()]]))
+    sec.tables.append(
+        Table(
+            ["raw threads"] + [str(k) for k in sweep_rates],
+            [["schemas/s"] + [f"{v:,.0f}" for v in sweep_rates.values()]],
+        )
+    )
     sec.goals.append(Goal("pipeline vs raw ceiling", vs_raw, 0.9))
-    sec.notes.append(f"Raw ceiling vs one by one: {raw_vs_one:.1f}x (the issue expects about 7x "
-                     f"on 2 cores); pipeline vs one by one: {pipe_vs_one:.1f}x.")
+    sec.notes.append(
+        f"Raw ceiling vs one by one: {raw_vs_one:.1f}x (the issue expects about 7x "
+        f"on 2 cores); pipeline vs one by one: {pipe_vs_one:.1f}x."
+    )
     if vs_raw < 0.9:
         worst = min(sweep_rates, key=lambda th: sweep_rates[th])
         sec.notes.append(
@@ -110,14 +135,23 @@ def run(env: BenchEnv) -> Section:
             f"DynamoDB Local: the raw ceiling peaks at {best} threads "
             f"({sweep_rates[best]:,.0f}/s) and falls to {sweep_rates[worst]:,.0f}/s at {worst}, "
             f"while the pipeline runs one planner (a paginated Query, sequential) and then up to "
-            f"{len(ws)} workers x their task slots x batch threads of deletes at once.")
+            f"{len(ws)} workers x their task slots x batch threads of deletes at once."
+        )
     if vs_raw < 0.9 and not env.quick:
         out = env.workdir / "clear.txt"
         with Spy(ws[0].proc.pid, out) as spy:
             pipeline()
         if spy.ok:
             sec.profile = f"Worker 0 during one more clear_all_schemas (py-spy):\n\n{summary(out)}"
-    sec.panels.append(Panel(f"clear_all_schemas ({n:,})", {
-        "one by one": median(rates["one"]), f"raw ({best} thr)": median(rates["raw"]),
-        "pipeline": median(rates["pipe"])}, "schemas/s"))
+    sec.panels.append(
+        Panel(
+            f"clear_all_schemas ({n:,})",
+            {
+                "one by one": median(rates["one"]),
+                f"raw ({best} thr)": median(rates["raw"]),
+                "pipeline": median(rates["pipe"]),
+            },
+            "schemas/s",
+        )
+    )
     return sec

@@ -44,10 +44,14 @@ def raw_client(endpoint: str | None = None, *, pool: int = 64, retries: Any = No
         os.environ.setdefault(k, v)
     mode: Any = retries or {"mode": "standard", "max_attempts": 10}
     cfg = botocore.config.Config(
-        region_name=os.environ["DATAFOLD_DYNAMODB_REGION"], max_pool_connections=pool,
-        retries=mode, tcp_keepalive=True)
+        region_name=os.environ["DATAFOLD_DYNAMODB_REGION"],
+        max_pool_connections=pool,
+        retries=mode,
+        tcp_keepalive=True,
+    )
     return boto3.session.Session().client(
-        "dynamodb", endpoint_url=endpoint or os.environ["DATAFOLD_DYNAMODB_ENDPOINT"], config=cfg)
+        "dynamodb", endpoint_url=endpoint or os.environ["DATAFOLD_DYNAMODB_ENDPOINT"], config=cfg
+    )
 
 
 @dataclass
@@ -65,14 +69,22 @@ class BenchEnv:
     def __post_init__(self) -> None:
         for k, v in DEFAULTS.items():
             os.environ.setdefault(k, v)
-        self.dynamo_config = replace(DynamoConfig.from_env(), table_prefix=self.prefix,
-                                     schema_table=f"{self.prefix}_schemas")
+        self.dynamo_config = replace(
+            DynamoConfig.from_env(), table_prefix=self.prefix, schema_table=f"{self.prefix}_schemas"
+        )
         self.dynamo = Dynamo(self.dynamo_config)
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        self.penv = PipelineEnv(self.dynamo_config, REDIS_DB, self.workdir / "logs", extra={
-            # Real-life recovery settings, not the tests' short ones.
-            "DATAFOLD_VISIBILITY_TIMEOUT": "300", "DATAFOLD_REQUEUE_MAX_DELAY": "60",
-            "DATAFOLD_REQUEUE_BASE_DELAY": "1"})
+        self.penv = PipelineEnv(
+            self.dynamo_config,
+            REDIS_DB,
+            self.workdir / "logs",
+            extra={
+                # Real-life recovery settings, not the tests' short ones.
+                "DATAFOLD_VISIBILITY_TIMEOUT": "300",
+                "DATAFOLD_REQUEUE_MAX_DELAY": "60",
+                "DATAFOLD_REQUEUE_BASE_DELAY": "1",
+            },
+        )
         self.client = raw_client()
         self.redis().flushdb()
 
@@ -128,8 +140,7 @@ class BenchEnv:
         while len(self._workers) > n:
             self._workers.pop().stop()
         if len(self._workers) < n:
-            self._workers += start_workers(self.penv, n - len(self._workers), prefix="bench",
-                                           **env)
+            self._workers += start_workers(self.penv, n - len(self._workers), prefix="bench", **env)
         return list(self._workers)
 
     def stop_workers(self) -> None:

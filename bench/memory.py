@@ -47,7 +47,12 @@ def producer_peak(env: BenchEnv, path: Path) -> dict[str, float]:
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "bench.memory_child", str(path), env.unique("mem")],
-            cwd=ROOT, env=env.worker_env(), capture_output=True, text=True, timeout=900)
+            cwd=ROOT,
+            env=env.worker_env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     finally:
         stop.set()
         t.join()
@@ -69,24 +74,51 @@ def run(env: BenchEnv) -> Section:
         write_file(path, lines)
         rep = producer_peak(env, path)
         peaks[lines] = rep["peak_rss_mb"]
-        t.add(f"{lines:,} lines", path.stat().st_size / 1e6, rep["peak_rss_mb"],
-              lines / rep["seconds"])
+        t.add(
+            f"{lines:,} lines",
+            path.stat().st_size / 1e6,
+            rep["peak_rss_mb"],
+            lines / rep["seconds"],
+        )
         path.unlink()
     sec.tables.append(t)
-    sec.goals.append(Goal(f"producer peak RSS, {big:,} lines", peaks[big], LIMIT_MB,
-                          higher=False, unit=" MB"))
-    sec.goals.append(Goal(f"producer RSS growth {small:,} -> {big:,} lines (flat)",
-                          peaks[big] - peaks[small], FLAT_MB, higher=False, unit=" MB"))
+    sec.goals.append(
+        Goal(f"producer peak RSS, {big:,} lines", peaks[big], LIMIT_MB, higher=False, unit=" MB")
+    )
+    sec.goals.append(
+        Goal(
+            f"producer RSS growth {small:,} -> {big:,} lines (flat)",
+            peaks[big] - peaks[small],
+            FLAT_MB,
+            higher=False,
+            unit=" MB",
+        )
+    )
     n = 600 if env.quick else 10_000
     ws = env.pool(WORKERS)
     producer = env.producer()
     runs.pipeline_load(env, producer, raw.make_items(n, 4096, USER))
     rss = [peak_rss_mb(w.proc.pid) for w in ws]
-    sec.tables.append(Table(["worker", "peak RSS MB after loading"],
-                            [[f"worker {i}", f"{v:,.0f}"] for i, v in enumerate(rss)]))
-    sec.notes.append(f"Workers: {WORKERS} processes, thread pool, default concurrency; the peak "
-                     f"includes every load of this run so far ({n:,} items of 4 KB last).")
-    sec.panels.append(Panel("Peak RSS (MB)", {f"producer {small // 1000}k": peaks[small],
-                                              f"producer {big // 1000}k": peaks[big],
-                                              "worker": max(rss)}, "MB", ref=LIMIT_MB))
+    sec.tables.append(
+        Table(
+            ["worker", "peak RSS MB after loading"],
+            [[f"worker {i}", f"{v:,.0f}"] for i, v in enumerate(rss)],
+        )
+    )
+    sec.notes.append(
+        f"Workers: {WORKERS} processes, thread pool, default concurrency; the peak "
+        f"includes every load of this run so far ({n:,} items of 4 KB last)."
+    )
+    sec.panels.append(
+        Panel(
+            "Peak RSS (MB)",
+            {
+                f"producer {small // 1000}k": peaks[small],
+                f"producer {big // 1000}k": peaks[big],
+                "worker": max(rss),
+            },
+            "MB",
+            ref=LIMIT_MB,
+        )
+    )
     return sec

@@ -29,8 +29,10 @@ class Goal:
     def render(self) -> str:
         mark = "met" if self.met else "**missed**"
         sign = ">=" if self.higher else "<="
-        return f"{self.text}: {fmt(self.value)}{self.unit} (goal {sign} {fmt(self.target)}" \
-               f"{self.unit}) - {mark}"
+        return (
+            f"{self.text}: {fmt(self.value)}{self.unit} (goal {sign} {fmt(self.target)}"
+            f"{self.unit}) - {mark}"
+        )
 
 
 @dataclass
@@ -42,8 +44,10 @@ class Table:
         self.rows.append([c if isinstance(c, str) else fmt(c) for c in cells])  # type: ignore[arg-type]
 
     def markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |",
-                 "|" + "|".join("---" for _ in self.header) + "|"]
+        lines = [
+            "| " + " | ".join(self.header) + " |",
+            "|" + "|".join("---" for _ in self.header) + "|",
+        ]
         lines += ["| " + " | ".join(r) + " |" for r in self.rows]
         return "\n".join(lines)
 

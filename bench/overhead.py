@@ -59,22 +59,35 @@ def run(env: BenchEnv) -> Section:
         t_full, st = runs.pipeline_job(env, producer, items)
     full_msgs = st.segments_planned
     e_wall, f_wall = t_empty / m * 1000, t_full / full_msgs * 1000
-    e_cpu, f_cpu = (cpu_e.used["workers"] / m * 1000,
-                    cpu_f.used["workers"] / full_msgs * 1000)
-    sec = Section("overhead", "7. Celery overhead per segment message", intro=(
-        f"{m} empty segment messages vs a load of {n_full:,} items of 200 B (about "
-        f"{full_msgs} segments of up to {size}); {len(ws)} workers, default settings. Wall ms "
-        "per message is elapsed time / messages with the workers running many at once."))
+    e_cpu, f_cpu = (cpu_e.used["workers"] / m * 1000, cpu_f.used["workers"] / full_msgs * 1000)
+    sec = Section(
+        "overhead",
+        "7. Celery overhead per segment message",
+        intro=(
+            f"{m} empty segment messages vs a load of {n_full:,} items of 200 B (about "
+            f"{full_msgs} segments of up to {size}); {len(ws)} workers, default settings. Wall ms "
+            "per message is elapsed time / messages with the workers running many at once."
+        ),
+    )
     t = Table(["message", "wall ms / message", "worker CPU ms / message"])
     t.add("empty segment (Celery + ledger only)", e_wall, e_cpu)
     t.add(f"segment writing ~{n_full // full_msgs} items", f_wall, f_cpu)
     sec.tables.append(t)
     share = e_cpu / f_cpu * 100
-    sec.notes.append(f"The per-message path costs {share:.0f} % of a {size}-item segment's "
-                     "worker CPU (no goal in the issue: reported).")
+    sec.notes.append(
+        f"The per-message path costs {share:.0f} % of a {size}-item segment's "
+        "worker CPU (no goal in the issue: reported)."
+    )
     per_item = e_cpu * 1000 / (n_full / full_msgs)
-    sec.notes.append(f"Per item, the per-message overhead is {per_item:.1f} µs of worker CPU; "
-                     f"one message per 25 items would cost {e_cpu * 1000 / 25:.0f} µs per item.")
-    sec.panels.append(Panel("Per segment message (worker CPU ms)", {
-        "empty": e_cpu, f"~{n_full // full_msgs} items": f_cpu}, "ms"))
+    sec.notes.append(
+        f"Per item, the per-message overhead is {per_item:.1f} µs of worker CPU; "
+        f"one message per 25 items would cost {e_cpu * 1000 / 25:.0f} µs per item."
+    )
+    sec.panels.append(
+        Panel(
+            "Per segment message (worker CPU ms)",
+            {"empty": e_cpu, f"~{n_full // full_msgs} items": f_cpu},
+            "ms",
+        )
+    )
     return sec

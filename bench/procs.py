@@ -65,10 +65,12 @@ class CpuMeter:
         self._start = {p: cpu_seconds(p) for ps in self.groups.values() for p in ps}
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.used = {g: sum(cpu_seconds(p) - self._start[p] for p in ps)
-                     for g, ps in self.groups.items()}
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.used = {
+            g: sum(cpu_seconds(p) - self._start[p] for p in ps) for g, ps in self.groups.items()
+        }
 
     def per_item_us(self, n: int) -> dict[str, float]:
         return {g: s * 1e6 / n for g, s in self.used.items()}

@@ -38,15 +38,28 @@ class Spy:
         exe = py_spy()
         if exe is None:
             return self
-        cmd = [exe, "record", "--pid", str(self.pid), "--format", "raw", "-o", str(self.out),
-               "--rate", str(RATE_HZ), "--nonblocking", "--gil"]
+        cmd = [
+            exe,
+            "record",
+            "--pid",
+            str(self.pid),
+            "--format",
+            "raw",
+            "-o",
+            str(self.out),
+            "--rate",
+            str(RATE_HZ),
+            "--nonblocking",
+            "--gil",
+        ]
         if self.subprocesses:
             cmd.append("--subprocesses")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.proc is None:
             return
         self.proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C

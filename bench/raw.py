@@ -54,13 +54,15 @@ def send_batch(client: Any, table: str, requests: list[dict[str, Any]]) -> int:
 
 def chunks(items: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
-def parallel_batch_write(client: Any, table: str, user: str, items: Sequence[Item],
-                         threads: int) -> None:
+def parallel_batch_write(
+    client: Any, table: str, user: str, items: Sequence[Item], threads: int
+) -> None:
     """Write ``items`` 25 per BatchWriteItem from ``threads`` threads (requests built in the
     threads, as a user's loader would)."""
+
     def one(chunk: Sequence[Item]) -> int:
         return send_batch(client, table, [_put(user, k, v) for k, v in chunk])
 
@@ -68,22 +70,31 @@ def parallel_batch_write(client: Any, table: str, user: str, items: Sequence[Ite
         list(pool.map(one, chunks(items)))
 
 
-def batch_writer_load(table: str, user: str, items: Sequence[Item], endpoint: str,
-                      region: str) -> None:
+def batch_writer_load(
+    table: str, user: str, items: Sequence[Item], endpoint: str, region: str
+) -> None:
     """Write ``items`` with boto3's ``Table.batch_writer()`` (the resource API, one thread)."""
-    t = boto3.session.Session().resource("dynamodb", endpoint_url=endpoint,
-                                         region_name=region).Table(table)
+    t = (
+        boto3.session.Session()
+        .resource("dynamodb", endpoint_url=endpoint, region_name=region)
+        .Table(table)
+    )
     with t.batch_writer() as bw:
         for k, v in items:
             bw.put_item(Item={"PK": user, "SK": Binary(k), "Value": Binary(v)})
 
 
-def query_keys(client: Any, table: str, pk: str, sk_type: str = "B",
-               consistent: bool = True) -> Iterator[list[dict[str, Any]]]:
+def query_keys(
+    client: Any, table: str, pk: str, sk_type: str = "B", consistent: bool = True
+) -> Iterator[list[dict[str, Any]]]:
     """Pages of keys of partition ``pk`` (a paginated Query projecting the key only)."""
-    params: dict[str, Any] = {"TableName": table, "KeyConditionExpression": "PK = :pk",
-                              "ExpressionAttributeValues": {":pk": {"S": pk}},
-                              "ProjectionExpression": "PK, SK", "ConsistentRead": consistent}
+    params: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "PK = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": pk}},
+        "ProjectionExpression": "PK, SK",
+        "ConsistentRead": consistent,
+    }
     while True:
         page = client.query(**params)
         yield page.get("Items", [])

@@ -24,9 +24,13 @@ BLOCK = 50
 
 
 def _raw_get(client: Any, table: str, key: bytes) -> bytes | None:
-    resp = client.get_item(TableName=table, Key={"PK": {"S": USER}, "SK": {"B": key}},
-                           ProjectionExpression="#v", ExpressionAttributeNames={"#v": "Value"},
-                           ConsistentRead=True)
+    resp = client.get_item(
+        TableName=table,
+        Key={"PK": {"S": USER}, "SK": {"B": key}},
+        ProjectionExpression="#v",
+        ExpressionAttributeNames={"#v": "Value"},
+        ConsistentRead=True,
+    )
     v = resp.get("Item", {}).get("Value")
     return bytes(v["B"]) if v else None
 
@@ -34,9 +38,11 @@ def _raw_get(client: Any, table: str, key: bytes) -> bytes | None:
 def _raw_scan(client: Any, table: str, prefix: bytes) -> int:
     """Every (key, value) pair under ``prefix``, as a user's loop would collect them."""
     params: dict[str, Any] = {
-        "TableName": table, "ConsistentRead": True,
+        "TableName": table,
+        "ConsistentRead": True,
         "KeyConditionExpression": "PK = :pk AND begins_with(SK, :p)",
-        "ExpressionAttributeValues": {":pk": {"S": USER}, ":p": {"B": prefix}}}
+        "ExpressionAttributeValues": {":pk": {"S": USER}, ":p": {"B": prefix}},
+    }
     pairs: list[tuple[bytes, bytes]] = []
     while True:
         page = client.query(**params)
@@ -48,12 +54,17 @@ def _raw_scan(client: Any, table: str, prefix: bytes) -> int:
 
 def run(env: BenchEnv) -> Section:
     n_items, n_gets, scans = (1_000, 300, 2) if env.quick else (10_000, 3_000, 21)
-    sec = Section("reads", "2. Direct reads", intro=(
-        f"{n_items:,} items of 200 B in one namespace; {n_gets:,} gets of random keys per side "
-        f"(interleaved in blocks of {BLOCK}); `scan_prefix` over all {n_items:,} items, "
-        f"{scans} times per side, interleaved. Same request parameters on both sides; the raw "
-        "client is boto3's default (botocore checks each request's parameters, which the "
-        "storage layer's client skips: see storage/client.py)."))
+    sec = Section(
+        "reads",
+        "2. Direct reads",
+        intro=(
+            f"{n_items:,} items of 200 B in one namespace; {n_gets:,} gets of random keys per side "
+            f"(interleaved in blocks of {BLOCK}); `scan_prefix` over all {n_items:,} items, "
+            f"{scans} times per side, interleaved. Same request parameters on both sides; the raw "
+            "client is boto3's default (botocore checks each request's parameters, which the "
+            "storage layer's client skips: see storage/client.py)."
+        ),
+    )
     ns = env.unique("reads")
     table = env.kv_table(ns)
     items = raw.make_items(n_items, 200, USER)
@@ -66,11 +77,11 @@ def run(env: BenchEnv) -> Section:
     _raw_get(env.client, table, sample[0])
     lat: dict[str, list[float]] = {"raw": [], "get": []}
     for i in range(0, n_gets, BLOCK):
-        for k in sample[i:i + BLOCK]:
+        for k in sample[i : i + BLOCK]:
             t = time.perf_counter()
             _raw_get(env.client, table, k)
             lat["raw"].append(time.perf_counter() - t)
-        for k in sample[i:i + BLOCK]:
+        for k in sample[i : i + BLOCK]:
             t = time.perf_counter()
             producer.get(ns, k, USER)
             lat["get"].append(time.perf_counter() - t)
@@ -95,17 +106,32 @@ def run(env: BenchEnv) -> Section:
     sec.tables.append(lt)
     s = Table(["scan of all items", "median s", "rounds (min-max) s", "items/s"])
     for key, name in (("raw", "raw paginated Query"), ("scan", "scan_prefix")):
-        s.add(name, median(scan[key]), f"{min(scan[key]):.2f}-{max(scan[key]):.2f}",
-              n_items / median(scan[key]))
+        s.add(
+            name,
+            median(scan[key]),
+            f"{min(scan[key]):.2f}-{max(scan[key]):.2f}",
+            n_items / median(scan[key]),
+        )
     scan_over = median(scan["scan"]) / median(scan["raw"]) - 1
     sec.tables.append(s)
-    sec.goals += [Goal("get p50 overhead vs raw get_item", get_over * 100, 10, higher=False,
-                       unit=" %"),
-                  Goal("scan_prefix overhead vs raw Query", scan_over * 100, 10, higher=False,
-                       unit=" %")]
-    sec.notes.append(f"get p99 overhead: {p99_over * 100:+.1f} % (p99 of one thread on a "
-                     "shared machine is mostly scheduling noise; reported, not a goal).")
-    sec.panels.append(Panel("Direct reads: latency (ms)", {
-        "raw p50": percentile(ms["raw"], 50), "get p50": percentile(ms["get"], 50),
-        "raw p99": percentile(ms["raw"], 99), "get p99": percentile(ms["get"], 99)}, "ms"))
+    sec.goals += [
+        Goal("get p50 overhead vs raw get_item", get_over * 100, 10, higher=False, unit=" %"),
+        Goal("scan_prefix overhead vs raw Query", scan_over * 100, 10, higher=False, unit=" %"),
+    ]
+    sec.notes.append(
+        f"get p99 overhead: {p99_over * 100:+.1f} % (p99 of one thread on a "
+        "shared machine is mostly scheduling noise; reported, not a goal)."
+    )
+    sec.panels.append(
+        Panel(
+            "Direct reads: latency (ms)",
+            {
+                "raw p50": percentile(ms["raw"], 50),
+                "get p50": percentile(ms["get"], 50),
+                "raw p99": percentile(ms["raw"], 99),
+                "get p99": percentile(ms["get"], 99),
+            },
+            "ms",
+        )
+    )
     return sec

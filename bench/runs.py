@@ -20,8 +20,9 @@ class BenchError(RuntimeError):
     """A run did not do what it had to (a job not fully written): its figure would lie."""
 
 
-def pipeline_job(env: BenchEnv, producer: Producer, items: Sequence[raw.Item],
-                 user: str = USER) -> tuple[float, JobStatus]:
+def pipeline_job(
+    env: BenchEnv, producer: Producer, items: Sequence[raw.Item], user: str = USER
+) -> tuple[float, JobStatus]:
     """(seconds, final status) of ``Producer.load`` -> job finished (workers must be running).
     Raises :class:`BenchError` unless every item was written."""
     ns = env.unique("pipe")
@@ -36,8 +37,9 @@ def pipeline_job(env: BenchEnv, producer: Producer, items: Sequence[raw.Item],
     return dt, st
 
 
-def pipeline_load(env: BenchEnv, producer: Producer, items: Sequence[raw.Item],
-                  user: str = USER) -> float:
+def pipeline_load(
+    env: BenchEnv, producer: Producer, items: Sequence[raw.Item], user: str = USER
+) -> float:
     """Items/s of ``Producer.load`` -> job finished (workers must be running)."""
     return len(items) / pipeline_job(env, producer, items, user)[0]
 

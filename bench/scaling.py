@@ -18,8 +18,9 @@ TOLERANCE = 0.9
 RAW_THREADS = 8
 
 
-def _point(env: BenchEnv, items: list[raw.Item], reps: int, **producer_env: str
-           ) -> tuple[float, float]:
+def _point(
+    env: BenchEnv, items: list[raw.Item], reps: int, **producer_env: str
+) -> tuple[float, float]:
     """(median items/s, median x raw) of ``reps`` paired runs on the running workers."""
     producer = env.producer(**producer_env)
     rates, ratios = [], []
@@ -36,11 +37,16 @@ def run(env: BenchEnv) -> Section:
     n, reps = (1_500, 1) if quick else (30_000, 2)
     defaults = PipelineConfig()
     items = raw.make_items(n, 200, USER)
-    sec = Section("scaling", "5. Scaling and defaults", intro=(
-        f"Loads of {n:,} items of 200 B; {reps} paired rounds per point (raw ceiling with "
-        f"{RAW_THREADS} threads, then the pipeline). Defaults: segment size "
-        f"{defaults.segment_size}, worker concurrency {defaults.worker_concurrency}, batch "
-        f"threads {defaults.batch_threads}."))
+    sec = Section(
+        "scaling",
+        "5. Scaling and defaults",
+        intro=(
+            f"Loads of {n:,} items of 200 B; {reps} paired rounds per point (raw ceiling with "
+            f"{RAW_THREADS} threads, then the pipeline). Defaults: segment size "
+            f"{defaults.segment_size}, worker concurrency {defaults.worker_concurrency}, batch "
+            f"threads {defaults.batch_threads}."
+        ),
+    )
     by_workers: dict[int, tuple[float, float]] = {}
     for w in (4, 2, 1):
         env.pool(w)
@@ -58,12 +64,26 @@ def run(env: BenchEnv) -> Section:
         t.add(str(s) + (" (default)" if s == defaults.segment_size else ""), *v)
     sec.tables.append(t)
     best_size = max(by_size, key=lambda s: by_size[s][1])
-    sec.goals.append(Goal(f"default segment size {defaults.segment_size} vs best "
-                          f"({best_size})", by_size.get(defaults.segment_size, (0, 0))[1]
-                          / by_size[best_size][1], TOLERANCE))
-    sec.panels.append(Panel("Scaling: x raw ceiling", {
-        **{f"{w} worker{'s' if w > 1 else ''}": v[1] for w, v in sorted(by_workers.items())},
-        **{f"seg {s}": v[1] for s, v in by_size.items()}}, "x raw", ref=1.0))
+    sec.goals.append(
+        Goal(
+            f"default segment size {defaults.segment_size} vs best ({best_size})",
+            by_size.get(defaults.segment_size, (0, 0))[1] / by_size[best_size][1],
+            TOLERANCE,
+        )
+    )
+    sec.panels.append(
+        Panel(
+            "Scaling: x raw ceiling",
+            {
+                **{
+                    f"{w} worker{'s' if w > 1 else ''}": v[1] for w, v in sorted(by_workers.items())
+                },
+                **{f"seg {s}": v[1] for s, v in by_size.items()},
+            },
+            "x raw",
+            ref=1.0,
+        )
+    )
     if not quick:
         combos = ((8, 8), (4, 4), (2, 4), (4, 2), (8, 2), (2, 8))
         by_combo: dict[tuple[int, int], tuple[float, float]] = {}
@@ -79,7 +99,12 @@ def run(env: BenchEnv) -> Section:
         sec.tables.append(t)
         best = max(by_combo, key=lambda k: by_combo[k][1])
         if dflt in by_combo:
-            sec.goals.append(Goal(f"default concurrency x threads {dflt[0]} x {dflt[1]} vs "
-                                  f"best ({best[0]} x {best[1]})",
-                                  by_combo[dflt][1] / by_combo[best][1], TOLERANCE))
+            sec.goals.append(
+                Goal(
+                    f"default concurrency x threads {dflt[0]} x {dflt[1]} vs "
+                    f"best ({best[0]} x {best[1]})",
+                    by_combo[dflt][1] / by_combo[best][1],
+                    TOLERANCE,
+                )
+            )
     return sec

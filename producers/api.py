@@ -53,18 +53,26 @@ MAX_STRICT_REPORT = 5
 
 
 class Producer:
-    def __init__(self, dynamo: DynamoConfig, pipeline: PipelineConfig, *,
-                 redis_client: redis.Redis[Any] | None = None, enqueue: Enqueuer | None = None,
-                 app: Celery | None = None, partitions: int = DEFAULT_PARTITIONS) -> None:
+    def __init__(
+        self,
+        dynamo: DynamoConfig,
+        pipeline: PipelineConfig,
+        *,
+        redis_client: redis.Redis[Any] | None = None,
+        enqueue: Enqueuer | None = None,
+        app: Celery | None = None,
+        partitions: int = DEFAULT_PARTITIONS,
+    ) -> None:
         self.dynamo_config = dynamo
         self.config = pipeline
-        self.redis = redis_client or redis.Redis.from_url(pipeline.redis_url,
-                                                          socket_connect_timeout=5,
-                                                          socket_timeout=10)
+        self.redis = redis_client or redis.Redis.from_url(
+            pipeline.redis_url, socket_connect_timeout=5, socket_timeout=10
+        )
         self.ledger = Ledger(self.redis, ttl=pipeline.result_ttl)
         if enqueue is None:
             if app is None:
                 from worker.app import make_app
+
                 app = make_app(pipeline)
             enqueue = CeleryEnqueuer(app, PayloadStore(self.redis, ttl=pipeline.result_ttl))
         self.enqueue = enqueue
@@ -89,36 +97,57 @@ class Producer:
         return j
 
     # -- bulk -----------------------------------------------------------------------------
-    def _bulk(self, kind: str, namespace: str, user: str,
-              pairs: Iterable[tuple[bytes, bytes | None]], **extra: str) -> Job:
+    def _bulk(
+        self,
+        kind: str,
+        namespace: str,
+        user: str,
+        pairs: Iterable[tuple[bytes, bytes | None]],
+        **extra: str,
+    ) -> Job:
         job_id = new_job_id()
         self.ledger.create(job_id, kind=kind, namespace=namespace, user_id=user, **extra)
-        seg = Segmenter(job=job_id, ns=namespace, user=user, ledger=self.ledger,
-                        enqueue=self.enqueue, segment_size=self.config.segment_size,
-                        partitions=self.partitions)
+        seg = Segmenter(
+            job=job_id,
+            ns=namespace,
+            user=user,
+            ledger=self.ledger,
+            enqueue=self.enqueue,
+            segment_size=self.config.segment_size,
+            partitions=self.partitions,
+        )
         for key, value in pairs:
             seg.add(key, value)
         seg.close()
         self.ledger.seal(job_id)
         return Job(job_id, self.ledger)
 
-    def load(self, namespace: str, items: Iterable[tuple[bytes, bytes]],
-             user_id: str | None = None) -> Job:
+    def load(
+        self, namespace: str, items: Iterable[tuple[bytes, bytes]], user_id: str | None = None
+    ) -> Job:
         """Enqueue a bulk load of ``(key, value)`` byte pairs (streamed; last pair per key
         wins). Items DynamoDB would refuse are dead-lettered by the worker with the reason."""
-        return self._bulk("load", self._ns(namespace), self._user(user_id),
-                          ((k, v) for k, v in items))
+        return self._bulk(
+            "load", self._ns(namespace), self._user(user_id), ((k, v) for k, v in items)
+        )
 
-    def delete_keys(self, namespace: str, keys: Iterable[bytes],
-                    user_id: str | None = None) -> Job:
+    def delete_keys(self, namespace: str, keys: Iterable[bytes], user_id: str | None = None) -> Job:
         """Enqueue deletes of ``keys`` (streamed)."""
-        return self._bulk("delete", self._ns(namespace), self._user(user_id),
-                          ((k, None) for k in keys))
+        return self._bulk(
+            "delete", self._ns(namespace), self._user(user_id), ((k, None) for k in keys)
+        )
 
-    def load_file(self, path_or_dash: str | os.PathLike[str], namespace: str | None = None,
-                  user_id: str | None = None, format: str = "jsonl",
-                  key_column: str | None = None, *, strict: bool = False,
-                  force: bool = False) -> Job:
+    def load_file(
+        self,
+        path_or_dash: str | os.PathLike[str],
+        namespace: str | None = None,
+        user_id: str | None = None,
+        format: str = "jsonl",
+        key_column: str | None = None,
+        *,
+        strict: bool = False,
+        force: bool = False,
+    ) -> Job:
         """Enqueue the records of a JSONL or CSV file (``-`` = stdin), streamed: memory stays
         flat for any size. Bad lines are rejected with line number and reason and counted in
         the job; with ``strict`` any bad line refuses the whole file (InputError) before
@@ -143,16 +172,18 @@ class Producer:
                 extra, sink = self._verify_export(stream, user, force)
             if strict:
                 self._check_strict(stream, format, key_column)
-            return self._load_stream(stream, namespace, user, format, key_column, sink=sink,
-                                     extra=extra)
+            return self._load_stream(
+                stream, namespace, user, format, key_column, sink=sink, extra=extra
+            )
 
     class _opened:
         """Open the input and tell whether it is an export file (first line). Stdin (or any
         unseekable input) is spooled to a temp file when it must be read twice — ``strict``,
         or an export file (verified first) — so memory stays flat."""
 
-        def __init__(self, path: str | os.PathLike[str], strict: bool,
-                     format: str = "jsonl") -> None:
+        def __init__(
+            self, path: str | os.PathLike[str], strict: bool, format: str = "jsonl"
+        ) -> None:
             self.path, self.strict, self.format = path, strict, format
             self.export = False
             self.src: BinaryIO | None = None
@@ -182,15 +213,19 @@ class Producer:
             if self.src is not None and str(self.path) != "-":
                 self.src.close()
 
-    def _verify_export(self, stream: BinaryIO, user: str, force: bool
-                       ) -> tuple[dict[str, str], SchemaSink | None]:
+    def _verify_export(
+        self, stream: BinaryIO, user: str, force: bool
+    ) -> tuple[dict[str, str], SchemaSink | None]:
         """Pass 1 over an export file: refuse it unless whole (or ``force``); open the schema
         store now if it has schemas, so a missing schema table fails before any write."""
         check = verify_export(stream)
         stream.seek(0)
         if check.problem and not force:
-            raise errors.InputError(f"export file refused, nothing written: {check.problem} "
-                                    "(--force loads its intact lines)", operation="Load")
+            raise errors.InputError(
+                f"export file refused, nothing written: {check.problem} "
+                "(--force loads its intact lines)",
+                operation="Load",
+            )
         extra = {"schemas": str(check.schemas)}
         if check.problem:
             extra["export_problem"] = check.problem
@@ -203,17 +238,27 @@ class Producer:
             shown = "; ".join(f"line {b.line}: {b.reason}" for b in bad[:MAX_STRICT_REPORT])
             extra = len(bad) - MAX_STRICT_REPORT
             more = f" (and {extra} more)" if extra > 0 else ""
-            raise errors.InputError(f"{len(bad)} bad lines, nothing enqueued: {shown}{more}",
-                                    operation="Load")
+            raise errors.InputError(
+                f"{len(bad)} bad lines, nothing enqueued: {shown}{more}", operation="Load"
+            )
         stream.seek(0)
 
-    def _load_stream(self, stream: BinaryIO, namespace: str | None, user: str, format: str,
-                     key_column: str | None, *, sink: SchemaSink | None = None,
-                     extra: dict[str, str] | None = None) -> Job:
+    def _load_stream(
+        self,
+        stream: BinaryIO,
+        namespace: str | None,
+        user: str,
+        format: str,
+        key_column: str | None,
+        *,
+        sink: SchemaSink | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> Job:
         records = read_records(stream, format, key_column)  # checks format and CSV header now
         job_id = new_job_id()
-        self.ledger.create(job_id, kind="load", namespace=namespace or "", user_id=user,
-                           **(extra or {}))
+        self.ledger.create(
+            job_id, kind="load", namespace=namespace or "", user_id=user, **(extra or {})
+        )
         segs: dict[str, Segmenter] = {}
         rejected: list[tuple[int, str]] = []
         n_rejected = 0
@@ -241,9 +286,15 @@ class Producer:
                 s = segs.get(ns)
                 if s is None:
                     self._ns(ns)
-                    s = segs[ns] = Segmenter(job=job_id, ns=ns, user=user, ledger=self.ledger,
-                                             enqueue=self.enqueue, partitions=self.partitions,
-                                             segment_size=self.config.segment_size)
+                    s = segs[ns] = Segmenter(
+                        job=job_id,
+                        ns=ns,
+                        user=user,
+                        ledger=self.ledger,
+                        enqueue=self.enqueue,
+                        partitions=self.partitions,
+                        segment_size=self.config.segment_size,
+                    )
                 s.add(rec.key, rec.value)
             if sink is not None:
                 sink.close()
@@ -255,9 +306,14 @@ class Producer:
         return Job(job_id, self.ledger)
 
     # -- export (direct reads) --------------------------------------------------------------
-    def export(self, user_id: str | None, out: BinaryIO,
-               namespaces: Sequence[str] | None = None, *,
-               progress: TextIO | None = None) -> ExportCounts:
+    def export(
+        self,
+        user_id: str | None,
+        out: BinaryIO,
+        namespaces: Sequence[str] | None = None,
+        *,
+        progress: TextIO | None = None,
+    ) -> ExportCounts:
         """Write every schema and every item of ``user_id`` (in ``namespaces``, default all) to
         ``out`` (binary; not closed) as an export file that :meth:`load_file` takes back as it
         is. Direct paginated Queries of the user's partition, never a Scan; memory stays flat.
@@ -278,8 +334,9 @@ class Producer:
         return DynamoSchemaStore(self.dynamo_config, user, dynamo=self.store(user).dynamo)
 
     # -- single writes --------------------------------------------------------------------
-    def _single(self, kind: str, namespace: str, key: bytes, value: bytes | None,
-                user_id: str | None) -> Job:
+    def _single(
+        self, kind: str, namespace: str, key: bytes, value: bytes | None, user_id: str | None
+    ) -> Job:
         ns, user = self._ns(namespace), self._user(user_id)
         if not isinstance(key, bytes) or (value is not None and not isinstance(value, bytes)):
             raise errors.ValidationError("keys and values are bytes", operation=kind)
@@ -315,8 +372,9 @@ class Producer:
     def reset_user(self, user_id: str) -> Job:
         """Enqueue the erasure of every item (every namespace) and schema of ``user_id``."""
         if not user_id:
-            raise errors.ValidationError("reset_user needs an explicit user id",
-                                         operation="ResetUser")
+            raise errors.ValidationError(
+                "reset_user needs an explicit user id", operation="ResetUser"
+            )
         return self._plan("reset_user", user_id)
 
     def replay_dead_letters(self, job_id: str) -> Job:
@@ -331,12 +389,20 @@ class Producer:
             where = ("kv", d.namespace) if d.namespace is not None else ("schemas", "")
             groups.setdefault(where, []).append((d.key, d.value))
         new = new_job_id()
-        self.ledger.create(new, kind="replay", namespace=old.namespace, user_id=old.user_id,
-                           replay_of=job_id)
+        self.ledger.create(
+            new, kind="replay", namespace=old.namespace, user_id=old.user_id, replay_of=job_id
+        )
         for (target, ns), pairs in groups.items():
-            seg = Segmenter(job=new, ns=ns, user=old.user_id, ledger=self.ledger,
-                            enqueue=self.enqueue, segment_size=self.config.segment_size,
-                            partitions=self.partitions, target=target)
+            seg = Segmenter(
+                job=new,
+                ns=ns,
+                user=old.user_id,
+                ledger=self.ledger,
+                enqueue=self.enqueue,
+                segment_size=self.config.segment_size,
+                partitions=self.partitions,
+                target=target,
+            )
             for k, v in pairs:
                 seg.add(k, v)
             seg.close()
@@ -353,7 +419,12 @@ class Producer:
     def get(self, namespace: str, key: bytes, user_id: str | None = None) -> bytes | None:
         return self.store(user_id).open_namespace(self._ns(namespace), create=False).get(key)
 
-    def scan(self, namespace: str, prefix: bytes = b"", user_id: str | None = None,
-             limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self,
+        namespace: str,
+        prefix: bytes = b"",
+        user_id: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
         kv = self.store(user_id).open_namespace(self._ns(namespace), create=False)
         return kv.scan_prefix(prefix, limit=limit)

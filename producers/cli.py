@@ -24,8 +24,12 @@ from storage.schema import DynamoSchemaStore, Schema, create_schema_table
 from worker.ledger import JobStatus
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
-USAGE_ERRORS = (errors.InputError, errors.ValidationError, errors.ConfigError,
-                errors.JobNotFoundError)
+USAGE_ERRORS = (
+    errors.InputError,
+    errors.ValidationError,
+    errors.ConfigError,
+    errors.JobNotFoundError,
+)
 
 
 class UsageError(Exception):
@@ -41,8 +45,9 @@ def _job_exit(st: JobStatus) -> int:
 def _started(job: Job, what: str, wait: bool) -> int:
     if not wait:
         print(job.id)
-        print(f"{what}: job {job.id} queued; follow it with `datafold wait {job.id}`",
-              file=sys.stderr)
+        print(
+            f"{what}: job {job.id} queued; follow it with `datafold wait {job.id}`", file=sys.stderr
+        )
         return EXIT_OK
     print(f"{what}: job {job.id}", file=sys.stderr)
     return _job_exit(job.wait(progress=True))
@@ -72,16 +77,26 @@ def _render(key: bytes, value: bytes) -> str:
 
 
 def cmd_load(p: Producer, a: argparse.Namespace) -> int:
-    job = p.load_file(a.file, a.namespace, a.user, format=a.format, key_column=a.key_column,
-                      strict=a.strict, force=a.force)
+    job = p.load_file(
+        a.file,
+        a.namespace,
+        a.user,
+        format=a.format,
+        key_column=a.key_column,
+        strict=a.strict,
+        force=a.force,
+    )
     st = job.status()
     if st.rejected:
-        print(f"{st.rejected} input lines rejected (see `datafold status {job.id}`)",
-              file=sys.stderr)
+        print(
+            f"{st.rejected} input lines rejected (see `datafold status {job.id}`)", file=sys.stderr
+        )
     problem = st.extra.get("export_problem")
     if problem:
-        print(f"warning: damaged export loaded with --force ({problem}): its intact lines "
-              "only", file=sys.stderr)
+        print(
+            f"warning: damaged export loaded with --force ({problem}): its intact lines only",
+            file=sys.stderr,
+        )
     if st.extra.get("schemas", "0") != "0":
         print(f"{st.extra['schemas']} schemas restored", file=sys.stderr)
     rc = _started(job, "load", a.wait)
@@ -99,9 +114,11 @@ def cmd_export(p: Producer, a: argparse.Namespace) -> int:
         sys.stdout.buffer.flush()
     else:
         counts = export_to_path(a.output, write)
-    print(f"exported {counts.total_items} items in {len(counts.items)} namespaces and "
-          f"{counts.schemas} schemas ({counts.bytes} bytes, sha256 {counts.sha256})",
-          file=sys.stderr)
+    print(
+        f"exported {counts.total_items} items in {len(counts.items)} namespaces and "
+        f"{counts.schemas} schemas ({counts.bytes} bytes, sha256 {counts.sha256})",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -168,9 +185,19 @@ def cmd_schemas(p: Producer, a: argparse.Namespace) -> int:
         if s is None:
             print(f"error: schema {a.name!r} not found", file=sys.stderr)
             return EXIT_ERROR
-        print(json.dumps({"name": s.name, "body": s.body, "mutation_mappers": s.mutation_mappers,
-                          "created_at": s.created_at, "updated_at": s.updated_at,
-                          "version": s.version}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "name": s.name,
+                    "body": s.body,
+                    "mutation_mappers": s.mutation_mappers,
+                    "created_at": s.created_at,
+                    "updated_at": s.updated_at,
+                    "version": s.version,
+                },
+                ensure_ascii=False,
+            )
+        )
         return EXIT_OK
     if not a.file:
         raise UsageError("`datafold schemas put NAME FILE` needs a JSON FILE")
@@ -204,8 +231,9 @@ def cmd_dead_letters(p: Producer, a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="datafold", description="datafold-dynamo: bulk writes "
-                                 "through the queue, direct reads.")
+    ap = argparse.ArgumentParser(
+        prog="datafold", description="datafold-dynamo: bulk writes through the queue, direct reads."
+    )
     sub = ap.add_subparsers(dest="command", required=True)
 
     def user(sp: argparse.ArgumentParser) -> None:
@@ -219,20 +247,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--namespace", "-n", help="target namespace (export files carry their own)")
     sp.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     sp.add_argument("--key-column", help="CSV column holding the key")
-    sp.add_argument("--strict", action="store_true",
-                    help="refuse the whole file if any line is bad (nothing enqueued)")
-    sp.add_argument("--force", action="store_true",
-                    help="load a truncated or altered export file anyway (its intact lines)")
+    sp.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse the whole file if any line is bad (nothing enqueued)",
+    )
+    sp.add_argument(
+        "--force",
+        action="store_true",
+        help="load a truncated or altered export file anyway (its intact lines)",
+    )
     user(sp)
     wait(sp)
     sp.set_defaults(fn=cmd_load)
 
-    sp = sub.add_parser("export", help="write every item and schema of a user as JSONL "
-                        "(direct reads; `load` takes it back)")
-    sp.add_argument("--namespace", "-n", action="append",
-                    help="export only this namespace (repeatable; default: every one)")
-    sp.add_argument("--output", "-o", default="-",
-                    help="file to write (appears only once complete), or - for standard output")
+    sp = sub.add_parser(
+        "export",
+        help="write every item and schema of a user as JSONL (direct reads; `load` takes it back)",
+    )
+    sp.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        help="export only this namespace (repeatable; default: every one)",
+    )
+    sp.add_argument(
+        "--output",
+        "-o",
+        default="-",
+        help="file to write (appears only once complete), or - for standard output",
+    )
     user(sp)
     sp.set_defaults(fn=cmd_export)
 

@@ -69,14 +69,20 @@ def _fields(rec: SchemaRecord | Trailer) -> dict[str, Any]:
 
 
 def item_line(namespace: str, key: bytes, value: bytes) -> bytes:
-    return _line({"kind": "item", "namespace": namespace,
-                  "key_b64": base64.b64encode(key).decode("ascii"),
-                  "value_b64": base64.b64encode(value).decode("ascii")})
+    return _line(
+        {
+            "kind": "item",
+            "namespace": namespace,
+            "key_b64": base64.b64encode(key).decode("ascii"),
+            "value_b64": base64.b64encode(value).decode("ascii"),
+        }
+    )
 
 
 def schema_line(s: Schema) -> bytes:
-    rec = SchemaRecord(0, s.name, s.body, s.mutation_mappers or {}, s.created_at, s.updated_at,
-                       s.version)
+    rec = SchemaRecord(
+        0, s.name, s.body, s.mutation_mappers or {}, s.created_at, s.updated_at, s.version
+    )
     return _line({"kind": "schema", **_fields(rec)})
 
 
@@ -88,20 +94,24 @@ class ExportProgress:
     """One line redrawn on a terminal (at most every ``every`` seconds): namespace, items,
     schemas, MiB, items/s. Give it a tty only; nothing is printed on ``close`` but a newline."""
 
-    def __init__(self, out: TextIO, *, every: float = 0.2,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, out: TextIO, *, every: float = 0.2, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.out, self.every, self.clock = out, every, clock
         self.start = self._last = clock()
 
-    def update(self, where: str, items: int, schemas: int, nbytes: int, *,
-               force: bool = False) -> None:
+    def update(
+        self, where: str, items: int, schemas: int, nbytes: int, *, force: bool = False
+    ) -> None:
         now = self.clock()
         if not force and now - self._last < self.every:
             return
         self._last = now
         rate = items / (now - self.start) if now > self.start else 0.0
-        self.out.write(f"\rexport {where}: {items:,} items, {schemas:,} schemas, "
-                       f"{nbytes / 2**20:,.1f} MiB, {rate:,.0f} items/s\x1b[K")
+        self.out.write(
+            f"\rexport {where}: {items:,} items, {schemas:,} schemas, "
+            f"{nbytes / 2**20:,.1f} MiB, {rate:,.0f} items/s\x1b[K"
+        )
         self.out.flush()
 
     def close(self) -> None:
@@ -123,12 +133,14 @@ class _Out:
         self.sums.feed(line)
         self.nbytes += len(line)
         if self.progress is not None:
-            self.progress.update(self.where, sum(self.sums.items.values()), self.sums.schemas,
-                                 self.nbytes)
+            self.progress.update(
+                self.where, sum(self.sums.items.values()), self.sums.schemas, self.nbytes
+            )
 
 
-def _namespaces(store: DynamoNamespacedStore, named: Sequence[str] | None
-                ) -> list[tuple[str, DynamoKvStore]]:
+def _namespaces(
+    store: DynamoNamespacedStore, named: Sequence[str] | None
+) -> list[tuple[str, DynamoKvStore]]:
     """Open every namespace to export before a byte is written. A named namespace that does
     not exist raises :class:`TableNotFoundError`; a listed one that vanished is skipped."""
     if named is not None:
@@ -142,9 +154,15 @@ def _namespaces(store: DynamoNamespacedStore, named: Sequence[str] | None
     return out
 
 
-def export_user(store: DynamoNamespacedStore, schemas: DynamoSchemaStore | None, out: BinaryIO,
-                namespaces: Sequence[str] | None = None, *, progress: TextIO | None = None,
-                page_size: int = EXPORT_PAGE_ITEMS) -> ExportCounts:
+def export_user(
+    store: DynamoNamespacedStore,
+    schemas: DynamoSchemaStore | None,
+    out: BinaryIO,
+    namespaces: Sequence[str] | None = None,
+    *,
+    progress: TextIO | None = None,
+    page_size: int = EXPORT_PAGE_ITEMS,
+) -> ExportCounts:
     """Write every schema (``schemas``: the user's store, None if there is no schema table)
     and every item of ``store``'s user in ``namespaces`` (default: all) to ``out`` as an
     export file; return what was written. ``out`` is not closed or flushed.
@@ -173,8 +191,9 @@ def export_user(store: DynamoNamespacedStore, schemas: DynamoSchemaStore | None,
     return ExportCounts(items, w.sums.schemas, w.nbytes + len(last), w.sums.sha256)
 
 
-def export_to_path(path: str | os.PathLike[str],
-                   write: Callable[[BinaryIO], ExportCounts]) -> ExportCounts:
+def export_to_path(
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], ExportCounts]
+) -> ExportCounts:
     """Run ``write`` on ``PATH.partial`` and rename it to ``path`` only once complete (and
     fsynced), so ``path`` never holds a half-written export; the partial file is removed if
     ``write`` raises."""
@@ -242,8 +261,16 @@ class SchemaSink:
         self.restored = 0
 
     def add(self, rec: SchemaRecord) -> None:
-        self._buf.append(Schema(rec.name, rec.body, rec.mutation_mappers, rec.created_at,
-                                rec.updated_at, rec.version))
+        self._buf.append(
+            Schema(
+                rec.name,
+                rec.body,
+                rec.mutation_mappers,
+                rec.created_at,
+                rec.updated_at,
+                rec.version,
+            )
+        )
         if len(self._buf) >= self.chunk:
             self.close()
 
@@ -272,5 +299,5 @@ class PrefixedStream(io.RawIOBase):
             return n
         read1 = getattr(self._rest, "read1", self._rest.read)
         data = read1(len(b))
-        b[:len(data)] = data
+        b[: len(data)] = data
         return len(data)

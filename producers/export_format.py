@@ -156,8 +156,9 @@ class ExportVerifier:
         have = {ns: n for ns, n in self.items.items() if n}
         if want != have:
             diff = sorted(ns for ns in want.keys() | have.keys() if want.get(ns) != have.get(ns))
-            shown = ", ".join(f"{ns!r}: trailer {want.get(ns, 0)}, read {have.get(ns, 0)}"
-                              for ns in diff[:5])
+            shown = ", ".join(
+                f"{ns!r}: trailer {want.get(ns, 0)}, read {have.get(ns, 0)}" for ns in diff[:5]
+            )
             return f"item count mismatch ({shown})"
         if trailer.schemas != self.schemas:
             return f"schema count mismatch (trailer {trailer.schemas}, read {self.schemas})"

@@ -36,8 +36,18 @@ from storage.errors import InputError
 from storage.limits import MAX_ITEM_BYTES, MAX_SORT_KEY_BYTES, NAMESPACE_RE
 
 __all__ = [
-    "ITEM_OVERHEAD_BYTES", "MAX_LINE_BYTES", "BadLine", "ExportVerifier", "Parsed", "Record",
-    "SchemaRecord", "Trailer", "open_input", "read_csv", "read_jsonl", "read_records",
+    "ITEM_OVERHEAD_BYTES",
+    "MAX_LINE_BYTES",
+    "BadLine",
+    "ExportVerifier",
+    "Parsed",
+    "Record",
+    "SchemaRecord",
+    "Trailer",
+    "open_input",
+    "read_csv",
+    "read_jsonl",
+    "read_records",
 ]
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -92,8 +102,9 @@ def open_input(path_or_dash: str | os.PathLike[str]) -> BinaryIO:
         raise InputError(f"cannot open {path}: {e.strerror or e}") from None
 
 
-def _lines(stream: BinaryIO, max_line: int, on_line: OnLine | None = None
-           ) -> Iterator[tuple[int, bytes | None]]:
+def _lines(
+    stream: BinaryIO, max_line: int, on_line: OnLine | None = None
+) -> Iterator[tuple[int, bytes | None]]:
     """``(line number, raw bytes with newline)``, or ``None`` for a line over ``max_line``.
 
     The rest of an over-long line is skipped in bounded chunks, each passed to ``on_line``.
@@ -121,8 +132,9 @@ def _record(line: int, key: bytes, value: bytes, namespace: str | None) -> Recor
     if len(key) > MAX_SORT_KEY_BYTES:
         return BadLine(line, f"key is {len(key)} bytes, over the {MAX_SORT_KEY_BYTES}-byte limit")
     if len(key) + len(value) + ITEM_OVERHEAD_BYTES > MAX_ITEM_BYTES:
-        return BadLine(line, f"value is {len(value)} bytes, item over the "
-                             f"{MAX_ITEM_BYTES}-byte limit")
+        return BadLine(
+            line, f"value is {len(value)} bytes, item over the {MAX_ITEM_BYTES}-byte limit"
+        )
     return Record(line, key, value, namespace)
 
 
@@ -178,7 +190,7 @@ def _reject_constant(name: str) -> Any:
 def _parse(line: int, raw: bytes) -> Parsed | None:
     """One JSONL line; ``None`` when blank."""
     if line == 1 and raw.startswith(_BOM):
-        raw = raw[len(_BOM):]
+        raw = raw[len(_BOM) :]
     try:
         text = raw.decode("utf-8").rstrip("\r\n")  # so error columns stay on this line
     except UnicodeDecodeError:
@@ -203,14 +215,19 @@ def _parse(line: int, raw: bytes) -> Parsed | None:
         if not isinstance(ns, str) or not NAMESPACE_RE.fullmatch(ns):
             return BadLine(line, f"invalid namespace {ns!r}"[:200])
         return _item(line, obj, ns)
-    parsed = (parse_schema(line, obj) if kind == "schema"
-              else parse_trailer(line, obj) if kind == "trailer"
-              else f"unknown kind {kind!r}"[:200])
+    parsed = (
+        parse_schema(line, obj)
+        if kind == "schema"
+        else parse_trailer(line, obj)
+        if kind == "trailer"
+        else f"unknown kind {kind!r}"[:200]
+    )
     return BadLine(line, parsed) if isinstance(parsed, str) else parsed
 
 
-def read_jsonl(stream: BinaryIO, *, max_line: int = MAX_LINE_BYTES,
-               on_line: OnLine | None = None) -> Iterator[Parsed]:
+def read_jsonl(
+    stream: BinaryIO, *, max_line: int = MAX_LINE_BYTES, on_line: OnLine | None = None
+) -> Iterator[Parsed]:
     """Records of a JSONL stream: plain lines and export-format lines (see module docs).
 
     Plain: ``{"key": text, "value": any JSON}`` (value stored as compact UTF-8 JSON) or
@@ -272,12 +289,13 @@ class _CsvLines:
             raise _LineTooLong(self.line, whole_line=False)
         self.record_bytes += len(raw)
         if self.line == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+            raw = raw[len(_BOM) :]
         return raw.decode("utf-8", "surrogateescape")
 
 
-def read_csv(stream: BinaryIO, *, key_column: str,
-             max_line: int = MAX_LINE_BYTES) -> Iterator[Record | BadLine]:
+def read_csv(
+    stream: BinaryIO, *, key_column: str, max_line: int = MAX_LINE_BYTES
+) -> Iterator[Record | BadLine]:
     """Records of a CSV stream with a header row; the header is read at once, here.
 
     Each row becomes key = its ``key_column`` field (UTF-8) and value = the row as a compact
@@ -296,8 +314,9 @@ def read_csv(stream: BinaryIO, *, key_column: str,
             lines.record_bytes = 0
             header = next(reader, None)
     except (_LineTooLong, csv.Error) as e:
-        raise InputError(f"CSV header is unreadable ({_csv_reason(e, max_line)})",
-                         line=lines.line) from None
+        raise InputError(
+            f"CSV header is unreadable ({_csv_reason(e, max_line)})", line=lines.line
+        ) from None
     if header is None:
         return iter(())
     try:
@@ -322,8 +341,9 @@ def _csv_reason(e: Exception, max_line: int, start: int | None = None) -> str:
     return f"bad CSV ({str(e)[:120]})"
 
 
-def _csv_rows(reader: Iterator[list[str]], lines: _CsvLines, header: list[str], key_index: int
-              ) -> Iterator[Record | BadLine]:
+def _csv_rows(
+    reader: Iterator[list[str]], lines: _CsvLines, header: list[str], key_index: int
+) -> Iterator[Record | BadLine]:
     while True:
         start, lines.record_bytes = lines.line + 1, 0
         try:
@@ -352,9 +372,14 @@ def _csv_rows(reader: Iterator[list[str]], lines: _CsvLines, header: list[str], 
         yield _record(start, key, value, None)
 
 
-def read_records(stream: BinaryIO, format: str = "jsonl", key_column: str | None = None, *,
-                 max_line: int = MAX_LINE_BYTES, on_line: OnLine | None = None
-                 ) -> Iterator[Parsed]:
+def read_records(
+    stream: BinaryIO,
+    format: str = "jsonl",
+    key_column: str | None = None,
+    *,
+    max_line: int = MAX_LINE_BYTES,
+    on_line: OnLine | None = None,
+) -> Iterator[Parsed]:
     """Dispatch to :func:`read_jsonl` (``"jsonl"``: plain and export lines) or :func:`read_csv`
     (``"csv"``, needs ``key_column``). Raises :class:`InputError` at once for an unknown format,
     a ``key_column`` with jsonl, ``on_line`` with csv, or a CSV header without the column."""

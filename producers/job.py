@@ -17,9 +17,14 @@ class Job:
     """A job in the pipeline. ``wait()`` gives read-your-writes: once it returns a finished
     status, direct reads see every item the job wrote."""
 
-    def __init__(self, job_id: str, ledger: Ledger, *,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        ledger: Ledger,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.id = job_id
         self._ledger = ledger
         self._sleep = sleep
@@ -32,8 +37,14 @@ class Job:
         """State and totals now. Raises JobNotFoundError if unknown or expired."""
         return self._ledger.status(self.id)
 
-    def wait(self, timeout: float | None = None, progress: bool = False, *,
-             poll: float = 0.25, out: TextIO | None = None) -> JobStatus:
+    def wait(
+        self,
+        timeout: float | None = None,
+        progress: bool = False,
+        *,
+        poll: float = 0.25,
+        out: TextIO | None = None,
+    ) -> JobStatus:
         """Block until the job is finished (or ``timeout`` seconds pass: TimeoutError).
         With ``progress``, draw a progress bar on ``out`` (stderr by default)."""
         from producers.progress import ProgressBar
@@ -51,8 +62,10 @@ class Job:
             if deadline is not None and self._clock() >= deadline:
                 if bar:
                     bar.close(st)
-                raise TimeoutError(f"job {self.id} not finished after {timeout}s "
-                                   f"(state {st.state}, {st.processed}/{st.items} items)")
+                raise TimeoutError(
+                    f"job {self.id} not finished after {timeout}s "
+                    f"(state {st.state}, {st.processed}/{st.items} items)"
+                )
             self._sleep(poll)
 
     def dead_letters(self) -> Iterator[DeadLetter]:

@@ -37,9 +37,11 @@ class ProgressBar:
         frac = min(1.0, st.processed / total)
         filled = int(frac * WIDTH)
         rate = st.processed / st.elapsed if st.elapsed > 0 else 0.0
-        return (f"[{'#' * filled}{'.' * (WIDTH - filled)}] {frac:6.1%} "
-                f"{st.processed}/{st.items} items  {rate:,.0f}/s  "
-                f"requeues {st.requeues}  dead {st.dead_lettered}  {st.state}")
+        return (
+            f"[{'#' * filled}{'.' * (WIDTH - filled)}] {frac:6.1%} "
+            f"{st.processed}/{st.items} items  {rate:,.0f}/s  "
+            f"requeues {st.requeues}  dead {st.dead_lettered}  {st.state}"
+        )
 
     def update(self, st: JobStatus) -> None:
         now = time.monotonic()

@@ -20,10 +20,20 @@ SEGMENT_MAX_BYTES = 2 * 1024 * 1024
 
 
 class Segmenter:
-    def __init__(self, *, job: str, ns: str, user: str, ledger: Ledger, enqueue: Enqueuer,
-                 segment_size: int, partitions: int = DEFAULT_PARTITIONS,
-                 segment_bytes: int = SEGMENT_MAX_BYTES, target: str = "kv",
-                 prefix: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        job: str,
+        ns: str,
+        user: str,
+        ledger: Ledger,
+        enqueue: Enqueuer,
+        segment_size: int,
+        partitions: int = DEFAULT_PARTITIONS,
+        segment_bytes: int = SEGMENT_MAX_BYTES,
+        target: str = "kv",
+        prefix: str = "",
+    ) -> None:
         self.job, self.ns, self.user, self.target = job, ns, user, target
         self.ledger = ledger
         self.enqueue = enqueue
@@ -50,9 +60,16 @@ class Segmenter:
         if not ops:
             return
         idx = self._next[p]
-        seg = Segment(job=self.job, seg=f"{self.prefix}{self.ns}/p{p}.{idx}", target=self.target,
-                      ns=self.ns, user=self.user, ops=ops, part=f"{self.prefix}{self.ns}/{p}",
-                      idx=idx)
+        seg = Segment(
+            job=self.job,
+            seg=f"{self.prefix}{self.ns}/p{p}.{idx}",
+            target=self.target,
+            ns=self.ns,
+            user=self.user,
+            ops=ops,
+            part=f"{self.prefix}{self.ns}/{p}",
+            idx=idx,
+        )
         self.ledger.plan(self.job, seg.seg, len(ops))
         self.enqueue.segment(seg)
         self._buf[p] = []

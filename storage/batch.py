@@ -51,8 +51,11 @@ class WriteOp:
 
 def request_ident(request: dict[str, Any]) -> tuple[Any, Any]:
     """(PK, SK) of a WriteRequest: two requests with the same ident may not share a batch."""
-    attrs = request["PutRequest"]["Item"] if "PutRequest" in request else request[
-        "DeleteRequest"]["Key"]
+    attrs = (
+        request["PutRequest"]["Item"]
+        if "PutRequest" in request
+        else request["DeleteRequest"]["Key"]
+    )
     pk, sk = attrs["PK"], attrs["SK"]
     return next(iter(pk.values())), next(iter(sk.values()))
 
@@ -97,14 +100,17 @@ class BatchResult:
         """Raise :class:`BatchIncompleteError` carrying every item left, if any."""
         if self.complete:
             return
-        left: list[Any] = [op.key if op.is_delete else (op.key, op.value) for op in
-                           self.unprocessed]
+        left: list[Any] = [
+            op.key if op.is_delete else (op.key, op.value) for op in self.unprocessed
+        ]
         left += [r.op.key if r.op.is_delete else (r.op.key, r.op.value) for r in self.rejected]
         reason = self.last_error or (self.rejected[0].error if self.rejected else None)
         raise errors.BatchIncompleteError(
             f"batch not fully written: {len(self.unprocessed)} unprocessed, "
             f"{len(self.rejected)} rejected; last error: {reason}",
-            items=left, operation=operation, table=table,
+            items=left,
+            operation=operation,
+            table=table,
             code=reason.code if reason else None,
         )
 
@@ -152,13 +158,16 @@ class BatchWriter:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def write(self, table: str, ops: Iterable[WriteOp], *, unique_keys: bool = False
-              ) -> BatchResult:
+    def write(
+        self, table: str, ops: Iterable[WriteOp], *, unique_keys: bool = False
+    ) -> BatchResult:
         """Write every op (last one per key wins); return what happened to each item.
         ``unique_keys``: the caller has de-duplicated ``ops`` already (:func:`dedupe`)."""
         unique = list(ops) if unique_keys else dedupe(ops)
-        chunks = [unique[i:i + BATCH_WRITE_MAX_ITEMS]
-                  for i in range(0, len(unique), BATCH_WRITE_MAX_ITEMS)]
+        chunks = [
+            unique[i : i + BATCH_WRITE_MAX_ITEMS]
+            for i in range(0, len(unique), BATCH_WRITE_MAX_ITEMS)
+        ]
         result = BatchResult()
         if self.threads > 1 and len(chunks) > 1:
             parts = list(self._executor().map(lambda c: self._write_chunk(table, c), chunks))
@@ -219,9 +228,9 @@ class BatchWriter:
                 else:
                     result.written += 1
             # What DynamoDB reports when asked, else the estimate from the item sizes.
-            consumed = sum(float(c.get("CapacityUnits", 0.0))
-                           for c in resp.get("ConsumedCapacity") or []) or (
-                units if not left else float(sum(write_units(op.size) for op in done)))
+            consumed = sum(
+                float(c.get("CapacityUnits", 0.0)) for c in resp.get("ConsumedCapacity") or []
+            ) or (units if not left else float(sum(write_units(op.size) for op in done)))
             result.consumed_wcu += consumed
             if self.pacer is not None:
                 self.pacer.feedback(table, units=consumed, throttled=bool(left))
@@ -236,7 +245,9 @@ class BatchWriter:
                 result.unprocessed.extend(pending)
                 result.last_error = errors.ThrottledError(
                     f"{len(pending)} items still unprocessed after {rounds} rounds",
-                    operation="BatchWriteItem", table=table, code="UnprocessedItems",
+                    operation="BatchWriteItem",
+                    table=table,
+                    code="UnprocessedItems",
                 )
                 break
             result.retry_rounds += 1
@@ -244,17 +255,18 @@ class BatchWriter:
             self.sleep(self.backoff.delay(rounds))
         return result
 
-    def _isolate(self, table: str, pending: list[WriteOp], exc: errors.StorageError
-                 ) -> BatchResult:
+    def _isolate(self, table: str, pending: list[WriteOp], exc: errors.StorageError) -> BatchResult:
         """Split a refused batch in halves until the poison item stands alone."""
         if len(pending) == 1:
             op = pending[0]
-            err = type(exc)(exc.message, operation="BatchWriteItem", table=table, key=op.key,
-                            code=exc.code)
+            err = type(exc)(
+                exc.message, operation="BatchWriteItem", table=table, key=op.key, code=exc.code
+            )
             return BatchResult(rejected=[Rejected(op, err)])
         mid = len(pending) // 2
         return self._write_chunk(table, pending[:mid]).merge(
-            self._write_chunk(table, pending[mid:]))
+            self._write_chunk(table, pending[mid:])
+        )
 
     @staticmethod
     def _count(table: str, r: BatchResult) -> None:

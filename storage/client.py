@@ -70,9 +70,13 @@ class Dynamo:
             client = make_client(config, session)
             if config.fast_writes:
                 self.wire = WireWriter(
-                    client.meta.endpoint_url, client.meta.region_name, session.get_credentials(),
+                    client.meta.endpoint_url,
+                    client.meta.region_name,
+                    session.get_credentials(),
                     max_connections=config.max_connections,
-                    connect_timeout=config.connect_timeout, read_timeout=config.read_timeout)
+                    connect_timeout=config.connect_timeout,
+                    read_timeout=config.read_timeout,
+                )
         self.client = client
         self.sleep = sleep
         self.policy = RetryPolicy(
@@ -92,11 +96,15 @@ class Dynamo:
             self._methods[operation] = m
         return m
 
-    def once(self, operation: str, table: str | None, key: bytes | str | None = None,
-             **params: Any) -> dict[str, Any]:
+    def once(
+        self, operation: str, table: str | None, key: bytes | str | None = None, **params: Any
+    ) -> dict[str, Any]:
         """One attempt, timed and classified (no retry). Raises a :class:`StorageError`."""
-        method = (self.wire.batch_write_item if self.wire is not None
-                  and operation == "BatchWriteItem" else self._method(operation))
+        method = (
+            self.wire.batch_write_item
+            if self.wire is not None and operation == "BatchWriteItem"
+            else self._method(operation)
+        )
         if table is not None and operation not in _NO_TABLE_NAME:
             params.setdefault("TableName", table)
         label_table = table or "-"
@@ -113,8 +121,9 @@ class Dynamo:
             REQUEST_SECONDS.labels(operation, label_table).observe(time.perf_counter() - start)
         return result
 
-    def call(self, operation: str, table: str | None, key: bytes | str | None = None,
-             **params: Any) -> dict[str, Any]:
+    def call(
+        self, operation: str, table: str | None, key: bytes | str | None = None, **params: Any
+    ) -> dict[str, Any]:
         """One call with retries: throttling, 5xx and timeouts are retried with capped
         full-jitter backoff up to ``max_attempts`` / ``retry_max_seconds``; permanent errors
         are raised at once."""

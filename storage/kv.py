@@ -34,21 +34,32 @@ class KvStore(Protocol):
     def put(self, key: bytes, value: bytes, *, seq: int | None = None) -> None: ...
     def delete(self, key: bytes, *, seq: int | None = None) -> bool: ...
     def exists(self, key: bytes) -> bool: ...
-    def scan_prefix(self, prefix: bytes, *, limit: int | None = None
-                    ) -> Iterator[tuple[bytes, bytes]]: ...
+    def scan_prefix(
+        self, prefix: bytes, *, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]: ...
     def scan_keys(self, prefix: bytes = b"") -> Iterator[bytes]: ...
-    def batch_put(self, items: Iterable[tuple[bytes, bytes]], *,
-                  raise_on_incomplete: bool = True) -> BatchResult: ...
-    def batch_delete(self, keys: Iterable[bytes], *,
-                     raise_on_incomplete: bool = True) -> BatchResult: ...
+    def batch_put(
+        self, items: Iterable[tuple[bytes, bytes]], *, raise_on_incomplete: bool = True
+    ) -> BatchResult: ...
+    def batch_delete(
+        self, keys: Iterable[bytes], *, raise_on_incomplete: bool = True
+    ) -> BatchResult: ...
     def flush(self) -> None: ...
 
 
 class DynamoKvStore:
     """One namespace table seen through one user's partition. Thread-safe; cheap to create."""
 
-    def __init__(self, dynamo: Dynamo, table: str, user_id: str, writer: BatchWriter,
-                 *, consistent_reads: bool = True, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        dynamo: Dynamo,
+        table: str,
+        user_id: str,
+        writer: BatchWriter,
+        *,
+        consistent_reads: bool = True,
+        clock: Callable[[], float] = time.time,
+    ):
         self.dynamo = dynamo
         self.table = table
         self.user_id = user_id
@@ -67,8 +78,12 @@ class DynamoKvStore:
         if type(key) is not bytes or type(value) is not bytes:  # bytearray, or not bytes at all
             check_key(key, table=self.table, operation="PutItem")
             if not isinstance(value, (bytes, bytearray)):
-                raise errors.ValidationError(f"values are bytes, got {type(value).__name__}",
-                                             operation="PutItem", table=self.table, key=key)
+                raise errors.ValidationError(
+                    f"values are bytes, got {type(value).__name__}",
+                    operation="PutItem",
+                    table=self.table,
+                    key=key,
+                )
             key, value = bytes(key), bytes(value)
         elif not 0 < len(key) <= MAX_SORT_KEY_BYTES:
             check_key(key, table=self.table, operation="PutItem")  # raises
@@ -90,9 +105,15 @@ class DynamoKvStore:
         """The value of ``key`` or None. One GetItem (strongly consistent by default: 1 RCU
         per 4 KB; eventually consistent halves it). Retries throttling/5xx/timeouts."""
         check_key(key, table=self.table, operation="GetItem")
-        resp = self.dynamo.call("GetItem", self.table, key, Key=self._key(key),
-                                ProjectionExpression="#v", ExpressionAttributeNames={"#v": "Value"},
-                                ConsistentRead=self.consistent_reads)
+        resp = self.dynamo.call(
+            "GetItem",
+            self.table,
+            key,
+            Key=self._key(key),
+            ProjectionExpression="#v",
+            ExpressionAttributeNames={"#v": "Value"},
+            ConsistentRead=self.consistent_reads,
+        )
         value = resp.get("Item", {}).get("Value")
         return bytes(value["B"]) if value else None
 
@@ -100,9 +121,14 @@ class DynamoKvStore:
         """Whether ``key`` holds a value. One GetItem projecting only key and tombstone marker,
         so the value is never transferred."""
         check_key(key, table=self.table, operation="GetItem")
-        resp = self.dynamo.call("GetItem", self.table, key, Key=self._key(key),
-                                ProjectionExpression="SK, Tomb",
-                                ConsistentRead=self.consistent_reads)
+        resp = self.dynamo.call(
+            "GetItem",
+            self.table,
+            key,
+            Key=self._key(key),
+            ProjectionExpression="SK, Tomb",
+            ConsistentRead=self.consistent_reads,
+        )
         item: dict[str, Any] | None = resp.get("Item")
         return item is not None and bool(item) and "Tomb" not in item
 
@@ -124,8 +150,9 @@ class DynamoKvStore:
                 return
             params["ExclusiveStartKey"] = start
 
-    def scan_prefix(self, prefix: bytes, *, limit: int | None = None,
-                    page_size: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def scan_prefix(
+        self, prefix: bytes, *, limit: int | None = None, page_size: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) whose key starts with ``prefix``, sorted by key bytes.
 
         A paginated Query on this user's partition (never a Scan), fetched lazily page by page
@@ -137,8 +164,12 @@ class DynamoKvStore:
             return
         count = 0
         extra: dict[str, Any] = {"Limit": page_size} if page_size else {}
-        for item in self._query(prefix, FilterExpression="attribute_exists(#v)",
-                                ExpressionAttributeNames={"#v": "Value"}, **extra):
+        for item in self._query(
+            prefix,
+            FilterExpression="attribute_exists(#v)",
+            ExpressionAttributeNames={"#v": "Value"},
+            **extra,
+        ):
             if "Value" not in item:
                 continue
             yield bytes(item["SK"]["B"]), bytes(item["Value"]["B"])
@@ -164,8 +195,11 @@ class DynamoKvStore:
             params["Item"] = {**params["Item"], "Seq": {"N": str(seq)}}
             # The sequence attribute counts towards the 400 KB too: check before any call.
             check_item(params["Item"], key=key, table=self.table, operation="PutItem")
-            params.update(ConditionExpression=_NEWER, ExpressionAttributeNames={"#seq": "Seq"},
-                          ExpressionAttributeValues={":seq": {"N": str(seq)}})
+            params.update(
+                ConditionExpression=_NEWER,
+                ExpressionAttributeNames={"#seq": "Seq"},
+                ExpressionAttributeValues={":seq": {"N": str(seq)}},
+            )
         self.dynamo.call("PutItem", self.table, key, **params)
 
     def delete(self, key: bytes, *, seq: int | None = None) -> bool:
@@ -173,20 +207,30 @@ class DynamoKvStore:
         conditional PutItem of a tombstone); :class:`ConditionFailedError` if superseded."""
         check_key(key, table=self.table, operation="DeleteItem")
         if seq is None:
-            resp = self.dynamo.call("DeleteItem", self.table, key, Key=self._key(key),
-                                    ReturnValues="ALL_OLD")
-        else:
-            tomb = {**self._key(key), "Seq": {"N": str(seq)}, "Tomb": {"BOOL": True},
-                    "ExpiresAt": {"N": str(int(self.clock()) + TOMBSTONE_TTL_SECONDS)}}
             resp = self.dynamo.call(
-                "PutItem", self.table, key, Item=tomb, ReturnValues="ALL_OLD",
-                ConditionExpression=_NEWER, ExpressionAttributeNames={"#seq": "Seq"},
-                ExpressionAttributeValues={":seq": {"N": str(seq)}})
+                "DeleteItem", self.table, key, Key=self._key(key), ReturnValues="ALL_OLD"
+            )
+        else:
+            tomb = {
+                **self._key(key),
+                "Seq": {"N": str(seq)},
+                "Tomb": {"BOOL": True},
+                "ExpiresAt": {"N": str(int(self.clock()) + TOMBSTONE_TTL_SECONDS)},
+            }
+            resp = self.dynamo.call(
+                "PutItem",
+                self.table,
+                key,
+                Item=tomb,
+                ReturnValues="ALL_OLD",
+                ConditionExpression=_NEWER,
+                ExpressionAttributeNames={"#seq": "Seq"},
+                ExpressionAttributeValues={":seq": {"N": str(seq)}},
+            )
         return "Value" in (resp.get("Attributes") or {})
 
     # -- batches --------------------------------------------------------------------------
-    def _batch(self, ops: Iterable[WriteOp | Rejected], raise_on_incomplete: bool
-               ) -> BatchResult:
+    def _batch(self, ops: Iterable[WriteOp | Rejected], raise_on_incomplete: bool) -> BatchResult:
         valid: list[WriteOp] = []
         bad: list[Rejected] = []
         for op in ops:
@@ -199,28 +243,34 @@ class DynamoKvStore:
             result.raise_if_incomplete(self.table)
         return result
 
-    def batch_put(self, items: Iterable[tuple[bytes, bytes]], *,
-                  raise_on_incomplete: bool = True) -> BatchResult:
+    def batch_put(
+        self, items: Iterable[tuple[bytes, bytes]], *, raise_on_incomplete: bool = True
+    ) -> BatchResult:
         """Write many items: 25 per BatchWriteItem, last value per key wins, unprocessed items
         retried for bounded rounds, poison items isolated. Raises BatchIncompleteError (with the
         items left) unless ``raise_on_incomplete`` is False, when they are in the result."""
+
         def ops() -> Iterator[WriteOp | Rejected]:
             for key, value in items:
                 try:
                     yield self.put_op(key, value)
                 except errors.StorageError as exc:
                     yield Rejected(WriteOp(key, value, {}, 0), exc)
+
         return self._batch(ops(), raise_on_incomplete)
 
-    def batch_delete(self, keys: Iterable[bytes], *,
-                     raise_on_incomplete: bool = True) -> BatchResult:
+    def batch_delete(
+        self, keys: Iterable[bytes], *, raise_on_incomplete: bool = True
+    ) -> BatchResult:
         """Delete many keys, 25 per BatchWriteItem; same guarantees as :meth:`batch_put`."""
+
         def ops() -> Iterator[WriteOp | Rejected]:
             for key in keys:
                 try:
                     yield self.delete_op(key)
                 except errors.StorageError as exc:
                     yield Rejected(WriteOp(key, None, {"DeleteRequest": {}}, 0), exc)
+
         return self._batch(ops(), raise_on_incomplete)
 
     def flush(self) -> None:

@@ -61,7 +61,7 @@ def number_size(text: str) -> int:
         digits += "0"
     if len(digits) % 2:
         digits = "0" + digits
-    pairs = [digits[i:i + 2] for i in range(0, len(digits), 2)]
+    pairs = [digits[i : i + 2] for i in range(0, len(digits), 2)]
     while pairs and pairs[0] == "00":
         pairs.pop(0)
     while pairs and pairs[-1] == "00":
@@ -90,7 +90,9 @@ def check_key(key: bytes, *, table: str, operation: str) -> None:
     if len(key) > MAX_SORT_KEY_BYTES:
         raise InvalidKeyError(
             f"key is {len(key)} bytes, over DynamoDB's {MAX_SORT_KEY_BYTES}-byte sort key limit",
-            operation=operation, table=table, key=key,
+            operation=operation,
+            table=table,
+            key=key,
         )
 
 
@@ -99,18 +101,22 @@ def check_partition(user_id: str, *, table: str, operation: str) -> None:
     if size == 0 or size > MAX_PARTITION_KEY_BYTES:
         raise InvalidKeyError(
             f"user id is {size} bytes; it must be 1 to {MAX_PARTITION_KEY_BYTES}",
-            operation=operation, table=table,
+            operation=operation,
+            table=table,
         )
 
 
-def check_item(item: Mapping[str, Mapping[str, Any]], *, key: bytes | str, table: str,
-               operation: str) -> int:
+def check_item(
+    item: Mapping[str, Mapping[str, Any]], *, key: bytes | str, table: str, operation: str
+) -> int:
     """Return the item's size, or raise :class:`ItemTooLargeError` naming key and size."""
     size = item_size(item)
     if size > MAX_ITEM_BYTES:
         raise ItemTooLargeError(
             f"item is {size} bytes as DynamoDB counts it, over the {MAX_ITEM_BYTES}-byte limit",
-            operation=operation, table=table, key=key,
+            operation=operation,
+            table=table,
+            key=key,
         )
     return size
 

@@ -53,17 +53,27 @@ class MemoryKvStore:
     def _check_value(self, key: bytes, value: bytes, seq: int | None = None) -> None:
         check_key(key, table=self.table, operation="PutItem")
         if not isinstance(value, (bytes, bytearray)):
-            raise errors.ValidationError(f"values are bytes, got {type(value).__name__}",
-                                         operation="PutItem", table=self.table, key=key)
+            raise errors.ValidationError(
+                f"values are bytes, got {type(value).__name__}",
+                operation="PutItem",
+                table=self.table,
+                key=key,
+            )
         item: dict[str, dict[str, Any]] = {
-            "PK": {"S": self.user_id}, "SK": {"B": key}, "Value": {"B": value}}
+            "PK": {"S": self.user_id},
+            "SK": {"B": key},
+            "Value": {"B": value},
+        }
         if seq is not None:
             item["Seq"] = {"N": str(seq)}
         size = item_size(item)
         if size > MAX_ITEM_BYTES:
             raise errors.ItemTooLargeError(
-                f"item is {size} bytes as DynamoDB counts it, over the {MAX_ITEM_BYTES}-byte "
-                "limit", operation="PutItem", table=self.table, key=key)
+                f"item is {size} bytes as DynamoDB counts it, over the {MAX_ITEM_BYTES}-byte limit",
+                operation="PutItem",
+                table=self.table,
+                key=key,
+            )
 
     def get(self, key: bytes) -> bytes | None:
         check_key(key, table=self.table, operation="GetItem")
@@ -79,9 +89,13 @@ class MemoryKvStore:
             return
         _, old = self._t.items.get((self.user_id, key), (None, None))
         if old is not None and old >= seq:
-            raise errors.ConditionFailedError("the condition of the write was false",
-                                              operation="PutItem", table=self.table, key=key,
-                                              code="ConditionalCheckFailedException")
+            raise errors.ConditionFailedError(
+                "the condition of the write was false",
+                operation="PutItem",
+                table=self.table,
+                key=key,
+                code="ConditionalCheckFailedException",
+            )
 
     def put(self, key: bytes, value: bytes, *, seq: int | None = None) -> None:
         self._check_value(key, value, seq)
@@ -111,13 +125,17 @@ class MemoryKvStore:
             out.append(k)
         return out
 
-    def scan_prefix(self, prefix: bytes, *, limit: int | None = None
-                    ) -> Iterator[tuple[bytes, bytes]]:
+    def scan_prefix(
+        self, prefix: bytes, *, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         with self._t.lock:
-            pairs = [(k, v) for k in self._keys(bytes(prefix))
-                     if isinstance(v := self._t.items[(self.user_id, k)][0], bytes)]
+            pairs = [
+                (k, v)
+                for k in self._keys(bytes(prefix))
+                if isinstance(v := self._t.items[(self.user_id, k)][0], bytes)
+            ]
         if limit is not None:
-            pairs = pairs[:max(limit, 0)]
+            pairs = pairs[: max(limit, 0)]
         yield from pairs
 
     def scan_keys(self, prefix: bytes = b"") -> Iterator[bytes]:
@@ -125,8 +143,9 @@ class MemoryKvStore:
             keys = self._keys(bytes(prefix))
         yield from keys
 
-    def _batch(self, ops: Iterable[tuple[bytes, bytes | None]], raise_on_incomplete: bool
-               ) -> BatchResult:
+    def _batch(
+        self, ops: Iterable[tuple[bytes, bytes | None]], raise_on_incomplete: bool
+    ) -> BatchResult:
         result = BatchResult()
         last: dict[bytes, bytes | None] = {}
         for key, value in ops:
@@ -153,12 +172,14 @@ class MemoryKvStore:
             result.raise_if_incomplete(self.table)
         return result
 
-    def batch_put(self, items: Iterable[tuple[bytes, bytes]], *,
-                  raise_on_incomplete: bool = True) -> BatchResult:
+    def batch_put(
+        self, items: Iterable[tuple[bytes, bytes]], *, raise_on_incomplete: bool = True
+    ) -> BatchResult:
         return self._batch(((k, v) for k, v in items), raise_on_incomplete)
 
-    def batch_delete(self, keys: Iterable[bytes], *,
-                     raise_on_incomplete: bool = True) -> BatchResult:
+    def batch_delete(
+        self, keys: Iterable[bytes], *, raise_on_incomplete: bool = True
+    ) -> BatchResult:
         return self._batch(((k, None) for k in keys), raise_on_incomplete)
 
     def flush(self) -> None:
@@ -168,8 +189,13 @@ class MemoryKvStore:
 class MemoryNamespacedStore:
     """``NamespacedStore`` in memory; stores made by :meth:`for_user` share the tables."""
 
-    def __init__(self, user_id: str = "default", *, table_prefix: str = DEFAULT_TABLE_PREFIX,
-                 _tables: dict[str, _Table] | None = None) -> None:
+    def __init__(
+        self,
+        user_id: str = "default",
+        *,
+        table_prefix: str = DEFAULT_TABLE_PREFIX,
+        _tables: dict[str, _Table] | None = None,
+    ) -> None:
         check_partition(user_id, table=table_prefix, operation="OpenNamespace")
         self.user_id = user_id
         self.table_prefix = table_prefix
@@ -177,23 +203,23 @@ class MemoryNamespacedStore:
         self._lock = threading.Lock()
 
     def for_user(self, user_id: str) -> MemoryNamespacedStore:
-        return MemoryNamespacedStore(user_id, table_prefix=self.table_prefix,
-                                     _tables=self._tables)
+        return MemoryNamespacedStore(user_id, table_prefix=self.table_prefix, _tables=self._tables)
 
     def open_namespace(self, name: str, *, create: bool = True) -> MemoryKvStore:
         table = namespace_table(self.table_prefix, name)
         with self._lock:
             if table not in self._tables:
                 if not create:
-                    raise errors.TableNotFoundError("no such namespace", table=table,
-                                                    operation="OpenNamespace")
+                    raise errors.TableNotFoundError(
+                        "no such namespace", table=table, operation="OpenNamespace"
+                    )
                 self._tables[table] = _Table()
             return MemoryKvStore(self._tables[table], table, self.user_id)
 
     def list_namespaces(self) -> list[str]:
         lead = self.table_prefix + "-"
         with self._lock:
-            return sorted(t[len(lead):] for t in self._tables)
+            return sorted(t[len(lead) :] for t in self._tables)
 
     def delete_namespace(self, name: str) -> bool:
         table = namespace_table(self.table_prefix, name)

@@ -22,16 +22,24 @@ from storage.tables import KV_TABLE_SPEC, delete_table, ensure_table, require_ta
 class DynamoNamespacedStore:
     """Namespaces of one user (``user_id``, else the config's) on DynamoDB."""
 
-    def __init__(self, config: DynamoConfig, user_id: str | None = None, *,
-                 dynamo: Dynamo | None = None, pacer: Pacer | None = None, batch_threads: int = 1,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        config: DynamoConfig,
+        user_id: str | None = None,
+        *,
+        dynamo: Dynamo | None = None,
+        pacer: Pacer | None = None,
+        batch_threads: int = 1,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.config = config
         self.user_id = user_id if user_id is not None else config.user_id
         check_partition(self.user_id, table=config.table_prefix, operation="OpenNamespace")
         self.dynamo = dynamo or Dynamo(config, sleep=sleep)
         self.sleep = sleep
-        self.writer = BatchWriter(self.dynamo, rounds=config.batch_rounds, threads=batch_threads,
-                                  pacer=pacer, sleep=sleep)
+        self.writer = BatchWriter(
+            self.dynamo, rounds=config.batch_rounds, threads=batch_threads, pacer=pacer, sleep=sleep
+        )
         self._ready: set[str] = set()
         self._lock = threading.Lock()
 
@@ -56,8 +64,9 @@ class DynamoNamespacedStore:
         table = self.table_name(name)
         if table not in self._ready:
             if create:
-                ensure_table(self.dynamo, table, KV_TABLE_SPEC, ttl_attribute="ExpiresAt",
-                             sleep=self.sleep)
+                ensure_table(
+                    self.dynamo, table, KV_TABLE_SPEC, ttl_attribute="ExpiresAt", sleep=self.sleep
+                )
             else:
                 require_table(self.dynamo, table)
             with self._lock:
@@ -71,7 +80,7 @@ class DynamoNamespacedStore:
         params: dict[str, str] = {}
         while True:
             page = self.dynamo.call("ListTables", None, **params)
-            names += [t[len(lead):] for t in page.get("TableNames", []) if t.startswith(lead)]
+            names += [t[len(lead) :] for t in page.get("TableNames", []) if t.startswith(lead)]
             last = page.get("LastEvaluatedTableName")
             if not last:
                 return sorted(names)

@@ -23,17 +23,25 @@ from storage.tables import ensure_table, require_table
 
 UPDATED_INDEX = "ByUpdatedAt"
 SCHEMA_TABLE_SPEC: dict[str, Any] = {
-    "AttributeDefinitions": [{"AttributeName": "PK", "AttributeType": "S"},
-                             {"AttributeName": "SK", "AttributeType": "S"},
-                             {"AttributeName": "UpdatedAt", "AttributeType": "N"}],
-    "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"},
-                  {"AttributeName": "SK", "KeyType": "RANGE"}],
-    "GlobalSecondaryIndexes": [{
-        "IndexName": UPDATED_INDEX,
-        "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"},
-                      {"AttributeName": "UpdatedAt", "KeyType": "RANGE"}],
-        "Projection": {"ProjectionType": "KEYS_ONLY"},
-    }],
+    "AttributeDefinitions": [
+        {"AttributeName": "PK", "AttributeType": "S"},
+        {"AttributeName": "SK", "AttributeType": "S"},
+        {"AttributeName": "UpdatedAt", "AttributeType": "N"},
+    ],
+    "KeySchema": [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": UPDATED_INDEX,
+            "KeySchema": [
+                {"AttributeName": "PK", "KeyType": "HASH"},
+                {"AttributeName": "UpdatedAt", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ],
 }
 
 
@@ -74,9 +82,15 @@ class DynamoSchemaStore:
     Construction checks the table exists (one DescribeTable) and raises
     :class:`TableNotFoundError` naming table and endpoint/region otherwise."""
 
-    def __init__(self, config: DynamoConfig, user_id: str | None = None, *,
-                 dynamo: Dynamo | None = None, writer: BatchWriter | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: DynamoConfig,
+        user_id: str | None = None,
+        *,
+        dynamo: Dynamo | None = None,
+        writer: BatchWriter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.table = config.schema_table
         self.user_id = user_id if user_id is not None else config.user_id
@@ -99,24 +113,40 @@ class DynamoSchemaStore:
         if not name or not isinstance(name, str) or size > MAX_SORT_KEY_BYTES:
             raise errors.InvalidKeyError(
                 f"schema name is {size} bytes; it must be 1 to {MAX_SORT_KEY_BYTES}",
-                operation=operation, table=self.table, key=name)
+                operation=operation,
+                table=self.table,
+                key=name,
+            )
         return {"PK": {"S": self.user_id}, "SK": {"S": name}}
 
     def get_schema(self, name: str) -> Schema | None:
         """One strongly consistent GetItem; None if absent."""
-        resp = self.dynamo.call("GetItem", self.table, name, Key=self._key(name, "GetItem"),
-                                ConsistentRead=True)
+        resp = self.dynamo.call(
+            "GetItem", self.table, name, Key=self._key(name, "GetItem"), ConsistentRead=True
+        )
         item = resp.get("Item")
         return _from_item(item) if item else None
 
     def schema_exists(self, name: str) -> bool:
         """One GetItem projecting the key only."""
-        resp = self.dynamo.call("GetItem", self.table, name, Key=self._key(name, "GetItem"),
-                                ProjectionExpression="SK", ConsistentRead=True)
+        resp = self.dynamo.call(
+            "GetItem",
+            self.table,
+            name,
+            Key=self._key(name, "GetItem"),
+            ProjectionExpression="SK",
+            ConsistentRead=True,
+        )
         return "Item" in resp
 
-    def put_schema(self, schema: Schema, mutation_mappers: dict[str, Any] | None = None, *,
-                   if_not_exists: bool = False, expected_version: int | None = None) -> Schema:
+    def put_schema(
+        self,
+        schema: Schema,
+        mutation_mappers: dict[str, Any] | None = None,
+        *,
+        if_not_exists: bool = False,
+        expected_version: int | None = None,
+    ) -> Schema:
         """Create or replace a schema in one UpdateItem: ``CreatedAt`` is set only the first time
         (``if_not_exists``), ``UpdatedAt`` every time, ``Version`` incremented.
 
@@ -130,12 +160,23 @@ class DynamoSchemaStore:
         values: dict[str, Any] = {
             ":j": {"S": json.dumps(schema.body, separators=(",", ":"), ensure_ascii=False)},
             ":m": {"S": json.dumps(mappers or {}, separators=(",", ":"), ensure_ascii=False)},
-            ":now": {"N": str(now)}, ":zero": {"N": "0"}, ":one": {"N": "1"},
+            ":now": {"N": str(now)},
+            ":zero": {"N": "0"},
+            ":one": {"N": "1"},
         }
-        check_item({**key, "SchemaJson": values[":j"], "MutationMappers": values[":m"],
-                    "CreatedAt": values[":now"], "UpdatedAt": values[":now"],
-                    "Version": values[":now"]}, key=schema.name, table=self.table,
-                   operation="UpdateItem")
+        check_item(
+            {
+                **key,
+                "SchemaJson": values[":j"],
+                "MutationMappers": values[":m"],
+                "CreatedAt": values[":now"],
+                "UpdatedAt": values[":now"],
+                "Version": values[":now"],
+            },
+            key=schema.name,
+            table=self.table,
+            operation="UpdateItem",
+        )
         params: dict[str, Any] = {}
         if if_not_exists:
             params["ConditionExpression"] = "attribute_not_exists(PK)"
@@ -143,31 +184,46 @@ class DynamoSchemaStore:
             params["ConditionExpression"] = "Version = :ev"
             values[":ev"] = {"N": str(expected_version)}
         resp = self.dynamo.call(
-            "UpdateItem", self.table, schema.name, Key=key, ReturnValues="ALL_NEW",
+            "UpdateItem",
+            self.table,
+            schema.name,
+            Key=key,
+            ReturnValues="ALL_NEW",
             UpdateExpression="SET SchemaJson = :j, MutationMappers = :m, UpdatedAt = :now, "
-                             "CreatedAt = if_not_exists(CreatedAt, :now), "
-                             "Version = if_not_exists(Version, :zero) + :one",
-            ExpressionAttributeValues=values, **params)
+            "CreatedAt = if_not_exists(CreatedAt, :now), "
+            "Version = if_not_exists(Version, :zero) + :one",
+            ExpressionAttributeValues=values,
+            **params,
+        )
         return _from_item(resp["Attributes"])
 
     def delete_schema(self, name: str) -> bool:
         """One DeleteItem; whether the schema existed."""
-        resp = self.dynamo.call("DeleteItem", self.table, name,
-                                Key=self._key(name, "DeleteItem"), ReturnValues="ALL_OLD")
+        resp = self.dynamo.call(
+            "DeleteItem",
+            self.table,
+            name,
+            Key=self._key(name, "DeleteItem"),
+            ReturnValues="ALL_OLD",
+        )
         return bool(resp.get("Attributes"))
 
     def _restore_op(self, schema: Schema, operation: str) -> WriteOp:
         """A validated put of ``schema`` exactly as given: ``created_at``/``updated_at``/
         ``version`` are written, not computed (None: now, now, 1)."""
         now = int(self.clock())
-        item = {**self._key(schema.name, operation),
-                "SchemaJson": {"S": json.dumps(schema.body, separators=(",", ":"),
-                                               ensure_ascii=False)},
-                "MutationMappers": {"S": json.dumps(schema.mutation_mappers or {},
-                                                    separators=(",", ":"), ensure_ascii=False)},
-                "CreatedAt": {"N": str(now if schema.created_at is None else schema.created_at)},
-                "UpdatedAt": {"N": str(now if schema.updated_at is None else schema.updated_at)},
-                "Version": {"N": str(1 if schema.version is None else schema.version)}}
+        item = {
+            **self._key(schema.name, operation),
+            "SchemaJson": {"S": json.dumps(schema.body, separators=(",", ":"), ensure_ascii=False)},
+            "MutationMappers": {
+                "S": json.dumps(
+                    schema.mutation_mappers or {}, separators=(",", ":"), ensure_ascii=False
+                )
+            },
+            "CreatedAt": {"N": str(now if schema.created_at is None else schema.created_at)},
+            "UpdatedAt": {"N": str(now if schema.updated_at is None else schema.updated_at)},
+            "Version": {"N": str(1 if schema.version is None else schema.version)},
+        }
         size = check_item(item, key=schema.name, table=self.table, operation=operation)
         return WriteOp(schema.name, None, {"PutRequest": {"Item": item}}, size)
 
@@ -201,7 +257,9 @@ class DynamoSchemaStore:
     def _query(self, **extra: Any) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {
             "KeyConditionExpression": "PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": self.user_id}}, **extra}
+            "ExpressionAttributeValues": {":pk": {"S": self.user_id}},
+            **extra,
+        }
         while True:
             page = self.dynamo.call("Query", self.table, **params)
             yield from page.get("Items", [])
@@ -213,12 +271,17 @@ class DynamoSchemaStore:
         """Names of this user's schemas, sorted. A paginated key-only Query on the user's
         partition; with ``updated_since`` (unix seconds) a Query on the UpdatedAt index."""
         if updated_since is None:
-            return [i["SK"]["S"] for i in self._query(ProjectionExpression="SK",
-                                                       ConsistentRead=True)]
-        items = self._query(IndexName=UPDATED_INDEX,
-                            KeyConditionExpression="PK = :pk AND UpdatedAt >= :t",
-                            ExpressionAttributeValues={":pk": {"S": self.user_id},
-                                                       ":t": {"N": str(int(updated_since))}})
+            return [
+                i["SK"]["S"] for i in self._query(ProjectionExpression="SK", ConsistentRead=True)
+            ]
+        items = self._query(
+            IndexName=UPDATED_INDEX,
+            KeyConditionExpression="PK = :pk AND UpdatedAt >= :t",
+            ExpressionAttributeValues={
+                ":pk": {"S": self.user_id},
+                ":t": {"N": str(int(updated_since))},
+            },
+        )
         return sorted(i["SK"]["S"] for i in items)
 
     def iter_schemas(self) -> Iterator[Schema]:

@@ -134,8 +134,7 @@ class DynamoConfig:
             retry_max_seconds=_read(e, "DATAFOLD_DYNAMODB_RETRY_SECONDS", float, 30.0, "positive"),
             batch_rounds=_read(e, "DATAFOLD_BATCH_ROUNDS", int, 6, "positive"),
             fast_writes=_read(e, "DATAFOLD_DYNAMODB_FAST_WRITES", _bool, True),
-            consumed_capacity=_read(e, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", _optional_bool,
-                                    None),
+            consumed_capacity=_read(e, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", _optional_bool, None),
         )
 
 
@@ -193,9 +192,7 @@ class PipelineConfig:
             redis_url=redis_url,
             broker_url=_read(e, "CELERY_BROKER_URL", str, redis_url),
             write_capacity=_read(e, "DATAFOLD_WRITE_CAPACITY", float, 0.0, "non-negative"),
-            max_write_capacity=_read(
-                e, "DATAFOLD_MAX_WRITE_CAPACITY", float, 40000.0, "positive"
-            ),
+            max_write_capacity=_read(e, "DATAFOLD_MAX_WRITE_CAPACITY", float, 40000.0, "positive"),
             min_write_capacity=_read(e, "DATAFOLD_MIN_WRITE_CAPACITY", float, 25.0, "positive"),
             segment_size=_read(e, "DATAFOLD_SEGMENT_SIZE", int, 500, "positive"),
             batch_threads=_read(e, "DATAFOLD_BATCH_THREADS", int, 8, "positive"),

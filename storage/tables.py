@@ -26,28 +26,47 @@ def describe(dynamo: Dynamo, table: str) -> dict[str, Any] | None:
         return None
 
 
-def wait_active(dynamo: Dynamo, table: str, *, timeout: float = WAIT_SECONDS,
-                sleep: Callable[[float], None] = time.sleep,
-                clock: Callable[[], float] = time.monotonic) -> None:
+def wait_active(
+    dynamo: Dynamo,
+    table: str,
+    *,
+    timeout: float = WAIT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
     """Poll DescribeTable until the table is ACTIVE (and its indexes too)."""
     deadline = clock() + timeout
     delay = 0.05
     while True:
         desc = describe(dynamo, table)
-        if desc and desc.get("TableStatus") == "ACTIVE" and all(
-                g.get("IndexStatus") == "ACTIVE" for g in desc.get("GlobalSecondaryIndexes", [])):
+        if (
+            desc
+            and desc.get("TableStatus") == "ACTIVE"
+            and all(
+                g.get("IndexStatus") == "ACTIVE" for g in desc.get("GlobalSecondaryIndexes", [])
+            )
+        ):
             return
         if clock() > deadline:
             state = desc.get("TableStatus") if desc else "missing"
-            raise errors.TransientError(f"table not ACTIVE after {timeout:.0f}s (state {state})",
-                                        operation="CreateTable", table=table, code="Timeout")
+            raise errors.TransientError(
+                f"table not ACTIVE after {timeout:.0f}s (state {state})",
+                operation="CreateTable",
+                table=table,
+                code="Timeout",
+            )
         sleep(delay)
         delay = min(delay * 2, 2.0)
 
 
-def ensure_table(dynamo: Dynamo, table: str, spec: dict[str, Any],
-                 *, ttl_attribute: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> bool:
+def ensure_table(
+    dynamo: Dynamo,
+    table: str,
+    spec: dict[str, Any],
+    *,
+    ttl_attribute: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
     """Create ``table`` from ``spec`` unless it exists; wait for ACTIVE. True if we created it.
 
     Cost: one DescribeTable when the table exists; otherwise CreateTable plus polling."""
@@ -55,8 +74,14 @@ def ensure_table(dynamo: Dynamo, table: str, spec: dict[str, Any],
     created = False
     if desc is None:
         try:
-            dynamo.call("CreateTable", table, TableName=table, BillingMode="PAY_PER_REQUEST",
-                        SSESpecification={"Enabled": True}, **spec)
+            dynamo.call(
+                "CreateTable",
+                table,
+                TableName=table,
+                BillingMode="PAY_PER_REQUEST",
+                SSESpecification={"Enabled": True},
+                **spec,
+            )
             created = True
         except errors.PermanentError as exc:
             if exc.code != "ResourceInUseException":
@@ -65,14 +90,23 @@ def ensure_table(dynamo: Dynamo, table: str, spec: dict[str, Any],
         return False
     wait_active(dynamo, table, sleep=sleep)
     if created and ttl_attribute:
-        dynamo.call("UpdateTimeToLive", table, TableName=table, TimeToLiveSpecification={
-            "Enabled": True, "AttributeName": ttl_attribute})
+        dynamo.call(
+            "UpdateTimeToLive",
+            table,
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
+        )
     return created
 
 
-def delete_table(dynamo: Dynamo, table: str, *, timeout: float = WAIT_SECONDS,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> bool:
+def delete_table(
+    dynamo: Dynamo,
+    table: str,
+    *,
+    timeout: float = WAIT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
     """Delete ``table`` and wait until it is gone. False if it did not exist.
 
     A table still CREATING (or UPDATING) refuses DeleteTable with ``ResourceInUseException``:
@@ -96,13 +130,20 @@ def delete_table(dynamo: Dynamo, table: str, *, timeout: float = WAIT_SECONDS,
         if clock() > deadline:
             raise errors.TransientError(
                 f"table still {desc.get('TableStatus')} after {timeout:.0f}s",
-                operation="DeleteTable", table=table, code="Timeout")
+                operation="DeleteTable",
+                table=table,
+                code="Timeout",
+            )
         sleep(delay)
         delay = min(delay * 2, 2.0)
     while describe(dynamo, table) is not None:
         if clock() > deadline:
-            raise errors.TransientError(f"table still exists after {timeout:.0f}s",
-                                        operation="DeleteTable", table=table, code="Timeout")
+            raise errors.TransientError(
+                f"table still exists after {timeout:.0f}s",
+                operation="DeleteTable",
+                table=table,
+                code="Timeout",
+            )
         sleep(delay)
         delay = min(delay * 2, 2.0)
     return True
@@ -115,13 +156,20 @@ def require_table(dynamo: Dynamo, table: str) -> dict[str, Any]:
         raise errors.TableNotFoundError(
             f"table does not exist at {dynamo.where()} (create it with "
             "storage.create_schema_table or `datafold schemas init`)",
-            operation="DescribeTable", table=table, code="ResourceNotFoundException")
+            operation="DescribeTable",
+            table=table,
+            code="ResourceNotFoundException",
+        )
     return desc
 
 
 KV_TABLE_SPEC: dict[str, Any] = {
-    "AttributeDefinitions": [{"AttributeName": "PK", "AttributeType": "S"},
-                             {"AttributeName": "SK", "AttributeType": "B"}],
-    "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"},
-                  {"AttributeName": "SK", "KeyType": "RANGE"}],
+    "AttributeDefinitions": [
+        {"AttributeName": "PK", "AttributeType": "S"},
+        {"AttributeName": "SK", "AttributeType": "B"},
+    ],
+    "KeySchema": [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ],
 }

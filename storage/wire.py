@@ -63,7 +63,7 @@ def _attr(value: dict[str, Any]) -> str:
     as they are: ``json.dumps`` scanning every character of them cost a worker a quarter of its
     CPU with 4 KB items (bench/)."""
     if len(value) == 1:
-        (kind, v), = value.items()
+        ((kind, v),) = value.items()
         if kind == "B" and isinstance(v, (bytes, bytearray)):
             return '{"B":"' + base64.b64encode(v).decode("ascii") + '"}'
         if (kind == "S" or kind == "N") and isinstance(v, str):
@@ -74,9 +74,9 @@ def _attr(value: dict[str, Any]) -> str:
 def _request(request: dict[str, Any]) -> str:
     """One WriteRequest (``{"PutRequest": {"Item": {...}}}`` or a DeleteRequest's Key)."""
     if len(request) == 1:
-        (kind, body), = request.items()
+        ((kind, body),) = request.items()
         if isinstance(body, dict) and len(body) == 1:
-            (field, attrs), = body.items()
+            ((field, attrs),) = body.items()
             if isinstance(attrs, dict):
                 inner = ",".join([_quote(n) + ":" + _attr(v) for n, v in attrs.items()])
                 return "".join(('{"', kind, '":{"', field, '":{', inner, "}}}"))
@@ -88,8 +88,10 @@ def encode_body(params: dict[str, Any]) -> bytes:
     parts = []
     for name, value in params.items():
         if name == "RequestItems" and isinstance(value, dict):
-            tables = [_quote(t) + ":[" + ",".join([_request(r) for r in reqs]) + "]"
-                      for t, reqs in value.items()]
+            tables = [
+                _quote(t) + ":[" + ",".join([_request(r) for r in reqs]) + "]"
+                for t, reqs in value.items()
+            ]
             parts.append('"RequestItems":{' + ",".join(tables) + "}")
         else:
             parts.append(_quote(name) + ":" + _dumps(value))
@@ -100,7 +102,7 @@ def _binary(attr: Any) -> Any:
     """A wire attribute value back to the client's shape (``B``/``BS`` as bytes, nested too)."""
     if not isinstance(attr, dict) or len(attr) != 1:
         return attr
-    (kind, v), = attr.items()
+    ((kind, v),) = attr.items()
     if kind == "B":
         return {"B": base64.b64decode(v)}
     if kind == "BS":
@@ -118,7 +120,7 @@ def decode_unprocessed(items: dict[str, list[dict[str, Any]]]) -> dict[str, Any]
     for table, requests in items.items():
         out[table] = []
         for req in requests:
-            (kind, body), = req.items()
+            ((kind, body),) = req.items()
             field = "Item" if kind == "PutRequest" else "Key"
             attrs = {k: _binary(v) for k, v in body[field].items()}
             out[table].append({kind: {field: attrs}})
@@ -142,27 +144,49 @@ class Signer:
             self._keys = {(secret, day): k}  # one day, one secret: the old key is dropped
         return k
 
-    def headers(self, body: bytes, creds: ReadOnlyCredentials, now: datetime.datetime,
-                target: str = TARGET) -> dict[str, str]:
+    def headers(
+        self, body: bytes, creds: ReadOnlyCredentials, now: datetime.datetime, target: str = TARGET
+    ) -> dict[str, str]:
         """The request's headers, ``Authorization`` included."""
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         day = stamp[:8]
-        headers = {"content-type": CONTENT_TYPE, "host": self.host, "x-amz-date": stamp,
-                   "x-amz-target": target}
+        headers = {
+            "content-type": CONTENT_TYPE,
+            "host": self.host,
+            "x-amz-date": stamp,
+            "x-amz-target": target,
+        }
         if creds.token:
             headers["x-amz-security-token"] = creds.token
         names = sorted(headers)
         signed = ";".join(names)
-        canonical = "\n".join([
-            "POST", "/", "", *(f"{n}:{headers[n]}" for n in names), "", signed,
-            hashlib.sha256(body).hexdigest()])
+        canonical = "\n".join(
+            [
+                "POST",
+                "/",
+                "",
+                *(f"{n}:{headers[n]}" for n in names),
+                "",
+                signed,
+                hashlib.sha256(body).hexdigest(),
+            ]
+        )
         scope = f"{day}/{self.region}/{SERVICE}/aws4_request"
-        to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
-                             hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
-        sig = hmac.new(self._key(creds.secret_key or "", day), to_sign.encode("utf-8"),
-                       hashlib.sha256).hexdigest()
-        headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
-                                    f"SignedHeaders={signed}, Signature={sig}")
+        to_sign = "\n".join(
+            [
+                "AWS4-HMAC-SHA256",
+                stamp,
+                scope,
+                hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+            ]
+        )
+        sig = hmac.new(
+            self._key(creds.secret_key or "", day), to_sign.encode("utf-8"), hashlib.sha256
+        ).hexdigest()
+        headers["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+            f"SignedHeaders={signed}, Signature={sig}"
+        )
         return headers
 
 
@@ -173,21 +197,32 @@ def _utcnow() -> datetime.datetime:
 class WireWriter:
     """Sends ``BatchWriteItem`` requests; thread-safe; one per :class:`storage.client.Dynamo`."""
 
-    def __init__(self, endpoint_url: str, region: str, credentials: Credentials | None, *,
-                 max_connections: int, connect_timeout: float, read_timeout: float,
-                 http: Any | None = None, now: Callable[[], datetime.datetime] = _utcnow
-                 ) -> None:
+    def __init__(
+        self,
+        endpoint_url: str,
+        region: str,
+        credentials: Credentials | None,
+        *,
+        max_connections: int,
+        connect_timeout: float,
+        read_timeout: float,
+        http: Any | None = None,
+        now: Callable[[], datetime.datetime] = _utcnow,
+    ) -> None:
         parts = urlsplit(endpoint_url)
         self.url = f"{parts.scheme}://{parts.netloc}/"
         self.credentials = credentials
         self.signer = Signer(region, parts.netloc)
         self.now = now
         # botocore's stubs type these two arguments too narrowly; the runtime takes both.
-        options: Any = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-                        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+        options: Any = [
+            (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        ]
         timeout: Any = (connect_timeout, read_timeout)
-        self.http = http or URLLib3Session(max_pool_connections=max_connections,
-                                           timeout=timeout, socket_options=options)
+        self.http = http or URLLib3Session(
+            max_pool_connections=max_connections, timeout=timeout, socket_options=options
+        )
 
     def _creds(self) -> ReadOnlyCredentials:
         if self.credentials is None:
@@ -203,25 +238,38 @@ class WireWriter:
         content: bytes = resp.content
         crc = resp.headers.get("x-amz-crc32")
         if crc is not None and int(crc) != zlib.crc32(content):
-            raise errors.TransientError("response CRC32 does not match its body",
-                                        operation="BatchWriteItem", code="CRC32Mismatch")
+            raise errors.TransientError(
+                "response CRC32 does not match its body",
+                operation="BatchWriteItem",
+                code="CRC32Mismatch",
+            )
         status = int(resp.status_code)
         try:
             data: dict[str, Any] = json.loads(content) if content else {}
         except ValueError:
             if status == 200:  # not DynamoDB's answer (a proxy?): nothing is known written
-                raise errors.TransientError("BatchWriteItem answered 200 without JSON",
-                                            operation="BatchWriteItem", code="BadResponse"
-                                            ) from None
+                raise errors.TransientError(
+                    "BatchWriteItem answered 200 without JSON",
+                    operation="BatchWriteItem",
+                    code="BadResponse",
+                ) from None
             data = {}
-        meta: Any = {"HTTPStatusCode": status,
-                     "RequestId": resp.headers.get("x-amzn-requestid", "")}
+        meta: Any = {
+            "HTTPStatusCode": status,
+            "RequestId": resp.headers.get("x-amzn-requestid", ""),
+        }
         if status != 200:
             code = str(data.get("__type") or f"HTTP{status}").rpartition("#")[2]
-            message = str(data.get("message") or data.get("Message") or
-                          content[:200].decode("utf-8", "replace") or f"HTTP {status}")
-            raise bex.ClientError({"Error": {"Code": code, "Message": message},
-                                   "ResponseMetadata": meta}, "BatchWriteItem")
+            message = str(
+                data.get("message")
+                or data.get("Message")
+                or content[:200].decode("utf-8", "replace")
+                or f"HTTP {status}"
+            )
+            raise bex.ClientError(
+                {"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta},
+                "BatchWriteItem",
+            )
         if data.get("UnprocessedItems"):
             data["UnprocessedItems"] = decode_unprocessed(data["UnprocessedItems"])
         data["ResponseMetadata"] = meta

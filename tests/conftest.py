@@ -45,14 +45,19 @@ def dynamo_config() -> Iterator[DynamoConfig]:
     """Config for DynamoDB Local: namespace tables ``{SESSION_PREFIX}-{ns}``, schema table
     ``{SESSION_PREFIX}_schemas``. Fails (never skips) with a hint when DynamoDB Local is down;
     deletes this session's tables at the end."""
-    config = replace(DynamoConfig.from_env(), table_prefix=SESSION_PREFIX,
-                     schema_table=f"{SESSION_PREFIX}_schemas")
+    config = replace(
+        DynamoConfig.from_env(),
+        table_prefix=SESSION_PREFIX,
+        schema_table=f"{SESSION_PREFIX}_schemas",
+    )
     client = make_client(config)
     try:
         client.list_tables(Limit=1)
     except (bex.BotoCoreError, bex.ClientError) as exc:
-        pytest.fail(f"DynamoDB is not reachable at {config.where} ({exc}); "
-                    "start it with `make services` or `scripts/dynamodb-local start`")
+        pytest.fail(
+            f"DynamoDB is not reachable at {config.where} ({exc}); "
+            "start it with `make services` or `scripts/dynamodb-local start`"
+        )
     yield config
     for name in _session_tables(client):
         with contextlib.suppress(client.exceptions.ResourceNotFoundException):
@@ -79,6 +84,10 @@ def _never_a_scan() -> Iterator[None]:
     yield
     from storage.metrics import REQUEST_SECONDS
 
-    scans = [s for m in REQUEST_SECONDS.collect() for s in m.samples
-             if s.labels.get("operation") == "Scan"]
+    scans = [
+        s
+        for m in REQUEST_SECONDS.collect()
+        for s in m.samples
+        if s.labels.get("operation") == "Scan"
+    ]
     assert not scans, f"the storage layer issued Scan calls: {scans}"

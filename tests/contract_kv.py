@@ -19,8 +19,15 @@ import pytest
 from storage import MAX_ITEM_BYTES, MAX_SORT_KEY_BYTES, errors
 
 BINARY_KEYS = [b"\xff\xfe", b"\x80abc", b"\x00", b"k\x00\xff", b"\xc3\x28", b"plain", b"\xe2\x82"]
-BINARY_VALUES = [bytes(range(256)), b"\xc3\x28", b"", b"\x00\x00", b"\xff" * 3, b"text",
-                 "é".encode("latin-1")]
+BINARY_VALUES = [
+    bytes(range(256)),
+    b"\xc3\x28",
+    b"",
+    b"\x00\x00",
+    b"\xff" * 3,
+    b"text",
+    "é".encode("latin-1"),
+]
 
 
 def kv_item_overhead(user_id: str, key: bytes) -> int:
@@ -80,8 +87,20 @@ class KvContract:
 
     # -- prefix reads -----------------------------------------------------------------------
     def test_scan_prefix_is_sorted_by_unsigned_key_bytes(self, alice: Any) -> None:
-        keys = [b"a", b"a\x00", b"a\x01", b"a\x7f", b"a\x80", b"a\xff", b"a\xff\x00", b"ab",
-                b"`", b"b", b"\xffa", b"A"]
+        keys = [
+            b"a",
+            b"a\x00",
+            b"a\x01",
+            b"a\x7f",
+            b"a\x80",
+            b"a\xff",
+            b"a\xff\x00",
+            b"ab",
+            b"`",
+            b"b",
+            b"\xffa",
+            b"A",
+        ]
         shuffled = keys[:]
         random.Random(7).shuffle(shuffled)
         for i, key in enumerate(shuffled):
@@ -89,16 +108,16 @@ class KvContract:
         got = [k for k, _ in alice.scan_prefix(b"a")]
         assert got == sorted(k for k in keys if k.startswith(b"a"))
         # unsigned: 0x80 and 0xff sort after 0x7f (a signed-byte order would put them first)
-        assert got == [b"a", b"a\x00", b"a\x01", b"ab", b"a\x7f", b"a\x80", b"a\xff",
-                       b"a\xff\x00"]
+        assert got == [b"a", b"a\x00", b"a\x01", b"ab", b"a\x7f", b"a\x80", b"a\xff", b"a\xff\x00"]
         assert [k for k, _ in alice.scan_prefix(b"")] == sorted(keys)
         assert [k for k, _ in alice.scan_prefix(b"a\xff")] == [b"a\xff", b"a\xff\x00"]
         assert list(alice.scan_prefix(b"zz")) == []
 
     def test_scan_prefix_returns_the_values(self, alice: Any) -> None:
         alice.batch_put([(b"p/%02d" % i, b"value-%d" % i) for i in range(30)] + [(b"q", b"x")])
-        assert list(alice.scan_prefix(b"p/")) == [(b"p/%02d" % i, b"value-%d" % i)
-                                                   for i in range(30)]
+        assert list(alice.scan_prefix(b"p/")) == [
+            (b"p/%02d" % i, b"value-%d" % i) for i in range(30)
+        ]
 
     def test_scan_prefix_limit(self, alice: Any) -> None:
         for i in range(5):
@@ -131,8 +150,13 @@ class KvContract:
 
     def test_batch_put_isolates_invalid_items_and_writes_the_rest(self, alice: Any) -> None:
         big = b"x" * MAX_ITEM_BYTES
-        items = [(b"", b"v"), (b"ok1", b"v1"), (b"k" * (MAX_SORT_KEY_BYTES + 1), b"v"),
-                 (b"big", big), (b"ok2", b"v2")]
+        items = [
+            (b"", b"v"),
+            (b"ok1", b"v1"),
+            (b"k" * (MAX_SORT_KEY_BYTES + 1), b"v"),
+            (b"big", big),
+            (b"ok2", b"v2"),
+        ]
         with pytest.raises(errors.BatchIncompleteError) as info:
             alice.batch_put(items)
         assert sorted(info.value.items) == sorted([items[0], items[2], items[3]])
@@ -173,8 +197,16 @@ class KvContract:
     def test_one_user_never_sees_another_users_items(self, alice: Any, bob: Any) -> None:
         alice.put(b"secret/1", b"alice's")
         alice.put(b"\x00", b"alice's binary")
-        crafted = [b"", b"s", b"secret", b"secret/1", b"\x00", alice.user_id.encode(),
-                   b"#", b"default"]
+        crafted = [
+            b"",
+            b"s",
+            b"secret",
+            b"secret/1",
+            b"\x00",
+            alice.user_id.encode(),
+            b"#",
+            b"default",
+        ]
         for prefix in crafted:
             assert list(bob.scan_prefix(prefix)) == [], prefix
             assert list(bob.scan_keys(prefix)) == [], prefix
@@ -200,8 +232,7 @@ class KvContract:
         alice.put(b"k", b"v6", seq=6)
         assert alice.get(b"k") == b"v6"
 
-    def test_a_sequenced_delete_leaves_a_tombstone_older_puts_cannot_pass(self,
-                                                                         alice: Any) -> None:
+    def test_a_sequenced_delete_leaves_a_tombstone_older_puts_cannot_pass(self, alice: Any) -> None:
         alice.put(b"k", b"v1", seq=1)
         assert alice.delete(b"k", seq=3) is True
         assert alice.get(b"k") is None
@@ -215,8 +246,7 @@ class KvContract:
         assert alice.get(b"k") == b"v5"
 
     # -- namespaces ---------------------------------------------------------------------------
-    def test_open_list_and_delete_a_namespace(self, stores: tuple[Any, Any],
-                                              ns_name: str) -> None:
+    def test_open_list_and_delete_a_namespace(self, stores: tuple[Any, Any], ns_name: str) -> None:
         ns = stores[0]
         kv = ns.open_namespace(ns_name)
         kv.put(b"k", b"v")
@@ -227,14 +257,16 @@ class KvContract:
         assert ns.delete_namespace(ns_name) is False
         assert ns.open_namespace(ns_name).get(b"k") is None
 
-    def test_opening_a_missing_namespace_without_create_fails(self, stores: tuple[Any, Any],
-                                                              ns_name: str) -> None:
+    def test_opening_a_missing_namespace_without_create_fails(
+        self, stores: tuple[Any, Any], ns_name: str
+    ) -> None:
         with pytest.raises(errors.TableNotFoundError) as info:
             stores[0].open_namespace(ns_name + "x", create=False)
         assert ns_name + "x" in str(info.value)
 
-    @pytest.mark.parametrize("bad", ["", "a b", "ns/x", "ns\n", "ns\x00", "é", "x" * 300,
-                                     "semi;colon"])
+    @pytest.mark.parametrize(
+        "bad", ["", "a b", "ns/x", "ns\n", "ns\x00", "é", "x" * 300, "semi;colon"]
+    )
     def test_invalid_namespace_names(self, stores: tuple[Any, Any], bad: str) -> None:
         with pytest.raises(errors.InvalidNamespaceError):
             stores[0].open_namespace(bad)

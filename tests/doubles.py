@@ -11,11 +11,14 @@ from botocore.exceptions import ClientError
 from prometheus_client import REGISTRY
 
 
-def client_error(code: str, operation: str = "PutItem", status: int = 400,
-                 message: str | None = None) -> ClientError:
+def client_error(
+    code: str, operation: str = "PutItem", status: int = 400, message: str | None = None
+) -> ClientError:
     """A botocore ClientError as DynamoDB would produce it."""
-    response: Any = {"Error": {"Code": code, "Message": message or f"{code} happened"},
-                     "ResponseMetadata": {"HTTPStatusCode": status}}
+    response: Any = {
+        "Error": {"Code": code, "Message": message or f"{code} happened"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
     return ClientError(response, operation)
 
 
@@ -33,8 +36,11 @@ class RecordingClient:
     """Wraps a real boto3 client: each API call is recorded as ``(Operation, params)`` and then
     made. ``tweak`` maps an operation to a function rewriting its params (e.g. adding Limit)."""
 
-    def __init__(self, client: Any,
-                 tweak: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None):
+    def __init__(
+        self,
+        client: Any,
+        tweak: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+    ):
         self._client = client
         self._tweak = tweak or {}
         self._lock = threading.Lock()
@@ -52,6 +58,7 @@ class RecordingClient:
             with self._lock:
                 self.calls.append((operation, params))
             return attr(**params)
+
         return call
 
     def ops(self) -> list[str]:
@@ -86,6 +93,7 @@ class FakeClient:
             with self._lock:
                 self.calls.append((operation, params))
             return self.handlers[operation](**params)
+
         return call
 
     def ops(self) -> list[str]:

@@ -27,12 +27,19 @@ class CeleryEnqueuer:
 
     def _send(self, name: str, message: dict[str, Any], queue: str, countdown: float) -> None:
         try:
-            self.app.send_task(name, args=[message], queue=queue,
-                               countdown=countdown if countdown > 0 else None,
-                               serializer="json")
+            self.app.send_task(
+                name,
+                args=[message],
+                queue=queue,
+                countdown=countdown if countdown > 0 else None,
+                serializer="json",
+            )
         except OperationalError as exc:
-            raise BackendUnavailableError(f"broker unreachable: {type(exc).__name__}",
-                                          operation="Enqueue", code="BrokerUnavailable") from None
+            raise BackendUnavailableError(
+                f"broker unreachable: {type(exc).__name__}",
+                operation="Enqueue",
+                code="BrokerUnavailable",
+            ) from None
 
     def segment(self, seg: Segment, countdown: float = 0.0) -> None:
         if self.payloads is None:

@@ -47,16 +47,22 @@ REDIS_TIMEOUT_SECONDS = 3.0
 
 
 def _client(url: str) -> redis.Redis[Any]:
-    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+    return redis.Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+    )
 
 
 class PipelineCollector(Collector):
     """A custom collector: reads Redis on each ``collect()`` (each scrape), keeps no state."""
 
-    def __init__(self, broker: redis.Redis[Any], ledger: Ledger, *,
-                 queues: Sequence[str] = celeryconfig.QUEUES,
-                 job_limit: int = DEFAULT_JOB_LIMIT) -> None:
+    def __init__(
+        self,
+        broker: redis.Redis[Any],
+        ledger: Ledger,
+        *,
+        queues: Sequence[str] = celeryconfig.QUEUES,
+        job_limit: int = DEFAULT_JOB_LIMIT,
+    ) -> None:
         self.broker = broker
         self.ledger = ledger
         self.queues = tuple(queues)
@@ -91,9 +97,11 @@ class PipelineCollector(Collector):
         yield self._unacked(unacked)
         yield jobs
         yield self._up(1.0)
-        yield GaugeMetricFamily("datafold_exporter_scrape_seconds",
-                                "Time the last scrape spent reading Redis, seconds.",
-                                value=time.perf_counter() - start)
+        yield GaugeMetricFamily(
+            "datafold_exporter_scrape_seconds",
+            "Time the last scrape spent reading Redis, seconds.",
+            value=time.perf_counter() - start,
+        )
 
     def _read_broker(self) -> tuple[dict[str, int], int]:
         pipe = self.broker.pipeline(transaction=False)
@@ -103,30 +111,41 @@ class PipelineCollector(Collector):
         pipe.hlen(keys.broker_unacked())
         replies = pipe.execute()
         per = len(keys.broker_queue_lists(""))
-        depths = {q: sum(replies[i * per:(i + 1) * per]) for i, q in enumerate(self.queues)}
+        depths = {q: sum(replies[i * per : (i + 1) * per]) for i, q in enumerate(self.queues)}
         return depths, int(replies[-1])
 
     @staticmethod
     def _depth() -> GaugeMetricFamily:
-        return GaugeMetricFamily("datafold_queue_depth",
-                                 "Messages waiting in a Celery queue (not yet taken by a "
-                                 "worker).", labels=["queue"])
+        return GaugeMetricFamily(
+            "datafold_queue_depth",
+            "Messages waiting in a Celery queue (not yet taken by a worker).",
+            labels=["queue"],
+        )
 
     @staticmethod
     def _unacked(value: float | None = None) -> GaugeMetricFamily:
-        return GaugeMetricFamily("datafold_queue_unacked",
-                                 "Messages taken by workers and not yet acknowledged (running, "
-                                 "prefetched or waiting for a requeue countdown).", value=value)
+        return GaugeMetricFamily(
+            "datafold_queue_unacked",
+            "Messages taken by workers and not yet acknowledged (running, "
+            "prefetched or waiting for a requeue countdown).",
+            value=value,
+        )
 
     @staticmethod
     def _jobs() -> GaugeMetricFamily:
-        return GaugeMetricFamily("datafold_jobs", "Jobs per state among the most recent ones "
-                                 "the ledger still holds.", labels=["state"])
+        return GaugeMetricFamily(
+            "datafold_jobs",
+            "Jobs per state among the most recent ones the ledger still holds.",
+            labels=["state"],
+        )
 
     @staticmethod
     def _up(value: float | None = None) -> GaugeMetricFamily:
-        return GaugeMetricFamily("datafold_redis_up", "1 if the last scrape could read Redis "
-                                 "(queues and ledger), 0 if not.", value=value)
+        return GaugeMetricFamily(
+            "datafold_redis_up",
+            "1 if the last scrape could read Redis (queues and ledger), 0 if not.",
+            value=value,
+        )
 
 
 def serve(cfg: PipelineConfig, port: int, addr: str) -> tuple[Any, threading.Thread]:
@@ -140,17 +159,24 @@ def serve(cfg: PipelineConfig, port: int, addr: str) -> tuple[Any, threading.Thr
 def main(argv: Sequence[str] | None = None) -> int:
     """``datafold-exporter``: serve until SIGTERM or SIGINT; exit 0."""
     cfg = PipelineConfig.from_env()
-    ap = argparse.ArgumentParser(prog="datafold-exporter", description="Queue depth and job "
-                                 "states of datafold-dynamo for Prometheus (no worker needed).")
+    ap = argparse.ArgumentParser(
+        prog="datafold-exporter",
+        description="Queue depth and job "
+        "states of datafold-dynamo for Prometheus (no worker needed).",
+    )
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    ap.add_argument("--addr", default=cfg.metrics_addr,
-                    help="address to bind (default DATAFOLD_METRICS_ADDR, 127.0.0.1)")
+    ap.add_argument(
+        "--addr",
+        default=cfg.metrics_addr,
+        help="address to bind (default DATAFOLD_METRICS_ADDR, 127.0.0.1)",
+    )
     a = ap.parse_args(argv)
     server, _ = serve(cfg, a.port, a.addr)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(f"datafold-exporter: serving http://{a.addr}:{server.server_port}/metrics", flush=True)

@@ -88,8 +88,9 @@ BROKER_PRIORITY_STEPS = (0, 3, 6, 9)
 def broker_queue_lists(queue: str) -> tuple[str, ...]:
     """Lists holding a Celery queue's waiting messages: the queue's own name, plus kombu's
     priority sub-queues (``bulk\\x06\\x163`` ...), empty unless priorities are used."""
-    return tuple(queue if p == 0 else f"{queue}{BROKER_PRIORITY_SEP}{p}"
-                 for p in BROKER_PRIORITY_STEPS)
+    return tuple(
+        queue if p == 0 else f"{queue}{BROKER_PRIORITY_SEP}{p}" for p in BROKER_PRIORITY_STEPS
+    )
 
 
 def broker_unacked() -> str:

@@ -27,8 +27,7 @@ from worker import keys
 FINAL_STATES = frozenset({"succeeded", "partial", "failed"})
 STATES = ("queued", "running", "succeeded", "partial", "failed")
 MAX_REJECTED_KEPT = 1000
-_COUNTERS = ("items", "written", "deleted", "dead_lettered", "superseded", "rejected",
-             "requeues")
+_COUNTERS = ("items", "written", "deleted", "dead_lettered", "superseded", "rejected", "requeues")
 
 
 @dataclass(frozen=True)
@@ -42,15 +41,27 @@ class DeadLetter:
     namespace: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"key": self.key.hex(), "value": None if self.value is None
-                           else self.value.hex(), "reason": self.reason, "code": self.code,
-                           "namespace": self.namespace}, separators=(",", ":"))
+        return json.dumps(
+            {
+                "key": self.key.hex(),
+                "value": None if self.value is None else self.value.hex(),
+                "reason": self.reason,
+                "code": self.code,
+                "namespace": self.namespace,
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> DeadLetter:
         d = json.loads(raw)
-        return cls(bytes.fromhex(d["key"]), None if d["value"] is None else
-                   bytes.fromhex(d["value"]), d["reason"], d["code"], d.get("namespace"))
+        return cls(
+            bytes.fromhex(d["key"]),
+            None if d["value"] is None else bytes.fromhex(d["value"]),
+            d["reason"],
+            d["code"],
+            d.get("namespace"),
+        )
 
 
 @dataclass(frozen=True)
@@ -104,8 +115,13 @@ def new_job_id() -> str:
 class Ledger:
     """Job bookkeeping on a Redis client (``decode_responses=False``)."""
 
-    def __init__(self, client: redis.Redis[Any], *, ttl: int = 7 * 24 * 3600,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: redis.Redis[Any],
+        *,
+        ttl: int = 7 * 24 * 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.r = client
         self.ttl = ttl
         self.clock = clock
@@ -113,32 +129,49 @@ class Ledger:
         self._script = client.register_script(source)
 
     def _keys(self, job_id: str) -> list[str]:
-        return [keys.job(job_id), keys.job_done_segments(job_id),
-                keys.job_planned_segments(job_id), keys.job_dead_letters(job_id),
-                keys.job_order(job_id), keys.job_deliveries(job_id)]
+        return [
+            keys.job(job_id),
+            keys.job_done_segments(job_id),
+            keys.job_planned_segments(job_id),
+            keys.job_dead_letters(job_id),
+            keys.job_order(job_id),
+            keys.job_deliveries(job_id),
+        ]
 
     def _run(self, job_id: str, *args: Any) -> Any:
         try:
             return self._script(keys=self._keys(job_id), args=list(args))
         except redis.ConnectionError as exc:
-            raise BackendUnavailableError(f"ledger unreachable: {type(exc).__name__}",
-                                          operation="Ledger", code="RedisUnavailable") from None
+            raise BackendUnavailableError(
+                f"ledger unreachable: {type(exc).__name__}",
+                operation="Ledger",
+                code="RedisUnavailable",
+            ) from None
 
     def _guard(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except redis.ConnectionError as exc:
-            raise BackendUnavailableError(f"ledger unreachable: {type(exc).__name__}",
-                                          operation="Ledger", code="RedisUnavailable") from None
+            raise BackendUnavailableError(
+                f"ledger unreachable: {type(exc).__name__}",
+                operation="Ledger",
+                code="RedisUnavailable",
+            ) from None
 
     # -- producer side --------------------------------------------------------------------
-    def create(self, job_id: str, *, kind: str, namespace: str = "", user_id: str = "",
-               **extra: str) -> None:
+    def create(
+        self, job_id: str, *, kind: str, namespace: str = "", user_id: str = "", **extra: str
+    ) -> None:
         now = self.clock()
         fields: dict[str | bytes, str] = {
-            "id": job_id, "state": "queued", "kind": kind, "namespace": namespace,
-            "user_id": user_id, "created_at": repr(now),
-            **{f"x_{k}": v for k, v in extra.items()}}
+            "id": job_id,
+            "state": "queued",
+            "kind": kind,
+            "namespace": namespace,
+            "user_id": user_id,
+            "created_at": repr(now),
+            **{f"x_{k}": v for k, v in extra.items()},
+        }
 
         def go() -> None:
             pipe = self.r.pipeline()
@@ -147,6 +180,7 @@ class Ledger:
             pipe.zadd(keys.jobs_index(), {job_id: now})
             pipe.zremrangebyscore(keys.jobs_index(), 0, now - self.ttl)
             pipe.execute()
+
         self._guard(go)
 
     def plan(self, job_id: str, segment: str, items: int) -> None:
@@ -161,18 +195,19 @@ class Ledger:
         """Keep (at most 1000) rejected input lines for display."""
         payload = [json.dumps({"line": n, "reason": r}) for n, r in lines]
         if payload:
+
             def go() -> None:
                 pipe = self.r.pipeline()
                 pipe.rpush(keys.job_rejected(job_id), *payload)
                 pipe.ltrim(keys.job_rejected(job_id), 0, MAX_REJECTED_KEPT - 1)
                 pipe.expire(keys.job_rejected(job_id), self.ttl)
                 pipe.execute()
+
             self._guard(go)
 
     # -- worker side ----------------------------------------------------------------------
     def is_done(self, job_id: str, segment: str) -> bool:
-        return bool(self._guard(lambda: self.r.sismember(keys.job_done_segments(job_id),
-                                                          segment)))
+        return bool(self._guard(lambda: self.r.sismember(keys.job_done_segments(job_id), segment)))
 
     def next_index(self, job_id: str, partition: str) -> int:
         raw = self._guard(lambda: self.r.hget(keys.job_order(job_id), partition))
@@ -182,13 +217,35 @@ class Ledger:
         """Count one delivery of ``segment``; mark the job running. Returns deliveries so far."""
         return int(self._run(job_id, "deliver", segment, repr(self.clock()), self.ttl))
 
-    def finish(self, job_id: str, segment: str, *, written: int = 0, deleted: int = 0,
-               superseded: int = 0, dead: Iterable[DeadLetter] = (), child: str | None = None,
-               partition: str | None = None, next_index: int = 0) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        segment: str,
+        *,
+        written: int = 0,
+        deleted: int = 0,
+        superseded: int = 0,
+        dead: Iterable[DeadLetter] = (),
+        child: str | None = None,
+        partition: str | None = None,
+        next_index: int = 0,
+    ) -> bool:
         """Record a finished segment exactly once. False if it was already recorded."""
         letters = [d.to_json() for d in dead]
-        res = self._run(job_id, "finish", segment, written, deleted, superseded, child or "",
-                        partition or "", next_index, repr(self.clock()), self.ttl, *letters)
+        res = self._run(
+            job_id,
+            "finish",
+            segment,
+            written,
+            deleted,
+            superseded,
+            child or "",
+            partition or "",
+            next_index,
+            repr(self.clock()),
+            self.ttl,
+            *letters,
+        )
         return bool(res)
 
     # -- reading --------------------------------------------------------------------------
@@ -200,10 +257,12 @@ class Ledger:
             pipe.scard(keys.job_done_segments(job_id))
             h, planned, done = pipe.execute()
             return h, planned, done
+
         h, planned, done = self._guard(go)
         if not h:
-            raise JobNotFoundError(f"no job {job_id!r} (unknown, or its results expired)",
-                                   operation="JobStatus")
+            raise JobNotFoundError(
+                f"no job {job_id!r} (unknown, or its results expired)", operation="JobStatus"
+            )
         d = {k.decode(): v.decode() for k, v in h.items()}
 
         def num(name: str) -> int:
@@ -211,11 +270,18 @@ class Ledger:
 
         def ts(name: str) -> float | None:
             return float(d[name]) if d.get(name) else None
+
         return JobStatus(
-            id=job_id, state=d.get("state", "queued"), kind=d.get("kind", ""),
-            namespace=d.get("namespace", ""), user_id=d.get("user_id", ""),
-            **{c: num(c) for c in _COUNTERS}, segments_planned=planned, segments_done=done,
-            created_at=ts("created_at") or 0.0, started_at=ts("started_at"),
+            id=job_id,
+            state=d.get("state", "queued"),
+            kind=d.get("kind", ""),
+            namespace=d.get("namespace", ""),
+            user_id=d.get("user_id", ""),
+            **{c: num(c) for c in _COUNTERS},
+            segments_planned=planned,
+            segments_done=done,
+            created_at=ts("created_at") or 0.0,
+            started_at=ts("started_at"),
             finished_at=ts("finished_at"),
             extra={k[2:]: v for k, v in d.items() if k.startswith("x_")},
         )
@@ -223,8 +289,9 @@ class Ledger:
     def dead_letters(self, job_id: str, *, batch: int = 500) -> Iterator[DeadLetter]:
         start = 0
         while True:
-            chunk = self._guard(partial(self.r.lrange, keys.job_dead_letters(job_id), start,
-                                        start + batch - 1))
+            chunk = self._guard(
+                partial(self.r.lrange, keys.job_dead_letters(job_id), start, start + batch - 1)
+            )
             for raw in chunk:
                 yield DeadLetter.from_json(raw)
             if len(chunk) < batch:

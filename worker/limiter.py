@@ -133,10 +133,19 @@ class BucketParams:
 
     def argv(self) -> list[str]:
         """ARGV[6..16] of the Lua script, in its order."""
-        return [repr(self.ceiling), repr(self.floor), repr(self.burst_seconds),
-                str(max(1, round(self.ttl_seconds * 1000))), repr(self.window),
-                repr(self.cut_window), repr(self.beta), repr(self.fallback_beta),
-                repr(self.alpha), repr(self.min_span), repr(self.ahead)]
+        return [
+            repr(self.ceiling),
+            repr(self.floor),
+            repr(self.burst_seconds),
+            str(max(1, round(self.ttl_seconds * 1000))),
+            repr(self.window),
+            repr(self.cut_window),
+            repr(self.beta),
+            repr(self.fallback_beta),
+            repr(self.alpha),
+            repr(self.min_span),
+            repr(self.ahead),
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +184,16 @@ class BucketBackend(Protocol):
     """Where buckets live: ``worker.limiter_redis`` (shared by every process, production) or
     ``worker.limiter_memory`` (one process: tests, local runs)."""
 
-    def run(self, table: str, op: Op, params: BucketParams, *, units: float = 0.0,
-            throttled: bool = False, charge: float = 0.0) -> BucketReply:
+    def run(
+        self,
+        table: str,
+        op: Op,
+        params: BucketParams,
+        *,
+        units: float = 0.0,
+        throttled: bool = False,
+        charge: float = 0.0,
+    ) -> BucketReply:
         """Apply ``op`` to the table's bucket atomically and return its state after it."""
         ...
 
@@ -208,8 +225,12 @@ class RateLimiter:
     ) -> None:
         if not capacity >= 0:
             raise ConfigError(f"limiter capacity must be 0 (adaptive) or more, not {capacity}")
-        for name, value in (("max_capacity", max_capacity), ("min_capacity", min_capacity),
-                            ("burst_seconds", burst_seconds), ("idle_ttl", idle_ttl)):
+        for name, value in (
+            ("max_capacity", max_capacity),
+            ("min_capacity", min_capacity),
+            ("burst_seconds", burst_seconds),
+            ("idle_ttl", idle_ttl),
+        ):
             if not value > 0:
                 raise ConfigError(f"limiter {name} must be greater than 0, not {value}")
         if backend is None:
@@ -219,8 +240,12 @@ class RateLimiter:
 
             backend = RedisBucketBackend(redis_client)
         ceiling = capacity if capacity > 0 else max_capacity
-        self.params = BucketParams(ceiling=ceiling, floor=min(min_capacity, ceiling),
-                                   burst_seconds=burst_seconds, ttl_seconds=idle_ttl)
+        self.params = BucketParams(
+            ceiling=ceiling,
+            floor=min(min_capacity, ceiling),
+            burst_seconds=burst_seconds,
+            ttl_seconds=idle_ttl,
+        )
         self._backend = backend
         self._sleep = sleep
         self._clock = clock
@@ -231,17 +256,24 @@ class RateLimiter:
         self._pending_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, redis_client: Redis[Any], config: PipelineConfig,
-                    **kwargs: Any) -> RateLimiter:
+    def from_config(
+        cls, redis_client: Redis[Any], config: PipelineConfig, **kwargs: Any
+    ) -> RateLimiter:
         """Build from ``DATAFOLD_WRITE_CAPACITY`` / ``_MAX_`` / ``_MIN_WRITE_CAPACITY``."""
-        return cls(redis_client, capacity=config.write_capacity,
-                   max_capacity=config.max_write_capacity,
-                   min_capacity=config.min_write_capacity, **kwargs)
+        return cls(
+            redis_client,
+            capacity=config.write_capacity,
+            max_capacity=config.max_write_capacity,
+            min_capacity=config.min_write_capacity,
+            **kwargs,
+        )
 
     def __repr__(self) -> str:
         p = self.params
-        return (f"RateLimiter(ceiling={p.ceiling} WCU/s, floor={p.floor} WCU/s, "
-                f"burst={p.burst_seconds}s)")
+        return (
+            f"RateLimiter(ceiling={p.ceiling} WCU/s, floor={p.floor} WCU/s, "
+            f"burst={p.burst_seconds}s)"
+        )
 
     def acquire(self, table: str, units: float) -> float:
         """Block until ``units`` WCU may be spent on ``table``; return the seconds waited.
@@ -279,8 +311,9 @@ class RateLimiter:
             return Grant(True, max(0.0, reply.wait))
         return Grant(False, max(RETRY_FLOOR_SECONDS, reply.wait))
 
-    def feedback(self, table: str, *, units: float, throttled: bool,
-                 charged: float | None = None) -> None:
+    def feedback(
+        self, table: str, *, units: float, throttled: bool, charged: float | None = None
+    ) -> None:
         """Report the WCU a call consumed and whether it was throttled or partly refused.
 
         The bucket is charged the difference between ``units`` (really consumed: indexes cost
@@ -293,8 +326,7 @@ class RateLimiter:
         granted = self._granted.__dict__.pop(table, 0.0) if charged is None else charged
         if units == 0 and granted == 0 and not throttled:
             return
-        if (throttled or self._coalesce <= 0
-                or self._rates.get(table, 0.0) < self.params.ceiling):
+        if throttled or self._coalesce <= 0 or self._rates.get(table, 0.0) < self.params.ceiling:
             self.flush(table)
         else:
             now = self._clock()
@@ -317,8 +349,9 @@ class RateLimiter:
             self._report(t, units, False, charge)
 
     def _report(self, table: str, units: float, throttled: bool, charge: float) -> None:
-        reply = self._backend.run(table, "feedback", self.params, units=units,
-                                  throttled=throttled, charge=charge)
+        reply = self._backend.run(
+            table, "feedback", self.params, units=units, throttled=throttled, charge=charge
+        )
         self._rates[table] = reply.rate
         RATE_WCU.labels(table).set(reply.rate)
         if reply.cut:
@@ -333,7 +366,14 @@ class RateLimiter:
         """The table's bucket now, for metrics and tests (changes nothing but what is pending)."""
         self.flush(table)
         r = self._backend.run(table, "state", self.params)
-        return {"rate": r.rate, "tokens": r.tokens, "bucket": r.rate * self.params.burst_seconds,
-                "ceiling": self.params.ceiling, "floor": self.params.floor,
-                "window_units": r.window_units, "prev_units": r.prev_units,
-                "prev_span": r.prev_span, "last_cut": r.last_cut}
+        return {
+            "rate": r.rate,
+            "tokens": r.tokens,
+            "bucket": r.rate * self.params.burst_seconds,
+            "ceiling": self.params.ceiling,
+            "floor": self.params.floor,
+            "window_units": r.window_units,
+            "prev_units": r.prev_units,
+            "prev_span": r.prev_span,
+            "last_cut": r.last_cut,
+        }

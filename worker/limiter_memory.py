@@ -42,8 +42,16 @@ class MemoryBucketBackend:
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
 
-    def run(self, table: str, op: Op, params: BucketParams, *, units: float = 0.0,
-            throttled: bool = False, charge: float = 0.0) -> BucketReply:
+    def run(
+        self,
+        table: str,
+        op: Op,
+        params: BucketParams,
+        *,
+        units: float = 0.0,
+        throttled: bool = False,
+        charge: float = 0.0,
+    ) -> BucketReply:
         with self._lock:
             now = self._clock()
             stored = self._buckets.get(table)
@@ -53,9 +61,19 @@ class MemoryBucketBackend:
             if stored is None:
                 b = _Bucket(tokens=p.ceiling * p.burst_seconds, ts=now, rate=p.ceiling, win=now)
             else:
-                b = _Bucket(stored.tokens, stored.ts, stored.rate, stored.win, stored.used,
-                            stored.thr, stored.pu, stored.pd, stored.cut, stored.nw,
-                            cu=stored.cu)
+                b = _Bucket(
+                    stored.tokens,
+                    stored.ts,
+                    stored.rate,
+                    stored.win,
+                    stored.used,
+                    stored.thr,
+                    stored.pu,
+                    stored.pd,
+                    stored.cut,
+                    stored.nw,
+                    cu=stored.cu,
+                )
             b.rate = min(p.ceiling, max(p.floor, b.rate))
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
             b.ts = max(b.ts, now)
@@ -96,12 +114,12 @@ class MemoryBucketBackend:
                         measured = True
                     target = max(p.floor, target)
                     if now - b.cut >= p.cut_window or (
-                            measured and target < b.rate * p.fallback_beta):
+                        measured and target < b.rate * p.fallback_beta
+                    ):
                         b.rate = target
                         b.tokens = min(b.tokens, 0.0) - b.rate * p.ahead
                         b.cut, did_cut, b.cu = now, True, 0.0
             if op != "state":
                 b.touched = now
                 self._buckets[table] = b
-            return BucketReply(wait, b.rate, b.tokens, did_cut, b.used, b.pu, b.pd, b.cut,
-                               granted)
+            return BucketReply(wait, b.rate, b.tokens, did_cut, b.used, b.pu, b.pd, b.cut, granted)

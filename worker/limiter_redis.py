@@ -37,18 +37,33 @@ class RedisBucketBackend:
         self._script = client.register_script(_SCRIPT)
         self._now = now
 
-    def run(self, table: str, op: Op, params: BucketParams, *, units: float = 0.0,
-            throttled: bool = False, charge: float = 0.0) -> BucketReply:
+    def run(
+        self,
+        table: str,
+        op: Op,
+        params: BucketParams,
+        *,
+        units: float = 0.0,
+        throttled: bool = False,
+        charge: float = 0.0,
+    ) -> BucketReply:
         now = "" if self._now is None else repr(self._now())
-        args = [op, now, repr(float(units)), "1" if throttled else "0", repr(float(charge)),
-                *params.argv()]
+        args = [
+            op,
+            now,
+            repr(float(units)),
+            "1" if throttled else "0",
+            repr(float(charge)),
+            *params.argv(),
+        ]
         try:
             raw = self._script(keys=[keys.limiter_bucket(table)], args=args)
         except RedisError as exc:
             raise BackendUnavailableError(
                 f"rate limiter cannot use Redis at {self.where} ({type(exc).__name__}); "
                 "refusing to write without the limit",
-                operation=f"RateLimiter.{op}", table=table,
+                operation=f"RateLimiter.{op}",
+                table=table,
             ) from exc
         return BucketReply.parse(raw)
 

@@ -48,9 +48,18 @@ class Segment:
         return self.count if self.ops is None else len(self.ops)
 
     def to_message(self) -> dict[str, Any]:
-        m = {"v": SEGMENT_VERSION, "job": self.job, "seg": self.seg, "target": self.target,
-             "ns": self.ns, "user": self.user, "part": self.part, "idx": self.idx,
-             "attempt": self.attempt, "n": self.n}
+        m = {
+            "v": SEGMENT_VERSION,
+            "job": self.job,
+            "seg": self.seg,
+            "target": self.target,
+            "ns": self.ns,
+            "user": self.user,
+            "part": self.part,
+            "idx": self.idx,
+            "attempt": self.attempt,
+            "n": self.n,
+        }
         if self.ops is not None:
             m["ops"] = [[b64(k), None if v is None else b64(v)] for k, v in self.ops]
         return m
@@ -59,12 +68,23 @@ class Segment:
     def from_message(cls, m: dict[str, Any]) -> Segment:
         if m.get("v") not in READABLE_SEGMENT_VERSIONS:
             raise ValueError(f"unsupported segment message version {m.get('v')!r}")
-        ops = None if m.get("ops") is None else [
-            (unb64(k), None if v is None else unb64(v)) for k, v in m["ops"]]
-        return cls(job=m["job"], seg=m["seg"], target=m["target"], ns=m.get("ns"),
-                   user=m["user"], part=m.get("part"), idx=int(m.get("idx", 0)),
-                   attempt=int(m.get("attempt", 0)), ops=ops,
-                   count=int(m.get("n", 0)) if ops is None else 0)
+        ops = (
+            None
+            if m.get("ops") is None
+            else [(unb64(k), None if v is None else unb64(v)) for k, v in m["ops"]]
+        )
+        return cls(
+            job=m["job"],
+            seg=m["seg"],
+            target=m["target"],
+            ns=m.get("ns"),
+            user=m["user"],
+            part=m.get("part"),
+            idx=int(m.get("idx", 0)),
+            attempt=int(m.get("attempt", 0)),
+            ops=ops,
+            count=int(m.get("n", 0)) if ops is None else 0,
+        )
 
     def without_ops(self) -> Segment:
         """The same segment, its items left to the payload store."""
@@ -77,8 +97,9 @@ class Segment:
 
     def child(self, ops: list[tuple[bytes, bytes | None]]) -> Segment:
         """The requeued remainder: same place in the order, one more attempt."""
-        return replace(self, seg=f"{self.seg}.r{self.attempt + 1}", ops=ops,
-                       attempt=self.attempt + 1)
+        return replace(
+            self, seg=f"{self.seg}.r{self.attempt + 1}", ops=ops, attempt=self.attempt + 1
+        )
 
 
 @dataclass(frozen=True)
@@ -94,15 +115,28 @@ class SingleWrite:
     attempt: int = 0
 
     def to_message(self) -> dict[str, Any]:
-        return {"v": MESSAGE_VERSION, "job": self.job, "ns": self.ns, "user": self.user,
-                "key": b64(self.key), "value": None if self.value is None else b64(self.value),
-                "seq": self.seq, "attempt": self.attempt}
+        return {
+            "v": MESSAGE_VERSION,
+            "job": self.job,
+            "ns": self.ns,
+            "user": self.user,
+            "key": b64(self.key),
+            "value": None if self.value is None else b64(self.value),
+            "seq": self.seq,
+            "attempt": self.attempt,
+        }
 
     @classmethod
     def from_message(cls, m: dict[str, Any]) -> SingleWrite:
-        return cls(job=m["job"], ns=m["ns"], user=m["user"], key=unb64(m["key"]),
-                   value=None if m["value"] is None else unb64(m["value"]), seq=int(m["seq"]),
-                   attempt=int(m.get("attempt", 0)))
+        return cls(
+            job=m["job"],
+            ns=m["ns"],
+            user=m["user"],
+            key=unb64(m["key"]),
+            value=None if m["value"] is None else unb64(m["value"]),
+            seq=int(m["seq"]),
+            attempt=int(m.get("attempt", 0)),
+        )
 
 
 @dataclass(frozen=True)

@@ -61,14 +61,16 @@ def clear_multiproc_dir(path: str | Path) -> int:
     return len(stale)
 
 
-def build_registry(cfg: PipelineConfig,
-                   collector: PipelineCollector | None = None) -> CollectorRegistry:
+def build_registry(
+    cfg: PipelineConfig, collector: PipelineCollector | None = None
+) -> CollectorRegistry:
     """The registry a worker serves: a multiprocess one over ``metrics_multiproc_dir`` when set,
     else the process's default registry; plus ``collector`` (queue depth, job states)."""
     if cfg.metrics_multiproc_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
-            registry, path=cfg.metrics_multiproc_dir)
+            registry, path=cfg.metrics_multiproc_dir
+        )
     else:
         registry = REGISTRY
     if collector is not None:
@@ -87,16 +89,22 @@ def start(cfg: PipelineConfig, pool: str = "threads") -> Any:
             return _server
         if cfg.metrics_multiproc_dir:
             n = clear_multiproc_dir(cfg.metrics_multiproc_dir)
-            log.info("metrics: multiprocess mode in %s (%d stale files deleted)",
-                     cfg.metrics_multiproc_dir, n)
+            log.info(
+                "metrics: multiprocess mode in %s (%d stale files deleted)",
+                cfg.metrics_multiproc_dir,
+                n,
+            )
         elif pool == "prefork":
-            log.error("metrics: the prefork pool runs tasks in child processes; without "
-                      "PROMETHEUS_MULTIPROC_DIR their metrics are not served")
+            log.error(
+                "metrics: the prefork pool runs tasks in child processes; without "
+                "PROMETHEUS_MULTIPROC_DIR their metrics are not served"
+            )
         collector = PipelineCollector.from_config(cfg)
         registry = build_registry(cfg, collector)
         try:
-            _server, _ = start_http_server(cfg.metrics_port, addr=cfg.metrics_addr,
-                                           registry=registry)
+            _server, _ = start_http_server(
+                cfg.metrics_port, addr=cfg.metrics_addr, registry=registry
+            )
         except BaseException:
             registry.unregister(collector)
             raise
@@ -137,4 +145,5 @@ def _on_process_shutdown(pid: int | None = None, **_: Any) -> None:
     if cfg.metrics_multiproc_dir and pid is not None:
         # Drops the exited child's live gauges; its counters stay counted.
         multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
-            pid, cfg.metrics_multiproc_dir)
+            pid, cfg.metrics_multiproc_dir
+        )

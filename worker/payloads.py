@@ -71,12 +71,12 @@ def decode(blob: bytes) -> list[Op]:
         while pos < end:
             klen, vlen = unpack(blob, pos)
             pos += 8
-            key = blob[pos:pos + klen]
+            key = blob[pos : pos + klen]
             pos += klen
             if vlen == DELETE:
                 out.append((key, None))
                 continue
-            out.append((key, blob[pos:pos + vlen]))
+            out.append((key, blob[pos : pos + vlen]))
             pos += vlen
     except struct.error:
         raise PayloadError("segment payload truncated") from None
@@ -92,8 +92,14 @@ class PayloadStore:
         self.r = client
         self.ttl = ttl
 
-    def sent(self, job: str, seg: str, message: dict[str, Any], due: float,
-             ops: Sequence[Op] | None = None) -> None:
+    def sent(
+        self,
+        job: str,
+        seg: str,
+        message: dict[str, Any],
+        due: float,
+        ops: Sequence[Op] | None = None,
+    ) -> None:
         """Journal a segment's message (sent, or about to be), due at ``due`` (epoch s), and
         store its items first when given (one round trip)."""
         member = json.dumps([job, seg])
@@ -106,8 +112,10 @@ class PayloadStore:
 
     def overdue(self, before: float, limit: int) -> list[tuple[str, str, dict[str, Any]]]:
         """Journalled segments due before ``before``: (job, segment, message), oldest first."""
-        members = self._do("journal", lambda: self.r.zrangebyscore(
-            keys.segments_due(), "-inf", before, start=0, num=limit))
+        members = self._do(
+            "journal",
+            lambda: self.r.zrangebyscore(keys.segments_due(), "-inf", before, start=0, num=limit),
+        )
         if not members:
             return []
         raws = self._do("journal", lambda: self.r.hmget(keys.segment_messages(), members))
@@ -125,8 +133,9 @@ class PayloadStore:
 
     def forget_older(self, before: float) -> int:
         """Drop journal entries due before ``before`` (their job's results have expired)."""
-        members = self._do("journal", lambda: self.r.zrangebyscore(
-            keys.segments_due(), "-inf", before))
+        members = self._do(
+            "journal", lambda: self.r.zrangebyscore(keys.segments_due(), "-inf", before)
+        )
         if members:
             pipe = self.r.pipeline(transaction=False)
             pipe.zrem(keys.segments_due(), *members)
@@ -150,4 +159,6 @@ class PayloadStore:
         except RedisError as exc:
             raise BackendUnavailableError(
                 f"segment payload {what}: Redis unreachable ({type(exc).__name__})",
-                operation=f"Payload.{what}", code="RedisUnavailable") from exc
+                operation=f"Payload.{what}",
+                code="RedisUnavailable",
+            ) from exc

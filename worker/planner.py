@@ -35,8 +35,14 @@ def chunked(it: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
 
 
 class Planner:
-    def __init__(self, *, store: DynamoNamespacedStore, ledger: Ledger, enqueue: Enqueuer,
-                 cfg: PipelineConfig) -> None:
+    def __init__(
+        self,
+        *,
+        store: DynamoNamespacedStore,
+        ledger: Ledger,
+        enqueue: Enqueuer,
+        cfg: PipelineConfig,
+    ) -> None:
         self.store = store
         self.ledger = ledger
         self.enqueue = enqueue
@@ -44,19 +50,27 @@ class Planner:
 
     def _schema_names(self, user: str) -> Iterator[bytes]:
         try:
-            schemas = DynamoSchemaStore(self.store.config, user, dynamo=self.store.dynamo,
-                                        writer=self.store.writer)
+            schemas = DynamoSchemaStore(
+                self.store.config, user, dynamo=self.store.dynamo, writer=self.store.writer
+            )
         except errors.TableNotFoundError:
             return
         for op in schemas.delete_ops():
             yield str(op.key).encode("utf-8")
 
-    def _emit(self, job: str, prefix: str, target: str, ns: str | None, user: str,
-              keys: Iterable[bytes]) -> int:
+    def _emit(
+        self, job: str, prefix: str, target: str, ns: str | None, user: str, keys: Iterable[bytes]
+    ) -> int:
         n = 0
         for i, chunk in enumerate(chunked(keys, self.cfg.segment_size)):
-            seg = Segment(job=job, seg=f"{prefix}:{target}:{ns or ''}:{i}", target=target, ns=ns,
-                          user=user, ops=[(k, None) for k in chunk])
+            seg = Segment(
+                job=job,
+                seg=f"{prefix}:{target}:{ns or ''}:{i}",
+                target=target,
+                ns=ns,
+                user=user,
+                ops=[(k, None) for k in chunk],
+            )
             self.ledger.plan(job, seg.seg, len(chunk))
             self.enqueue.segment(seg)
             n += len(chunk)
@@ -68,8 +82,9 @@ class Planner:
             return 0
         delivery = self.ledger.deliver(plan.job, "plan")
         prefix = f"d{delivery}"
-        total = self._emit(plan.job, prefix, "schemas", None, plan.user,
-                           self._schema_names(plan.user))
+        total = self._emit(
+            plan.job, prefix, "schemas", None, plan.user, self._schema_names(plan.user)
+        )
         if plan.what == "reset_user":
             user_store = self.store.for_user(plan.user)
             for ns in user_store.list_namespaces():

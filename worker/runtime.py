@@ -49,8 +49,13 @@ class Runtime:
 
 
 def redis_client(url: str) -> redis.Redis[Any]:
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=10, retry_on_timeout=True)
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=10,
+        retry_on_timeout=True,
+    )
 
 
 _BUILD_LOCK = threading.Lock()
@@ -70,18 +75,37 @@ def _build() -> Runtime:
     dcfg = DynamoConfig.from_env()
     r = redis_client(cfg.redis_url)
     ledger = Ledger(r, ttl=cfg.result_ttl)
-    limiter = RateLimiter(r, capacity=cfg.write_capacity, max_capacity=cfg.max_write_capacity,
-                          min_capacity=cfg.min_write_capacity, coalesce_seconds=COALESCE_SECONDS)
+    limiter = RateLimiter(
+        r,
+        capacity=cfg.write_capacity,
+        max_capacity=cfg.max_write_capacity,
+        min_capacity=cfg.min_write_capacity,
+        coalesce_seconds=COALESCE_SECONDS,
+    )
     store = DynamoNamespacedStore(dcfg, pacer=limiter, batch_threads=cfg.batch_threads)
     payloads = PayloadStore(r, ttl=cfg.result_ttl)
     enq = CeleryEnqueuer(app, payloads)
     # Lost messages exist only on a Redis broker (kombu's BRPOP; see worker.sweeper).
-    broker = (redis_client(cfg.broker_url)
-              if cfg.broker_url.startswith(("redis://", "rediss://", "unix://")) else None)
-    sweeper = Sweeper(payloads=payloads, ledger=ledger, enqueue=enq, broker=broker,
-                      interval=cfg.sweep_interval, grace=cfg.sweep_grace)
+    broker = (
+        redis_client(cfg.broker_url)
+        if cfg.broker_url.startswith(("redis://", "rediss://", "unix://"))
+        else None
+    )
+    sweeper = Sweeper(
+        payloads=payloads,
+        ledger=ledger,
+        enqueue=enq,
+        broker=broker,
+        interval=cfg.sweep_interval,
+        grace=cfg.sweep_grace,
+    )
     return Runtime(
-        cfg, dcfg, r, ledger, limiter, store,
+        cfg,
+        dcfg,
+        r,
+        ledger,
+        limiter,
+        store,
         SegmentRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads),
         SingleWriteRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
         Planner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
@@ -89,9 +113,13 @@ def _build() -> Runtime:
     )
 
 
-def patiently(fn: Callable[[], T], *, budget: float = REDIS_PATIENCE_SECONDS,
-              sleep: Callable[[float], None] = time.sleep,
-              clock: Callable[[], float] = time.monotonic) -> T:
+def patiently(
+    fn: Callable[[], T],
+    *,
+    budget: float = REDIS_PATIENCE_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
     """Run ``fn``, retrying while Redis is unreachable (a restart), up to ``budget`` seconds.
 
     Every service step is idempotent, so running it again after a Redis outage is safe; the

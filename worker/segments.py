@@ -57,7 +57,7 @@ class Enqueuer(Protocol):
 
 def requeue_delay(attempt: int, cfg: PipelineConfig, rng: random.Random) -> float:
     """Exponential backoff with equal jitter: half fixed, half random, capped; never 0."""
-    d = min(cfg.requeue_max_delay, cfg.requeue_base_delay * (2 ** attempt))
+    d = min(cfg.requeue_max_delay, cfg.requeue_base_delay * (2**attempt))
     return float(d / 2 + rng.uniform(0, d / 2))
 
 
@@ -67,11 +67,18 @@ def letter(op: WriteOp, reason: str, code: str, ns: str | None) -> DeadLetter:
 
 
 class SegmentRunner:
-    def __init__(self, *, store: DynamoNamespacedStore, ledger: Ledger, enqueue: Enqueuer,
-                 cfg: PipelineConfig, rng: random.Random | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic,
-                 payloads: PayloadStore | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: DynamoNamespacedStore,
+        ledger: Ledger,
+        enqueue: Enqueuer,
+        cfg: PipelineConfig,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        payloads: PayloadStore | None = None,
+    ) -> None:
         self.store = store
         self.payloads = payloads
         self.ledger = ledger
@@ -108,8 +115,10 @@ class SegmentRunner:
         except PayloadError as exc:
             return seg, f"segment payload unreadable: {exc}"
         if ops is None:
-            return seg, (f"segment payload of {seg.n} items is gone from Redis before they were "
-                         "written (evicted? Redis must run with maxmemory-policy noeviction)")
+            return seg, (
+                f"segment payload of {seg.n} items is gone from Redis before they were "
+                "written (evicted? Redis must run with maxmemory-policy noeviction)"
+            )
         return replace(seg, ops=ops), None
 
     def _ops(self, seg: Segment) -> tuple[str, list[WriteOp], list[Rejected]]:
@@ -120,8 +129,14 @@ class SegmentRunner:
             table = self.store.config.schema_table
             for key, _ in seg.ops:
                 name = key.decode("utf-8")
-                ops.append(WriteOp(name, None, {"DeleteRequest": {"Key": {
-                    "PK": {"S": seg.user}, "SK": {"S": name}}}}, 0))
+                ops.append(
+                    WriteOp(
+                        name,
+                        None,
+                        {"DeleteRequest": {"Key": {"PK": {"S": seg.user}, "SK": {"S": name}}}},
+                        0,
+                    )
+                )
             return table, ops, bad
         if seg.ns is None:
             raise errors.InputError("segment without a namespace", operation="Segment")
@@ -168,8 +183,10 @@ class SegmentRunner:
             return self._leftovers(seg, BatchResult(unprocessed=left, last_error=exc), [], 0)
         dead = [letter(r.op, str(r.error), r.error.code or "Invalid", seg.letter_ns) for r in bad]
         if deliveries > self.cfg.max_deliveries:
-            reason = (f"segment delivered {deliveries} times without finishing "
-                      "(a worker died on it each time)")
+            reason = (
+                f"segment delivered {deliveries} times without finishing "
+                "(a worker died on it each time)"
+            )
             dead += [letter(op, reason, "TooManyDeliveries", seg.letter_ns) for op in ops]
             self._finish(seg, BatchResult(), dead, superseded=0, child=None)
             log.error("job %s segment %s dead-lettered: %s", seg.job, seg.seg, reason)
@@ -177,24 +194,29 @@ class SegmentRunner:
         unique = dedupe(ops)
         superseded = len(ops) - len(unique)
         result = self.store.writer.write(table, unique, unique_keys=True)
-        dead += [letter(r.op, str(r.error), r.error.code or "Rejected", seg.letter_ns)
-                 for r in result.rejected]
+        dead += [
+            letter(r.op, str(r.error), r.error.code or "Rejected", seg.letter_ns)
+            for r in result.rejected
+        ]
         return self._leftovers(seg, result, dead, superseded)
 
-    def _leftovers(self, seg: Segment, result: BatchResult, dead: list[DeadLetter],
-                   superseded: int) -> str:
+    def _leftovers(
+        self, seg: Segment, result: BatchResult, dead: list[DeadLetter], superseded: int
+    ) -> str:
         """Requeue what is left (bounded, with backoff) or dead-letter it; record the segment."""
         child: Segment | None = None
         if result.unprocessed:
-            left = [(op.key if isinstance(op.key, bytes) else op.key.encode("utf-8"), op.value)
-                    for op in result.unprocessed]
+            left = [
+                (op.key if isinstance(op.key, bytes) else op.key.encode("utf-8"), op.value)
+                for op in result.unprocessed
+            ]
             if seg.attempt < self.cfg.max_requeues:
                 child = seg.child(left)
-                self.enqueue.segment(child, countdown=requeue_delay(seg.attempt, self.cfg,
-                                                                     self.rng))
+                self.enqueue.segment(
+                    child, countdown=requeue_delay(seg.attempt, self.cfg, self.rng)
+                )
             else:
-                reason = (f"still unprocessed after {seg.attempt} requeues: "
-                          f"{result.last_error}")
+                reason = f"still unprocessed after {seg.attempt} requeues: {result.last_error}"
                 code = (result.last_error.code if result.last_error else None) or "Unprocessed"
                 dead += [letter(op, reason, code, seg.letter_ns) for op in result.unprocessed]
         self._finish(seg, result, dead, superseded=superseded, child=child)
@@ -202,12 +224,26 @@ class SegmentRunner:
             log.warning("job %s segment %s: %d items dead-lettered", seg.job, seg.seg, len(dead))
         return "requeued" if child else ("dead" if dead else "done")
 
-    def _finish(self, seg: Segment, result: BatchResult, dead: list[DeadLetter], *,
-                superseded: int, child: Segment | None) -> None:
+    def _finish(
+        self,
+        seg: Segment,
+        result: BatchResult,
+        dead: list[DeadLetter],
+        *,
+        superseded: int,
+        child: Segment | None,
+    ) -> None:
         first = self.ledger.finish(
-            seg.job, seg.seg, written=result.written, deleted=result.deleted,
-            superseded=superseded, dead=dead, child=child.seg if child else None,
-            partition=seg.part, next_index=seg.idx + 1)
+            seg.job,
+            seg.seg,
+            written=result.written,
+            deleted=result.deleted,
+            superseded=superseded,
+            dead=dead,
+            child=child.seg if child else None,
+            partition=seg.part,
+            next_index=seg.idx + 1,
+        )
         if self.payloads is not None:
             self.payloads.delete(seg.job, seg.seg)
         if first:

@@ -21,8 +21,15 @@ from worker.segments import Delivery, Enqueuer, requeue_delay
 
 
 class SingleWriteRunner:
-    def __init__(self, *, store: DynamoNamespacedStore, ledger: Ledger, enqueue: Enqueuer,
-                 cfg: PipelineConfig, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: DynamoNamespacedStore,
+        ledger: Ledger,
+        enqueue: Enqueuer,
+        cfg: PipelineConfig,
+        rng: random.Random | None = None,
+    ) -> None:
         self.store = store
         self.ledger = ledger
         self.enqueue = enqueue
@@ -39,8 +46,11 @@ class SingleWriteRunner:
         child: str | None = None
         try:
             if deliveries > self.cfg.max_deliveries:
-                raise errors.PermanentError(f"delivered {deliveries} times without finishing",
-                                            operation="Write", code="TooManyDeliveries")
+                raise errors.PermanentError(
+                    f"delivered {deliveries} times without finishing",
+                    operation="Write",
+                    code="TooManyDeliveries",
+                )
             kv = self.store.for_user(w.user).open_namespace(w.ns)
             if w.value is None:
                 kv.delete(w.key, seq=w.seq)
@@ -56,12 +66,26 @@ class SingleWriteRunner:
                 self.enqueue.single(nxt, countdown=requeue_delay(w.attempt, self.cfg, self.rng))
                 child = f"w.r{w.attempt + 1}"
             else:
-                dead.append(DeadLetter(w.key, w.value, f"gave up after {w.attempt} requeues: "
-                                       f"{exc}", exc.code or "Retryable", w.ns))
+                dead.append(
+                    DeadLetter(
+                        w.key,
+                        w.value,
+                        f"gave up after {w.attempt} requeues: {exc}",
+                        exc.code or "Retryable",
+                        w.ns,
+                    )
+                )
         except errors.StorageError as exc:
             dead.append(DeadLetter(w.key, w.value, str(exc), exc.code or "Permanent", w.ns))
-        if self.ledger.finish(w.job, seg, dead=dead, child=child, written=counts["written"],
-                              deleted=counts["deleted"], superseded=counts["superseded"]):
+        if self.ledger.finish(
+            w.job,
+            seg,
+            dead=dead,
+            child=child,
+            written=counts["written"],
+            deleted=counts["deleted"],
+            superseded=counts["superseded"],
+        ):
             for name, n in counts.items():
                 ITEMS.labels(name).inc(n)
             ITEMS.labels("dead_lettered").inc(len(dead))

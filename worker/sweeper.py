@@ -68,9 +68,17 @@ def in_broker(raw_messages: Iterable[bytes], unacked: Iterable[bytes]) -> set[tu
 
 
 class Sweeper:
-    def __init__(self, *, payloads: PayloadStore, ledger: Ledger, enqueue: Enqueuer,
-                 broker: Redis[Any] | None, interval: float, grace: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        payloads: PayloadStore,
+        ledger: Ledger,
+        enqueue: Enqueuer,
+        broker: Redis[Any] | None,
+        interval: float,
+        grace: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.payloads = payloads
         self.ledger = ledger
         self.enqueue = enqueue
@@ -95,8 +103,9 @@ class Sweeper:
         if self.broker is None:
             return 0
         r = self.payloads.r
-        if not r.set(keys.sweeper_turn(), self._token, nx=True,
-                     px=max(1, int(self.interval * 1000 * 0.9))):
+        if not r.set(
+            keys.sweeper_turn(), self._token, nx=True, px=max(1, int(self.interval * 1000 * 0.9))
+        ):
             return 0
         now = self.clock()
         self.payloads.forget_older(now - self.payloads.ttl)  # results gone: nothing to finish
@@ -114,8 +123,11 @@ class Sweeper:
             self.enqueue.segment(Segment.from_message(message))  # journals it as due now
             SEGMENTS.labels("resent").inc()
             resent += 1
-            log.warning("job %s segment %s: its message was lost on the way to a worker; "
-                        "sent again", job, seg)
+            log.warning(
+                "job %s segment %s: its message was lost on the way to a worker; sent again",
+                job,
+                seg,
+            )
         return resent
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -130,6 +142,7 @@ class Sweeper:
     def start(self) -> threading.Event:
         """Sweep in a daemon thread; set the returned event to stop it."""
         stop = threading.Event()
-        threading.Thread(target=self.run_forever, args=(stop,), name="datafold-sweeper",
-                         daemon=True).start()
+        threading.Thread(
+            target=self.run_forever, args=(stop,), name="datafold-sweeper", daemon=True
+        ).start()
         return stop

@@ -15,8 +15,9 @@ REDIS_DB = 9
 
 
 @pytest.fixture(scope="session")
-def penv(schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[PipelineEnv]:
+def penv(
+    schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PipelineEnv]:
     """The session's pipeline environment; its Redis database is emptied first and after."""
     with fresh_env(schema_config, REDIS_DB, Path(tmp_path_factory.mktemp("worker-logs"))) as e:
         yield e

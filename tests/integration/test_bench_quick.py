@@ -13,14 +13,26 @@ from pathlib import Path
 
 from tests.support.pipeline import ROOT
 
-SECTIONS = ("1. Bulk load", "2. Direct reads", "3. clear_all_schemas", "4. Rate limiter",
-            "5. Scaling and defaults", "6. Memory", "7. Celery overhead per segment message")
+SECTIONS = (
+    "1. Bulk load",
+    "2. Direct reads",
+    "3. clear_all_schemas",
+    "4. Rate limiter",
+    "5. Scaling and defaults",
+    "6. Memory",
+    "7. Celery overhead per segment message",
+)
 
 
 def test_quick_bench_writes_report_and_chart_with_every_section(tmp_path: Path) -> None:
     out = tmp_path / "BENCH.md"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = out.read_text(encoding="utf-8")
     assert "section failed" not in report

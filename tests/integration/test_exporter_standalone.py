@@ -23,7 +23,8 @@ def penv(schema_config: DynamoConfig, tmp_path: Path) -> Iterator[PipelineEnv]:
 
 
 def test_exporter_counts_queued_messages_and_jobs_without_workers(
-        penv: PipelineEnv, unique: str) -> None:
+    penv: PipelineEnv, unique: str
+) -> None:
     port = free_port()
     exporter = start_exporter(penv, port)
     try:
@@ -33,8 +34,9 @@ def test_exporter_counts_queued_messages_and_jobs_without_workers(
         assert before.value("datafold_jobs", state="queued") == 0
 
         producer = Producer(penv.dynamo, penv.pipeline_config())
-        load = producer.load(f"exp{unique}", ((f"k{i}".encode(), b"v") for i in range(100)),
-                             user_id=f"u{unique}")
+        load = producer.load(
+            f"exp{unique}", ((f"k{i}".encode(), b"v") for i in range(100)), user_id=f"u{unique}"
+        )
         producer.put(f"exp{unique}", b"one", b"1", user_id=f"u{unique}")
         done = "manual" + unique  # a job taken to the end through the ledger itself
         producer.ledger.create(done, kind="load")

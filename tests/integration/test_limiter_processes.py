@@ -39,8 +39,9 @@ def _hammer(table: str, conn: Connection) -> None:
     """
     from worker.limiter import RateLimiter
 
-    limiter = RateLimiter(redis.Redis.from_url(REDIS_URL), capacity=CAPACITY,
-                          burst_seconds=BURST_SECONDS)
+    limiter = RateLimiter(
+        redis.Redis.from_url(REDIS_URL), capacity=CAPACITY, burst_seconds=BURST_SECONDS
+    )
     stamps: list[float] = []
     lock = threading.Lock()
     conn.send("ready")
@@ -102,9 +103,11 @@ def test_three_processes_share_one_limit() -> None:
     total = len(stamps)
     steady = sum(1 for s in stamps if s >= BURST_SECONDS)
     expected = CAPACITY * (DURATION - BURST_SECONDS)
-    print(f"\n{PROCESSES} processes x {THREADS} threads, limit {CAPACITY:.0f} WCU/s: "
-          f"{total} WCU admitted in {DURATION:.0f} s (bucket {CAPACITY * BURST_SECONDS:.0f} "
-          f"+ {CAPACITY * DURATION:.0f} expected); after the first second {steady} WCU "
-          f"vs {expected:.0f} expected ({steady / expected - 1:+.1%})")
+    print(
+        f"\n{PROCESSES} processes x {THREADS} threads, limit {CAPACITY:.0f} WCU/s: "
+        f"{total} WCU admitted in {DURATION:.0f} s (bucket {CAPACITY * BURST_SECONDS:.0f} "
+        f"+ {CAPACITY * DURATION:.0f} expected); after the first second {steady} WCU "
+        f"vs {expected:.0f} expected ({steady / expected - 1:+.1%})"
+    )
     assert abs(steady - expected) <= 0.10 * expected
     assert abs(total - CAPACITY * (DURATION + BURST_SECONDS)) <= 0.10 * CAPACITY * DURATION

@@ -12,17 +12,23 @@ from tests.support.ops import REDIS_DB, free_port, scrape, until, wait_http
 from tests.support.pipeline import PipelineEnv, Worker
 
 
-def test_prefork_children_counts_add_up(schema_config: DynamoConfig, tmp_path: Path,
-                                        unique: str) -> None:
+def test_prefork_children_counts_add_up(
+    schema_config: DynamoConfig, tmp_path: Path, unique: str
+) -> None:
     penv = PipelineEnv(schema_config, REDIS_DB, tmp_path)
     penv.redis().flushdb()
     prom = tmp_path / "prom"
     prom.mkdir()
     (prom / "counter_999999.db").write_bytes(b"stale values of an earlier run")
     port, n, ns = free_port(), 400, f"pf{unique}"
-    worker = Worker(penv, f"prefork-{unique}", DATAFOLD_WORKER_POOL="prefork",
-                    DATAFOLD_WORKER_CONCURRENCY="2", DATAFOLD_METRICS_PORT=str(port),
-                    PROMETHEUS_MULTIPROC_DIR=str(prom))
+    worker = Worker(
+        penv,
+        f"prefork-{unique}",
+        DATAFOLD_WORKER_POOL="prefork",
+        DATAFOLD_WORKER_CONCURRENCY="2",
+        DATAFOLD_METRICS_PORT=str(port),
+        PROMETHEUS_MULTIPROC_DIR=str(prom),
+    )
     try:
         worker.wait_ready()
         wait_http(f"http://127.0.0.1:{port}/metrics")
@@ -43,8 +49,11 @@ def test_prefork_children_counts_add_up(schema_config: DynamoConfig, tmp_path: P
         # The rate gauge is one series per table, not one per child process.
         assert [lab for lab, _ in s.by_name["datafold_limiter_rate_wcu"]] == [{"table": table}]
         # Both children wrote: the sum above is over processes, not one process's count.
-        pids = {int(m.group(1)) for f in prom.glob("counter_*.db")
-                if (m := re.fullmatch(r"counter_(\d+)\.db", f.name))}
+        pids = {
+            int(m.group(1))
+            for f in prom.glob("counter_*.db")
+            if (m := re.fullmatch(r"counter_(\d+)\.db", f.name))
+        }
         assert len(pids - {worker.proc.pid}) >= 2, pids
     finally:
         worker.stop()

@@ -14,8 +14,9 @@ from tests.doubles import RecordingClient
 from tests.integration.race_worker import open_and_write
 
 
-def test_list_namespaces_follows_list_tables_pagination(dynamo_config: DynamoConfig,
-                                                        unique: str) -> None:
+def test_list_namespaces_follows_list_tables_pagination(
+    dynamo_config: DynamoConfig, unique: str
+) -> None:
     config = replace(dynamo_config, table_prefix=f"{dynamo_config.table_prefix}L{unique}")
     names = ["one", "two", "three", "four", "five"]
     plain = DynamoNamespacedStore(config)
@@ -33,8 +34,9 @@ def test_list_namespaces_follows_list_tables_pagination(dynamo_config: DynamoCon
     assert store.list_namespaces() == []
 
 
-def test_delete_namespace_waits_until_the_table_is_gone(dynamo_config: DynamoConfig,
-                                                        unique: str) -> None:
+def test_delete_namespace_waits_until_the_table_is_gone(
+    dynamo_config: DynamoConfig, unique: str
+) -> None:
     store = DynamoNamespacedStore(dynamo_config, "u")
     name = f"del{unique}"
     store.open_namespace(name).put(b"k", b"v")
@@ -48,8 +50,9 @@ def test_delete_namespace_waits_until_the_table_is_gone(dynamo_config: DynamoCon
     assert store.delete_namespace(name) is False
 
 
-def test_namespace_tables_are_on_demand_encrypted_with_a_ttl(dynamo_config: DynamoConfig,
-                                                             unique: str) -> None:
+def test_namespace_tables_are_on_demand_encrypted_with_a_ttl(
+    dynamo_config: DynamoConfig, unique: str
+) -> None:
     client = RecordingClient(make_client(dynamo_config))
     store = DynamoNamespacedStore(dynamo_config, dynamo=Dynamo(dynamo_config, client))
     table = store.open_namespace(f"sse{unique}").table
@@ -68,15 +71,19 @@ def test_namespace_tables_are_on_demand_encrypted_with_a_ttl(dynamo_config: Dyna
 
 
 def test_eight_processes_opening_the_same_new_namespace_all_succeed(
-        dynamo_config: DynamoConfig, unique: str) -> None:
+    dynamo_config: DynamoConfig, unique: str
+) -> None:
     ctx = multiprocessing.get_context("spawn")
     n = 8
     barrier = ctx.Barrier(n)
     results: Any = ctx.Queue()
     namespace = f"race{unique}"
-    procs = [ctx.Process(target=open_and_write,
-                         args=(dynamo_config, namespace, f"user{i}", barrier, results))
-             for i in range(n)]
+    procs = [
+        ctx.Process(
+            target=open_and_write, args=(dynamo_config, namespace, f"user{i}", barrier, results)
+        )
+        for i in range(n)
+    ]
     for p in procs:
         p.start()
     outcomes = [results.get(timeout=120) for _ in procs]
@@ -93,5 +100,6 @@ def test_eight_processes_opening_the_same_new_namespace_all_succeed(
     store = DynamoNamespacedStore(dynamo_config)
     for i in range(n):
         assert store.for_user(f"user{i}").open_namespace(namespace).get(b"first") == (
-            f"user{i}".encode())
+            f"user{i}".encode()
+        )
     store.delete_namespace(namespace)

@@ -16,8 +16,12 @@ from tests.doubles import RecordingClient
 
 
 def operations_recorded() -> set[str]:
-    return {s.labels["operation"] for m in REQUEST_SECONDS.collect() for s in m.samples
-            if "operation" in s.labels}
+    return {
+        s.labels["operation"]
+        for m in REQUEST_SECONDS.collect()
+        for s in m.samples
+        if "operation" in s.labels
+    }
 
 
 def test_every_read_path_is_a_query_or_get(schema_config: DynamoConfig, unique: str) -> None:

@@ -40,8 +40,9 @@ from tests.support.ops import (
 )
 from tests.support.pipeline import PipelineEnv, Worker
 
-FAULTS = FaultConfig(throttle_rate={"BatchWriteItem": 0.25},
-                     partial_batch_rate={"BatchWriteItem": 0.25})
+FAULTS = FaultConfig(
+    throttle_rate={"BatchWriteItem": 0.25}, partial_batch_rate={"BatchWriteItem": 0.25}
+)
 FLOWER_AUTH = "ops:flower-test-pass"
 
 
@@ -55,8 +56,9 @@ class Stack:
     flower_port: int
     producer: Producer
 
-    def scrape_when(self, name: str, at_least: float, timeout: float = 10.0,
-                    **labels: str) -> Samples:
+    def scrape_when(
+        self, name: str, at_least: float, timeout: float = 10.0, **labels: str
+    ) -> Samples:
         """Scrape until ``name{labels}`` reaches ``at_least``: the ledger records a segment
         a moment before the worker's counters move, so a finished job may be ahead of them."""
         for _ in until(timeout, 0.2):
@@ -67,17 +69,21 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[Stack]:
+def stack(schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("ops-logs")
     direct = PipelineEnv(schema_config, REDIS_DB, logs)
     direct.redis().flushdb()
-    proxy = FaultProxy(schema_config.endpoint_url or "", config=FaultConfig(),
-                       rng=random.Random(7)).start()
+    proxy = FaultProxy(
+        schema_config.endpoint_url or "", config=FaultConfig(), rng=random.Random(7)
+    ).start()
     # The worker talks to DynamoDB through the proxy; a high limiter floor keeps the injected
     # throttles from slowing the small loads down.
-    wenv = PipelineEnv(replace(schema_config, endpoint_url=proxy.endpoint_url), REDIS_DB, logs,
-                       extra={"DATAFOLD_MIN_WRITE_CAPACITY": "2000"})
+    wenv = PipelineEnv(
+        replace(schema_config, endpoint_url=proxy.endpoint_url),
+        REDIS_DB,
+        logs,
+        extra={"DATAFOLD_MIN_WRITE_CAPACITY": "2000"},
+    )
     mport, fport = free_port(), free_port()
     flower = start_flower(wenv, fport, FLOWER_AUTH)  # first, so it sees every task event
     worker = Worker(wenv, f"ops-{os.getpid()}", DATAFOLD_METRICS_PORT=str(mport))
@@ -85,8 +91,15 @@ def stack(schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
         worker.wait_ready()
         wait_http(f"http://127.0.0.1:{mport}/metrics")
         proxy.set_config(FAULTS)
-        yield Stack(wenv, proxy, worker, flower, mport, fport,
-                    Producer(schema_config, direct.pipeline_config()))
+        yield Stack(
+            wenv,
+            proxy,
+            worker,
+            flower,
+            mport,
+            fport,
+            Producer(schema_config, direct.pipeline_config()),
+        )
     finally:
         worker.stop()
         flower.stop()
@@ -95,8 +108,11 @@ def stack(schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
 
 
 def _load(stack: Stack, ns: str, n: int, *extra: tuple[bytes, bytes]) -> int:
-    job = stack.producer.load(ns, [*((f"key-{i:05d}".encode(), f"value {i}".encode())
-                                     for i in range(n)), *extra], user_id=f"user-{ns}")
+    job = stack.producer.load(
+        ns,
+        [*((f"key-{i:05d}".encode(), f"value {i}".encode()) for i in range(n)), *extra],
+        user_id=f"user-{ns}",
+    )
     st = job.wait(timeout=120)
     return st.written
 
@@ -113,20 +129,33 @@ def test_counters_move_by_exactly_the_items_written(stack: Stack, unique: str) -
     assert after.value("datafold_items_total", outcome="written") == target
     assert after.value("datafold_batch_items_total", table=table, outcome="written") == n
     assert after.value("datafold_dynamodb_consumed_wcu_total", table=table) == n  # 1 WCU each
-    assert (after.value("datafold_jobs", state="succeeded")
-            == before.value("datafold_jobs", state="succeeded") + 1)
+    assert (
+        after.value("datafold_jobs", state="succeeded")
+        == before.value("datafold_jobs", state="succeeded") + 1
+    )
     # Every fault the proxy injected is counted once: a throttled call, or a batch handed back
     # partly unprocessed.
     faults = stack.proxy.stats()
     throttled = faults.op("BatchWriteItem", "throttling")
     partial = faults.op("BatchWriteItem", "partial_batch")
     assert throttled > 0 and partial > 0, faults.to_dict()
-    assert after.value("datafold_dynamodb_throttles_total", operation="BatchWriteItem",
-                       table=table) == throttled + partial
-    assert after.value("datafold_dynamodb_errors_total", operation="BatchWriteItem",
-                       table=table, code="ThrottlingException") == throttled
-    assert after.value("datafold_dynamodb_retries_total", operation="BatchWriteItem",
-                       table=table) >= throttled
+    assert (
+        after.value("datafold_dynamodb_throttles_total", operation="BatchWriteItem", table=table)
+        == throttled + partial
+    )
+    assert (
+        after.value(
+            "datafold_dynamodb_errors_total",
+            operation="BatchWriteItem",
+            table=table,
+            code="ThrottlingException",
+        )
+        == throttled
+    )
+    assert (
+        after.value("datafold_dynamodb_retries_total", operation="BatchWriteItem", table=table)
+        >= throttled
+    )
 
 
 def test_every_metric_the_dashboard_queries_is_exported(stack: Stack, unique: str) -> None:
@@ -150,7 +179,8 @@ def test_every_metric_the_dashboard_queries_is_exported(stack: Stack, unique: st
 
 
 def test_flower_shows_the_worker_and_its_finished_tasks(
-        stack: Stack, unique: str, tmp_path: Path) -> None:
+    stack: Stack, unique: str, tmp_path: Path
+) -> None:
     assert _load(stack, f"fl{unique}", 60) == 60
     runs = stack.scrape_when("datafold_segments_total", 1).value("datafold_segments_total")
     base = f"http://{FLOWER_AUTH}@127.0.0.1:{stack.flower_port}"

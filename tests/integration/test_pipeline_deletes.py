@@ -20,8 +20,9 @@ def _fill(penv: PipelineEnv, user: str, namespaces: list[str], n: int, schemas: 
         ss.put_schema(Schema(f"schema-{i:04d}", {"fields": [i]}))
 
 
-def test_clear_all_schemas_through_the_queue(penv: PipelineEnv, workers: list[Worker],
-                                             producer: Producer, unique: str) -> None:
+def test_clear_all_schemas_through_the_queue(
+    penv: PipelineEnv, workers: list[Worker], producer: Producer, unique: str
+) -> None:
     alice, bob = f"alice-{unique}", f"bob-{unique}"
     _fill(penv, alice, [], 0, 1200)
     _fill(penv, bob, [], 0, 30)
@@ -32,7 +33,8 @@ def test_clear_all_schemas_through_the_queue(penv: PipelineEnv, workers: list[Wo
 
 
 def test_reset_user_erases_every_namespace_and_schema_of_that_user_only(
-        penv: PipelineEnv, workers: list[Worker], producer: Producer, unique: str) -> None:
+    penv: PipelineEnv, workers: list[Worker], producer: Producer, unique: str
+) -> None:
     alice, bob = f"alice-{unique}", f"bob-{unique}"
     namespaces = [f"r{unique}a", f"r{unique}b"]
     _fill(penv, alice, namespaces, 1500, 40)

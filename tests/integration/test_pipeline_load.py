@@ -18,8 +18,8 @@ def _compact(v: object) -> bytes:
 
 
 def test_20k_load_via_cli_is_exact_and_reads_back_byte_for_byte(
-        penv: PipelineEnv, workers: list[Worker], producer: Producer, tmp_path: Path,
-        unique: str) -> None:
+    penv: PipelineEnv, workers: list[Worker], producer: Producer, tmp_path: Path, unique: str
+) -> None:
     path = tmp_path / "items.jsonl"
     expected: dict[bytes, bytes] = {}
     with path.open("w", encoding="utf-8") as f:
@@ -33,12 +33,28 @@ def test_20k_load_via_cli_is_exact_and_reads_back_byte_for_byte(
 
     ns, user = f"load{unique}", f"user-{unique}"
     proc = subprocess.run(
-        [sys.executable, "-m", "producers.cli", "load", str(path), "--namespace", ns,
-         "--user", user, "--wait"],
-        cwd=ROOT, env=penv.env(), capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "producers.cli",
+            "load",
+            str(path),
+            "--namespace",
+            ns,
+            "--user",
+            user,
+            "--wait",
+        ],
+        cwd=ROOT,
+        env=penv.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
-    job_id = next(line.split()[-1] for line in proc.stderr.splitlines()
-                  if line.startswith("load: job"))
+    job_id = next(
+        line.split()[-1] for line in proc.stderr.splitlines() if line.startswith("load: job")
+    )
 
     st = producer.job(job_id).status()
     assert st.state == "succeeded"
@@ -52,19 +68,39 @@ def test_20k_load_via_cli_is_exact_and_reads_back_byte_for_byte(
 
 
 def test_bad_lines_are_rejected_counted_and_exit_3(
-        penv: PipelineEnv, workers: list[Worker], producer: Producer, tmp_path: Path,
-        unique: str) -> None:
+    penv: PipelineEnv, workers: list[Worker], producer: Producer, tmp_path: Path, unique: str
+) -> None:
     path = tmp_path / "mixed.jsonl"
-    path.write_text('{"key": "a", "value": 1}\nnot json\n{"value": 2}\n{"key": "", "value": 3}\n'
-                    '{"key": "b", "value": 4}\n', encoding="utf-8")
+    path.write_text(
+        '{"key": "a", "value": 1}\nnot json\n{"value": 2}\n{"key": "", "value": 3}\n'
+        '{"key": "b", "value": 4}\n',
+        encoding="utf-8",
+    )
     ns, user = f"bad{unique}", f"user-{unique}"
     proc = subprocess.run(
-        [sys.executable, "-m", "producers.cli", "load", str(path), "-n", ns, "--user", user,
-         "--wait"], cwd=ROOT, env=penv.env(), capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "producers.cli",
+            "load",
+            str(path),
+            "-n",
+            ns,
+            "--user",
+            user,
+            "--wait",
+        ],
+        cwd=ROOT,
+        env=penv.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
-    job_id = next(line.split()[-1] for line in proc.stderr.splitlines()
-                  if line.startswith("load: job"))
+    job_id = next(
+        line.split()[-1] for line in proc.stderr.splitlines() if line.startswith("load: job")
+    )
     job = producer.job(job_id)
     st = job.status()
     assert (st.state, st.items, st.written, st.rejected) == ("partial", 2, 2, 3)
@@ -74,25 +110,33 @@ def test_bad_lines_are_rejected_counted_and_exit_3(
 
 
 def test_strict_refuses_the_whole_file_before_enqueueing(
-        penv: PipelineEnv, tmp_path: Path, unique: str) -> None:
+    penv: PipelineEnv, tmp_path: Path, unique: str
+) -> None:
     path = tmp_path / "strict.jsonl"
     path.write_text('{"key": "a", "value": 1}\n{"key": ""}\n', encoding="utf-8")
     before = penv.redis().zcard("datafold:jobs")
     proc = subprocess.run(
-        [sys.executable, "-m", "producers.cli", "load", str(path), "-n", f"s{unique}",
-         "--strict"], cwd=ROOT, env=penv.env(), capture_output=True, text=True, timeout=60)
+        [sys.executable, "-m", "producers.cli", "load", str(path), "-n", f"s{unique}", "--strict"],
+        cwd=ROOT,
+        env=penv.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "line 2" in proc.stderr
     assert penv.redis().zcard("datafold:jobs") == before
 
 
 def test_messages_name_their_items_which_wait_in_redis_until_written(
-        isolated_penv: PipelineEnv, unique: str) -> None:
+    isolated_penv: PipelineEnv, unique: str
+) -> None:
     """The task message is small JSON naming the segment; the items wait beside it as one
     binary payload, and are removed once the segment is written."""
     r = isolated_penv.redis()
-    producer = Producer(isolated_penv.dynamo, isolated_penv.pipeline_config(
-        DATAFOLD_SEGMENT_SIZE="200"))
+    producer = Producer(
+        isolated_penv.dynamo, isolated_penv.pipeline_config(DATAFOLD_SEGMENT_SIZE="200")
+    )
     value = bytes(range(256)) * 8  # 2 KB, not UTF-8
     items = [(b"k%04d" % i, value) for i in range(400)]
     job = producer.load(f"claim{unique}", items, f"user-{unique}")
@@ -113,6 +157,7 @@ def test_messages_name_their_items_which_wait_in_redis_until_written(
         stop_all(ws)
     assert st.state == "succeeded" and st.written == 400
     assert list(r.scan_iter(match=f"datafold:job:{{{job.id}}}:payload:*")) == []
-    got = dict(isolated_penv.store(f"user-{unique}").open_namespace(f"claim{unique}")
-               .scan_prefix(b""))
+    got = dict(
+        isolated_penv.store(f"user-{unique}").open_namespace(f"claim{unique}").scan_prefix(b"")
+    )
     assert got == dict(items)

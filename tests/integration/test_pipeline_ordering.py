@@ -9,7 +9,8 @@ from tests.support.pipeline import PipelineEnv, Worker
 
 
 def test_interleaved_puts_and_deletes_end_in_the_last_enqueued_state(
-        penv: PipelineEnv, workers: list[Worker], producer: Producer, unique: str) -> None:
+    penv: PipelineEnv, workers: list[Worker], producer: Producer, unique: str
+) -> None:
     rng = random.Random(7)
     ns, user = f"ord{unique}", f"user-{unique}"
     penv.store(user).open_namespace(ns)
@@ -41,4 +42,5 @@ def test_interleaved_puts_and_deletes_end_in_the_last_enqueued_state(
         assert kv.get(key) == value
         assert kv.exists(key) == (value is not None)
     assert [k for k, _ in kv.scan_prefix(b"")] == sorted(
-        k for k, v in finals.items() if v is not None)
+        k for k, v in finals.items() if v is not None
+    )

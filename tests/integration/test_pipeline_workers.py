@@ -15,9 +15,14 @@ def _count(dynamo: Dynamo, table: str, user: str) -> int:
     """Items in the user's partition right now (a paginated COUNT Query)."""
     total, params = 0, {}
     while True:
-        page = dynamo.call("Query", table, KeyConditionExpression="PK = :pk",
-                           ExpressionAttributeValues={":pk": {"S": user}}, Select="COUNT",
-                           **params)
+        page = dynamo.call(
+            "Query",
+            table,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": user}},
+            Select="COUNT",
+            **params,
+        )
         total += page["Count"]
         if "LastEvaluatedKey" not in page:
             return total
@@ -47,7 +52,8 @@ def test_three_workers_share_a_300_wcu_limit(isolated_penv: PipelineEnv, unique:
 
 
 def test_worker_killed_mid_load_loses_nothing_and_counts_nothing_twice(
-        isolated_penv: PipelineEnv, unique: str) -> None:
+    isolated_penv: PipelineEnv, unique: str
+) -> None:
     penv = isolated_penv
     ns, user, n = f"kill{unique}", f"user-{unique}", 20_000
     kv = penv.store(user).open_namespace(ns)
@@ -67,7 +73,12 @@ def test_worker_killed_mid_load_loses_nothing_and_counts_nothing_twice(
     finally:
         stop_all(ws)
     assert (st.state, st.items, st.written, st.superseded, st.dead_lettered) == (
-        "succeeded", n, n, 0, 0)
+        "succeeded",
+        n,
+        n,
+        0,
+        0,
+    )
     assert took < RECOVERY_SECONDS + 30, f"recovered in {took:.0f}s"
     got = dict(kv.scan_prefix(b""))
     assert got == {b"k%06d" % i: b"%d" % i for i in range(n)}

@@ -33,11 +33,17 @@ def _fill(penv: PipelineEnv, user: str, nss: list[str], marker: bytes, n_schemas
     a.put(b"big", marker + rng.randbytes(BIG - len(marker)))
     a.put(b"gone", b"x", seq=1)
     a.delete(b"gone", seq=2)  # a tombstone: absent, so never exported
-    b.batch_put([(bytes([0, 0xFF, 0xFE, i % 256]) + rng.randbytes(i % 40), marker + bytes([i % 256])
-                  + b"\x80\xc3(\xff") for i in range(200)])
+    b.batch_put(
+        [
+            (
+                bytes([0, 0xFF, 0xFE, i % 256]) + rng.randbytes(i % 40),
+                marker + bytes([i % 256]) + b"\x80\xc3(\xff",
+            )
+            for i in range(200)
+        ]
+    )
     b.put(bytes(range(1, 256)), marker + bytes(range(256)))
-    c.batch_put([(f"ключ-😀-{i}".encode(), marker + f"значение ☃ {i}".encode())
-                 for i in range(50)])
+    c.batch_put([(f"ключ-😀-{i}".encode(), marker + f"значение ☃ {i}".encode()) for i in range(50)])
     t = iter(range(1_600_000_000, 1_700_000_000, 7))
     ss = DynamoSchemaStore(penv.dynamo, user, clock=lambda: float(next(t)))
     for i in range(n_schemas):
@@ -54,9 +60,16 @@ def _items(penv: PipelineEnv, user: str, nss: list[str]) -> dict[str, dict[bytes
 
 def _schema_rows(penv: PipelineEnv, user: str) -> dict[str, dict[str, Any]]:
     """The user's schema items exactly as DynamoDB holds them (every attribute)."""
-    pages = make_client(penv.dynamo).get_paginator("query").paginate(
-        TableName=penv.dynamo.schema_table, KeyConditionExpression="PK = :pk",
-        ExpressionAttributeValues={":pk": {"S": user}}, ConsistentRead=True)
+    pages = (
+        make_client(penv.dynamo)
+        .get_paginator("query")
+        .paginate(
+            TableName=penv.dynamo.schema_table,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": user}},
+            ConsistentRead=True,
+        )
+    )
     return {i["SK"]["S"]: i for p in pages for i in p["Items"]}
 
 
@@ -64,10 +77,17 @@ def _lines(data: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.splitlines()]
 
 
-def _cli(penv: PipelineEnv, *args: str, stdin: bytes | None = None
-         ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "producers.cli", *args], cwd=ROOT,
-                          env=penv.env(), input=stdin, capture_output=True, timeout=300)
+def _cli(
+    penv: PipelineEnv, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "producers.cli", *args],
+        cwd=ROOT,
+        env=penv.env(),
+        input=stdin,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 def _jobs(penv: PipelineEnv) -> int:
@@ -75,8 +95,9 @@ def _jobs(penv: PipelineEnv) -> int:
 
 
 @pytest.fixture(scope="module")
-def exported(penv: PipelineEnv, tmp_path_factory: pytest.TempPathFactory,
-             producer: Producer) -> dict[str, Any]:
+def exported(
+    penv: PipelineEnv, tmp_path_factory: pytest.TempPathFactory, producer: Producer
+) -> dict[str, Any]:
     """Alice (3 namespaces, 300 schemas) and Bob (same namespaces and schema names, other
     values) filled once; Alice exported once to a file."""
     tag = random.Random().randbytes(4).hex()
@@ -87,9 +108,17 @@ def exported(penv: PipelineEnv, tmp_path_factory: pytest.TempPathFactory,
     path = tmp_path_factory.mktemp("export") / "alice.jsonl"
     with path.open("wb") as f:
         counts = producer.export(alice, f)
-    return {"alice": alice, "bob": bob, "nss": nss, "path": path, "counts": counts,
-            "items": _items(penv, alice, nss), "schemas": _schema_rows(penv, alice),
-            "bob_items": _items(penv, bob, nss), "bob_schemas": _schema_rows(penv, bob)}
+    return {
+        "alice": alice,
+        "bob": bob,
+        "nss": nss,
+        "path": path,
+        "counts": counts,
+        "items": _items(penv, alice, nss),
+        "schemas": _schema_rows(penv, alice),
+        "bob_items": _items(penv, bob, nss),
+        "bob_schemas": _schema_rows(penv, bob),
+    }
 
 
 def test_export_holds_exactly_alices_data(exported: dict[str, Any]) -> None:
@@ -112,8 +141,8 @@ def test_export_holds_exactly_alices_data(exported: dict[str, Any]) -> None:
 
 
 def test_erase_then_reimport_restores_every_byte(
-        penv: PipelineEnv, workers: list[Worker], producer: Producer,
-        exported: dict[str, Any]) -> None:
+    penv: PipelineEnv, workers: list[Worker], producer: Producer, exported: dict[str, Any]
+) -> None:
     alice, nss = exported["alice"], exported["nss"]
     st = producer.reset_user(alice).wait(timeout=180)
     assert st.state == "succeeded", st
@@ -131,7 +160,8 @@ def test_erase_then_reimport_restores_every_byte(
 
 
 def test_cli_export_to_stdout_and_load_from_stdin_as_another_user(
-        penv: PipelineEnv, workers: list[Worker], exported: dict[str, Any], unique: str) -> None:
+    penv: PipelineEnv, workers: list[Worker], exported: dict[str, Any], unique: str
+) -> None:
     alice, nss, carol = exported["alice"], exported["nss"], f"carol-{unique}"
     out = _cli(penv, "export", "--user", alice, "-n", nss[2], "-n", nss[1], "--output", "-")
     assert out.returncode == 0, out.stderr
@@ -148,13 +178,15 @@ def test_cli_export_to_stdout_and_load_from_stdin_as_another_user(
 
 
 def test_cli_export_to_a_file_and_a_missing_namespace(
-        penv: PipelineEnv, exported: dict[str, Any], tmp_path: Path) -> None:
+    penv: PipelineEnv, exported: dict[str, Any], tmp_path: Path
+) -> None:
     target = tmp_path / "out.jsonl"
     out = _cli(penv, "export", "--user", exported["alice"], "-n", "nosuchns", "-o", str(target))
     assert out.returncode == 1 and b"does not exist" in out.stderr
     assert b"Traceback" not in out.stderr and not list(tmp_path.iterdir())
-    ok = _cli(penv, "export", "--user", exported["bob"], "-n", exported["nss"][1], "-o",
-              str(target))
+    ok = _cli(
+        penv, "export", "--user", exported["bob"], "-n", exported["nss"][1], "-o", str(target)
+    )
     assert ok.returncode == 0, ok.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
     assert sum(r["kind"] == "item" for r in _lines(target.read_bytes())) == 201
@@ -168,21 +200,30 @@ def _damaged(data: bytes, how: str) -> bytes:
         return b"".join(lines[:-1])
     if how == "value byte flipped":
         i = data.index(b'"value_b64":"') + 20
-        return data[:i] + (b"A" if data[i:i + 1] != b"A" else b"B") + data[i + 1:]
+        return data[:i] + (b"A" if data[i : i + 1] != b"A" else b"B") + data[i + 1 :]
     trailer = json.loads(lines[-1])
     trailer["schemas"] += 1
     return b"".join(lines[:-1]) + json.dumps(trailer).encode() + b"\n"
 
 
-@pytest.mark.parametrize(("how", "reason"), [
-    ("truncated mid-line", "truncated: trailer missing"),
-    ("trailer cut off", "truncated: trailer missing"),
-    ("value byte flipped", "checksum mismatch"),
-    ("trailer count edited", "schema count mismatch"),
-])
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("truncated mid-line", "truncated: trailer missing"),
+        ("trailer cut off", "truncated: trailer missing"),
+        ("value byte flipped", "checksum mismatch"),
+        ("trailer count edited", "schema count mismatch"),
+    ],
+)
 def test_damaged_export_is_refused_before_anything_is_written(
-        penv: PipelineEnv, producer: Producer, exported: dict[str, Any], tmp_path: Path,
-        unique: str, how: str, reason: str) -> None:
+    penv: PipelineEnv,
+    producer: Producer,
+    exported: dict[str, Any],
+    tmp_path: Path,
+    unique: str,
+    how: str,
+    reason: str,
+) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(_damaged(exported["path"].read_bytes(), how))
     dave, before = f"dave-{unique}", _jobs(penv)
@@ -197,16 +238,24 @@ def test_damaged_export_is_refused_before_anything_is_written(
 
 
 def test_force_loads_up_to_the_damage_and_reports_it(
-        penv: PipelineEnv, workers: list[Worker], producer: Producer, exported: dict[str, Any],
-        tmp_path: Path, unique: str) -> None:
+    penv: PipelineEnv,
+    workers: list[Worker],
+    producer: Producer,
+    exported: dict[str, Any],
+    tmp_path: Path,
+    unique: str,
+) -> None:
     data = _damaged(exported["path"].read_bytes(), "truncated mid-line")
     intact = [r for r in _lines(data.rsplit(b"\n", 1)[0]) if r["kind"] == "item"]
     erin = f"erin-{unique}"
     cli = _cli(penv, "load", "-", "--user", erin, "--force", "--wait", stdin=data)
     assert cli.returncode == 3, cli.stderr
     assert b"damaged export loaded with --force (truncated: trailer missing)" in cli.stderr
-    job_id = next(line.split()[-1] for line in cli.stderr.decode().splitlines()
-                  if line.startswith("load: job"))
+    job_id = next(
+        line.split()[-1]
+        for line in cli.stderr.decode().splitlines()
+        if line.startswith("load: job")
+    )
     st = producer.job(job_id).status()
     assert st.extra["export_problem"] == "truncated: trailer missing"
     assert (st.state, st.written, st.rejected) == ("partial", len(intact), 1)

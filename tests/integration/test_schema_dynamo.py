@@ -38,18 +38,28 @@ Factory = Callable[..., tuple[DynamoSchemaStore, RecordingClient]]
 @pytest.fixture
 def schemas(schema_config: DynamoConfig, unique: str) -> Factory:
     """Make a schema store for a user unique to this test, over a recording client."""
-    def make(user: str = "alice", clock: Callable[[], float] | None = None,
-             tweak: dict[str, Any] | None = None) -> tuple[DynamoSchemaStore, RecordingClient]:
+
+    def make(
+        user: str = "alice",
+        clock: Callable[[], float] | None = None,
+        tweak: dict[str, Any] | None = None,
+    ) -> tuple[DynamoSchemaStore, RecordingClient]:
         client = RecordingClient(make_client(schema_config), tweak=tweak)
-        store = DynamoSchemaStore(schema_config, f"{user}{unique}",
-                                  dynamo=Dynamo(schema_config, client), clock=clock or time.time)
+        store = DynamoSchemaStore(
+            schema_config,
+            f"{user}{unique}",
+            dynamo=Dynamo(schema_config, client),
+            clock=clock or time.time,
+        )
         client.clear()
         return store, client
+
     return make
 
 
-def test_a_missing_table_is_named_with_the_endpoint(dynamo_config: DynamoConfig,
-                                                    unique: str) -> None:
+def test_a_missing_table_is_named_with_the_endpoint(
+    dynamo_config: DynamoConfig, unique: str
+) -> None:
     config = replace(dynamo_config, schema_table=f"{dynamo_config.table_prefix}_no{unique}")
     with pytest.raises(errors.TableNotFoundError) as info:
         DynamoSchemaStore(config)
@@ -58,8 +68,9 @@ def test_a_missing_table_is_named_with_the_endpoint(dynamo_config: DynamoConfig,
     assert str(config.endpoint_url) in text
 
 
-def test_create_schema_table_builds_the_updated_at_index_once(dynamo_config: DynamoConfig,
-                                                              unique: str) -> None:
+def test_create_schema_table_builds_the_updated_at_index_once(
+    dynamo_config: DynamoConfig, unique: str
+) -> None:
     config = replace(dynamo_config, schema_table=f"{dynamo_config.table_prefix}_mk{unique}")
     client = RecordingClient(make_client(config))
     assert create_schema_table(config, Dynamo(config, client)) is True
@@ -73,8 +84,7 @@ def test_create_schema_table_builds_the_updated_at_index_once(dynamo_config: Dyn
     DynamoSchemaStore(config)  # now it validates
 
 
-def test_put_schema_sets_created_once_updated_always_in_one_update_item(
-        schemas: Factory) -> None:
+def test_put_schema_sets_created_once_updated_always_in_one_update_item(schemas: Factory) -> None:
     clock = Clock(1_000.4)
     store, client = schemas(clock=clock)
     first = store.put_schema(Schema("users", {"fields": ["id"]}), {"id": "uuid"})
@@ -89,7 +99,11 @@ def test_put_schema_sets_created_once_updated_always_in_one_update_item(
     got = store.get_schema("users")
     assert got is not None
     assert (got.body, got.created_at, got.updated_at, got.version) == (
-        {"fields": []}, 1000, 3000, 3)
+        {"fields": []},
+        1000,
+        3000,
+        3,
+    )
 
 
 def test_if_not_exists_refuses_to_overwrite(schemas: Factory) -> None:
@@ -99,7 +113,10 @@ def test_if_not_exists_refuses_to_overwrite(schemas: Factory) -> None:
         store.put_schema(Schema("s", {"v": 2}), if_not_exists=True)
     err = info.value
     assert (err.operation, err.table, err.code) == (
-        "UpdateItem", store.table, "ConditionalCheckFailedException")
+        "UpdateItem",
+        store.table,
+        "ConditionalCheckFailedException",
+    )
     assert "key 's'" in str(err)
     got = store.get_schema("s")
     assert got is not None and got.body == {"v": 1} and got.version == 1
@@ -166,7 +183,8 @@ def test_get_all_schemas_returns_this_users_schemas(schemas: Factory) -> None:
         store.put_schema(Schema(f"s{i}", {"i": i}))
     got = store.get_all_schemas()
     assert [(s.name, s.body, s.version, s.created_at) for s in got] == [
-        (f"s{i}", {"i": i}, 1, 50) for i in range(3)]
+        (f"s{i}", {"i": i}, 1, 50) for i in range(3)
+    ]
 
 
 def test_clear_all_schemas_deletes_in_batches_of_25(schemas: Factory) -> None:

@@ -45,21 +45,36 @@ def ledger() -> Iterator[Ledger]:
     yield Ledger(r, ttl=600)
 
 
-def _runner(ledger: Ledger, batch: Callable[..., dict[str, Any]], **cfg: Any
-            ) -> tuple[SegmentRunner, ListEnqueuer, FakeClient]:
-    client = FakeClient({
-        "DescribeTable": lambda **p: {"Table": {"TableStatus": "ACTIVE"}},
-        "BatchWriteItem": batch,
-    })
+def _runner(
+    ledger: Ledger, batch: Callable[..., dict[str, Any]], **cfg: Any
+) -> tuple[SegmentRunner, ListEnqueuer, FakeClient]:
+    client = FakeClient(
+        {
+            "DescribeTable": lambda **p: {"Table": {"TableStatus": "ACTIVE"}},
+            "BatchWriteItem": batch,
+        }
+    )
     dcfg = DynamoConfig(region="us-east-1", batch_rounds=2, max_attempts=2)
     clock = FakeClock()
-    store = DynamoNamespacedStore(dcfg, dynamo=Dynamo(dcfg, client, sleep=clock.sleep),
-                                  sleep=clock.sleep)
+    store = DynamoNamespacedStore(
+        dcfg, dynamo=Dynamo(dcfg, client, sleep=clock.sleep), sleep=clock.sleep
+    )
     store.writer.sleep = clock.sleep
     enq = ListEnqueuer()
     pcfg = replace(PipelineConfig(), **cfg)
-    return (SegmentRunner(store=store, ledger=ledger, enqueue=enq, cfg=pcfg,
-                          rng=random.Random(1), sleep=clock.sleep, clock=clock), enq, client)
+    return (
+        SegmentRunner(
+            store=store,
+            ledger=ledger,
+            enqueue=enq,
+            cfg=pcfg,
+            rng=random.Random(1),
+            sleep=clock.sleep,
+            clock=clock,
+        ),
+        enq,
+        client,
+    )
 
 
 def _ok(**params: Any) -> dict[str, Any]:
@@ -67,8 +82,15 @@ def _ok(**params: Any) -> dict[str, Any]:
 
 
 def _segment(job: str, n: int, **kw: Any) -> Segment:
-    return Segment(job=job, seg=kw.pop("seg", "s0"), target="kv", ns="ns", user="u",
-                   ops=[(b"k%03d" % i, b"v%d" % i) for i in range(n)], **kw)
+    return Segment(
+        job=job,
+        seg=kw.pop("seg", "s0"),
+        target="kv",
+        ns="ns",
+        user="u",
+        ops=[(b"k%03d" % i, b"v%d" % i) for i in range(n)],
+        **kw,
+    )
 
 
 def _job(ledger: Ledger, segments: dict[str, int]) -> str:
@@ -96,14 +118,16 @@ def test_duplicates_in_a_segment_are_superseded_last_wins(ledger: Ledger) -> Non
     def batch(**p: Any) -> dict[str, Any]:
         sent.extend(p["RequestItems"]["DataFoldStorage-ns"])
         return {}
+
     runner, _, _ = _runner(ledger, batch)
     job = _job(ledger, {"s0": 3})
     seg = replace(_segment(job, 0), ops=[(b"a", b"1"), (b"b", b"2"), (b"a", b"3")])
     runner.run(seg)
     st = ledger.status(job)
     assert (st.written, st.superseded, st.state) == (2, 1, "succeeded")
-    values = {r["PutRequest"]["Item"]["SK"]["B"]: r["PutRequest"]["Item"]["Value"]["B"]
-              for r in sent}
+    values = {
+        r["PutRequest"]["Item"]["SK"]["B"]: r["PutRequest"]["Item"]["Value"]["B"] for r in sent
+    }
     assert values == {b"a": b"3", b"b": b"2"}
 
 
@@ -111,10 +135,11 @@ def test_unprocessed_leftovers_are_requeued_with_backoff_then_finish(ledger: Led
     def stingy(**p: Any) -> dict[str, Any]:
         reqs = p["RequestItems"]["DataFoldStorage-ns"]
         return {"UnprocessedItems": {"DataFoldStorage-ns": reqs[-2:]}}
+
     runner, enq, _ = _runner(ledger, stingy, requeue_base_delay=2.0)
     job = _job(ledger, {"s0": 10})
     assert runner.run(_segment(job, 10, part="p", idx=0)) == "requeued"
-    (child, countdown), = enq.segments
+    ((child, countdown),) = enq.segments
     assert child.seg == "s0.r1" and child.attempt == 1 and (child.part, child.idx) == ("p", 0)
     assert 1.0 <= countdown <= 2.0 and len(child.ops) == 2
     st = ledger.status(job)
@@ -131,6 +156,7 @@ def test_unprocessed_leftovers_are_requeued_with_backoff_then_finish(ledger: Led
 def test_leftovers_past_the_requeue_bound_are_dead_lettered_with_reason(ledger: Ledger) -> None:
     def never(**p: Any) -> dict[str, Any]:
         return {"UnprocessedItems": p["RequestItems"]}
+
     runner, enq, _ = _runner(ledger, never, max_requeues=1)
     job = _job(ledger, {"s0": 4})
     seg = _segment(job, 4)
@@ -151,6 +177,7 @@ def test_a_poison_item_is_isolated_and_dead_lettered_alone(ledger: Ledger) -> No
         if any(r["PutRequest"]["Item"]["SK"]["B"] == b"k013" for r in reqs):
             raise client_error("ValidationException", "BatchWriteItem")
         return {}
+
     runner, _, _ = _runner(ledger, picky)
     job = _job(ledger, {"s0": 30})
     assert runner.run(_segment(job, 30)) == "dead"
@@ -218,8 +245,9 @@ def test_a_payload_gone_before_writing_is_dead_lettered_with_the_reason(ledger: 
     assert client.ops().count("BatchWriteItem") == 0
     # It names no item: a replay must not turn it into a delete of a key named like it.
     enq = ListEnqueuer()
-    producer = Producer(runner.store.config, PipelineConfig(redis_url=REDIS_URL),
-                        redis_client=ledger.r, enqueue=enq)
+    producer = Producer(
+        runner.store.config, PipelineConfig(redis_url=REDIS_URL), redis_client=ledger.r, enqueue=enq
+    )
     replay = producer.replay_dead_letters(job).status()
     assert enq.segments == [] and replay.items == 0
 

@@ -22,8 +22,9 @@ from worker.payloads import PayloadStore
 from worker.sweeper import Sweeper, in_broker
 
 
-def _setup(penv: PipelineEnv, unique: str, n: int = 600) -> tuple[Producer, Any, dict[bytes,
-                                                                                    bytes], str]:
+def _setup(
+    penv: PipelineEnv, unique: str, n: int = 600
+) -> tuple[Producer, Any, dict[bytes, bytes], str]:
     cfg = penv.pipeline_config(DATAFOLD_SEGMENT_SIZE="200")
     producer = Producer(penv.dynamo, cfg)
     items = {b"k%04d" % i: b"v%d" % i for i in range(n)}
@@ -34,13 +35,20 @@ def _setup(penv: PipelineEnv, unique: str, n: int = 600) -> tuple[Producer, Any,
 def _sweeper(penv: PipelineEnv, cfg: PipelineConfig, **kw: Any) -> Sweeper:
     r = penv.redis()
     payloads = PayloadStore(r, ttl=600)
-    return Sweeper(payloads=payloads, ledger=Ledger(r, ttl=600),
-                   enqueue=CeleryEnqueuer(make_app(cfg), payloads), broker=r,
-                   interval=kw.pop("interval", 0.01), grace=kw.pop("grace", 0.0), **kw)
+    return Sweeper(
+        payloads=payloads,
+        ledger=Ledger(r, ttl=600),
+        enqueue=CeleryEnqueuer(make_app(cfg), payloads),
+        broker=r,
+        interval=kw.pop("interval", 0.01),
+        grace=kw.pop("grace", 0.0),
+        **kw,
+    )
 
 
 def test_a_lost_message_is_sent_again_and_others_are_left_alone(
-        isolated_penv: PipelineEnv, unique: str) -> None:
+    isolated_penv: PipelineEnv, unique: str
+) -> None:
     r = isolated_penv.redis()
     _, job, items, _ = _setup(isolated_penv, unique)
     queued = r.lrange("bulk", 0, -1)
@@ -86,18 +94,19 @@ def test_only_one_worker_sweeps_an_interval(isolated_penv: PipelineEnv, unique: 
     assert r.pttl(keys.sweeper_turn()) > 0
 
 
-def test_a_worker_finds_a_lost_message_by_itself(isolated_penv: PipelineEnv,
-                                                 unique: str) -> None:
+def test_a_worker_finds_a_lost_message_by_itself(isolated_penv: PipelineEnv, unique: str) -> None:
     r: redis.Redis[bytes] = isolated_penv.redis()
     _, job, items, _ = _setup(isolated_penv, unique)
     assert r.rpop("bulk") is not None  # lost before any worker saw it
-    ws = start_workers(isolated_penv, 1, prefix="sweep", DATAFOLD_SWEEP_INTERVAL="0.5",
-                       DATAFOLD_SWEEP_GRACE="1")
+    ws = start_workers(
+        isolated_penv, 1, prefix="sweep", DATAFOLD_SWEEP_INTERVAL="0.5", DATAFOLD_SWEEP_GRACE="1"
+    )
     try:
         st = job.wait(timeout=60)
     finally:
         stop_all(ws)
     assert (st.state, st.written) == ("succeeded", len(items))
-    got = dict(isolated_penv.store(f"user-{unique}").open_namespace(f"sweep{unique}")
-               .scan_prefix(b""))
+    got = dict(
+        isolated_penv.store(f"user-{unique}").open_namespace(f"sweep{unique}").scan_prefix(b"")
+    )
     assert got == items

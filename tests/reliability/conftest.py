@@ -81,8 +81,9 @@ class Fleet:
 
 
 @pytest.fixture(scope="session")
-def rpenv(schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[PipelineEnv]:
+def rpenv(
+    schema_config: DynamoConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PipelineEnv]:
     """The suite's pipeline environment on Redis DB 11 (emptied before and after)."""
     logs = Path(tmp_path_factory.mktemp("reliability-logs"))
     with fresh_env(schema_config, REDIS_DB, logs) as e:
@@ -120,13 +121,21 @@ def diff(got: Mapping[bytes, bytes], want: Mapping[bytes, bytes]) -> str:
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
     wrong = sorted(k for k in set(got) & set(want) if got[k] != want[k])
-    parts = [f"{name}: {len(keys)} (first {keys[:3]!r})" for name, keys in
-             (("missing", missing), ("extra", extra), ("wrong value", wrong)) if keys]
+    parts = [
+        f"{name}: {len(keys)} (first {keys[:3]!r})"
+        for name, keys in (("missing", missing), ("extra", extra), ("wrong value", wrong))
+        if keys
+    ]
     return "; ".join(parts)
 
 
-def assert_exact(st: JobStatus, job: Job, got: Mapping[bytes, bytes],
-                 want: Mapping[bytes, bytes], dead: Mapping[bytes, str] | None = None) -> None:
+def assert_exact(
+    st: JobStatus,
+    job: Job,
+    got: Mapping[bytes, bytes],
+    want: Mapping[bytes, bytes],
+    dead: Mapping[bytes, str] | None = None,
+) -> None:
     """The job finished; nothing lost, nothing extra; the ledger adds up; the dead letters
     are exactly ``dead`` (key -> a piece of the reason) and none of them was written."""
     dead = dict(dead or {})
@@ -135,7 +144,8 @@ def assert_exact(st: JobStatus, job: Job, got: Mapping[bytes, bytes],
     assert st.segments_done == st.segments_planned, st
     letters = list(job.dead_letters())
     assert sorted(d.key for d in letters) == sorted(dead), [
-        (d.key[:40], d.code, d.reason[:300]) for d in letters][:5]
+        (d.key[:40], d.code, d.reason[:300]) for d in letters
+    ][:5]
     assert st.dead_lettered == len(dead), st
     for d in letters:
         assert dead[d.key] in d.reason, (d.key[:40], d.code, d.reason)
@@ -183,8 +193,19 @@ class RedisServer:
         return redis.Redis.from_url(self.url(), socket_timeout=5)
 
     def start(self) -> RedisServer:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--appendonly", "yes", "--save", "", "--dir", str(self.dir)]
+        args = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--dir",
+            str(self.dir),
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         with open(self.dir / "redis.log", "ab") as log:

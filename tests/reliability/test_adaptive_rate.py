@@ -52,8 +52,9 @@ class Refusals:
         proxy.engine.plan = counting  # type: ignore[method-assign]
 
 
-def test_limiter_sustains_90_percent_of_a_1000_wcu_table(fleet: Fleet, proxy: FaultProxy,
-                                                         unique: str) -> None:
+def test_limiter_sustains_90_percent_of_a_1000_wcu_table(
+    fleet: Fleet, proxy: FaultProxy, unique: str
+) -> None:
     ns, user = f"rate{unique}", f"user-{unique}"
     table = fleet.penv.store(user).open_namespace(ns).table
     proxy.set_config(FaultConfig(capacity_wcu={table: CAPACITY}, burst_seconds=1.0))
@@ -76,10 +77,12 @@ def test_limiter_sustains_90_percent_of_a_1000_wcu_table(fleet: Fleet, proxy: Fa
     rate = (w1 - w0) / (t1 - t0)
     refused = refusals.refused / refusals.calls
     wasted = refusals.refused_items / refusals.items
-    print(f"\nsustained {rate:.0f} WCU/s = {rate / CAPACITY:.1%} of {CAPACITY}; "
-          f"{refusals.refused} of {refusals.calls} calls throttled ({refused:.1%}); "
-          f"{refusals.refused_items} of {refusals.items} item writes refused ({wasted:.1%}); "
-          f"{st.requeues} requeues; load {st.elapsed:.1f}s")
+    print(
+        f"\nsustained {rate:.0f} WCU/s = {rate / CAPACITY:.1%} of {CAPACITY}; "
+        f"{refusals.refused} of {refusals.calls} calls throttled ({refused:.1%}); "
+        f"{refusals.refused_items} of {refusals.items} item writes refused ({wasted:.1%}); "
+        f"{st.requeues} requeues; load {st.elapsed:.1f}s"
+    )
     assert rate >= MIN_SHARE * CAPACITY, f"sustained only {rate:.0f} WCU/s"
     assert rate <= 1.1 * CAPACITY, f"{rate:.0f} WCU/s: the capacity model leaks"
     assert wasted <= MAX_REFUSED_ITEMS, f"{wasted:.1%} of the item writes refused"

@@ -48,23 +48,44 @@ CASES = {
     "malformed_json": Case(around(b'{"key": "b", "value": '), 3, "not valid JSON"),
     "line_without_key": Case(around(b'{"value": 2}'), 3, "no key"),
     "empty_key": Case(around(b'{"key": "", "value": 2}'), 3, "empty key"),
-    "key_over_1024_bytes": Case(around(json.dumps({"key": "k" * (MAX_SORT_KEY_BYTES + 1),
-                                                   "value": 2}).encode()), 3,
-                                f"over the {MAX_SORT_KEY_BYTES}-byte limit"),
-    "value_too_large": Case(around(json.dumps({"key": "b", "value": "x" * MAX_ITEM_BYTES})
-                                   .encode()), 3, f"item over the {MAX_ITEM_BYTES}-byte limit"),
+    "key_over_1024_bytes": Case(
+        around(json.dumps({"key": "k" * (MAX_SORT_KEY_BYTES + 1), "value": 2}).encode()),
+        3,
+        f"over the {MAX_SORT_KEY_BYTES}-byte limit",
+    ),
+    "value_too_large": Case(
+        around(json.dumps({"key": "b", "value": "x" * MAX_ITEM_BYTES}).encode()),
+        3,
+        f"item over the {MAX_ITEM_BYTES}-byte limit",
+    ),
     "non_utf8_bytes": Case(around(b'{"key": "b\xff\xfe", "value": 2}'), 3, "not UTF-8"),
-    "line_of_50_mb": Case(around(b'{"key": "b", "value": "' + b"x" * (50 << 20) + b'"}'), 3,
-                          "line is over 1048576 bytes"),
-    "csv_without_key_column": Case(b"name,value\na,1\n", 2, "CSV has no column 'id'", {},
-                                   ("--format", "csv", "--key-column", "id")),
+    "line_of_50_mb": Case(
+        around(b'{"key": "b", "value": "' + b"x" * (50 << 20) + b'"}'),
+        3,
+        "line is over 1048576 bytes",
+    ),
+    "csv_without_key_column": Case(
+        b"name,value\na,1\n",
+        2,
+        "CSV has no column 'id'",
+        {},
+        ("--format", "csv", "--key-column", "id"),
+    ),
     "invalid_namespace": Case(GOOD_BEFORE, 2, "invalid namespace name", {}, ("-n", "bad ns!")),
-    "unicode_keys": Case(b"".join(json.dumps({"key": k, "value": i}, ensure_ascii=False)
-                                  .encode() + b"\n" for i, k in enumerate(UNICODE)), 0,
-                         written={k.encode(): b"%d" % i for i, k in enumerate(UNICODE)}),
-    "duplicate_keys": Case(b'{"key": "k", "value": 1}\n{"key": "j", "value": 2}\n'
-                           b'{"key": "k", "value": 3}\n{"key": "k", "value": "last"}\n', 0,
-                           written={b"k": b'"last"', b"j": b"2"}),
+    "unicode_keys": Case(
+        b"".join(
+            json.dumps({"key": k, "value": i}, ensure_ascii=False).encode() + b"\n"
+            for i, k in enumerate(UNICODE)
+        ),
+        0,
+        written={k.encode(): b"%d" % i for i, k in enumerate(UNICODE)},
+    ),
+    "duplicate_keys": Case(
+        b'{"key": "k", "value": 1}\n{"key": "j", "value": 2}\n'
+        b'{"key": "k", "value": 3}\n{"key": "k", "value": "last"}\n',
+        0,
+        written={b"k": b'"last"', b"j": b"2"},
+    ),
     "empty_file": Case(b"", 0, written={}),
     "missing_file": Case(None, 2, "no such file", {}),
 }
@@ -78,13 +99,15 @@ class Run:
 
     @property
     def job_id(self) -> str:
-        return next(line.split()[2] for line in self.proc.stderr.splitlines()
-                    if line.startswith("load: job "))
+        return next(
+            line.split()[2]
+            for line in self.proc.stderr.splitlines()
+            if line.startswith("load: job ")
+        )
 
 
 @pytest.fixture(scope="module")
-def runs(rpenv: PipelineEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-        dict[str, Run]]:
+def runs(rpenv: PipelineEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     """Every case's CLI run, all launched at once while one worker serves them."""
     tmp = tmp_path_factory.mktemp("cli-input")
     rpenv.redis().flushdb()
@@ -99,15 +122,34 @@ def runs(rpenv: PipelineEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     path.write_bytes(case.content)
                 ns, user = f"cli-{name.replace('_', '-')}", f"user-{name}"
                 args = ("-n", ns, *case.args) if "-n" not in case.args else case.args
-                procs[name] = (ns, user, subprocess.Popen(
-                    [sys.executable, "-m", "producers.cli", "load", str(path), *args,
-                     "--user", user, "--wait"], cwd=ROOT, env=rpenv.env(), text=True,
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                procs[name] = (
+                    ns,
+                    user,
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "producers.cli",
+                            "load",
+                            str(path),
+                            *args,
+                            "--user",
+                            user,
+                            "--wait",
+                        ],
+                        cwd=ROOT,
+                        env=rpenv.env(),
+                        text=True,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                    ),
+                )
             out = {}
             for name, (ns, user, p) in procs.items():
                 stdout, stderr = p.communicate(timeout=120)
-                out[name] = Run(ns, user, subprocess.CompletedProcess(p.args, p.returncode,
-                                                                       stdout, stderr))
+                out[name] = Run(
+                    ns, user, subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+                )
             yield out
         finally:
             fleet.stop()

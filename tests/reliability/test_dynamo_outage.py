@@ -46,8 +46,7 @@ IMPATIENT = {
 }
 
 
-def test_15s_outage_tasks_back_off_and_resume(fleet: Fleet, proxy: FaultProxy,
-                                              unique: str) -> None:
+def test_15s_outage_tasks_back_off_and_resume(fleet: Fleet, proxy: FaultProxy, unique: str) -> None:
     n = 4000
     proxy.configure(latency_ms={"BatchWriteItem": 60})
     fleet.start(1, prefix="patient", **PATIENT)
@@ -73,12 +72,15 @@ def test_15s_outage_tasks_back_off_and_resume(fleet: Fleet, proxy: FaultProxy,
     assert (st.state, st.written, st.dead_lettered) == ("succeeded", n, 0), st
     assert st.requeues > 0, "nothing was requeued during the outage"
     assert back.stats().op("BatchWriteItem", "forwarded") > 0, "nothing written after it"
-    print(f"\n{n} items, DynamoDB down {back_at - down_at:.1f}s with {written_down} written: "
-          f"requeues {st.requeues}, job {st.elapsed:.1f}s")
+    print(
+        f"\n{n} items, DynamoDB down {back_at - down_at:.1f}s with {written_down} written: "
+        f"requeues {st.requeues}, job {st.elapsed:.1f}s"
+    )
 
 
 def test_outage_past_the_retry_budget_dead_letters_then_replay_writes_all(
-        fleet: Fleet, proxy: FaultProxy, unique: str) -> None:
+    fleet: Fleet, proxy: FaultProxy, unique: str
+) -> None:
     n = 1500
     proxy.configure(latency_ms={"BatchWriteItem": 80})
     fleet.start(1, prefix="impatient", **IMPATIENT)
@@ -105,14 +107,26 @@ def test_outage_past_the_retry_budget_dead_letters_then_replay_writes_all(
 
     proc = subprocess.run(
         [sys.executable, "-m", "producers.cli", "dead-letters", job.id, "--replay", "--wait"],
-        cwd=ROOT, env=penv.env(), capture_output=True, text=True, timeout=120)
+        cwd=ROOT,
+        env=penv.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
-    replay_id = next(line.split()[-1] for line in proc.stderr.splitlines()
-                     if line.startswith("replay: job"))
+    replay_id = next(
+        line.split()[-1] for line in proc.stderr.splitlines() if line.startswith("replay: job")
+    )
     replay = producer(penv).job(replay_id)
     rs = replay.status()
     assert (rs.state, rs.items, rs.written, rs.dead_lettered) == (
-        "succeeded", len(letters), len(letters), 0), rs
+        "succeeded",
+        len(letters),
+        len(letters),
+        0,
+    ), rs
     assert_exact(rs, replay, read_back(penv, user, ns), want)
-    print(f"\n{n} items: {st.written} written before the outage, {len(letters)} dead-lettered, "
-          f"all {rs.written} written by the replay")
+    print(
+        f"\n{n} items: {st.written} written before the outage, {len(letters)} dead-lettered, "
+        f"all {rs.written} written by the replay"
+    )

@@ -29,8 +29,7 @@ MIXED = FaultConfig(
 )
 
 
-def test_30_percent_mixed_faults_lose_nothing(fleet: Fleet, proxy: FaultProxy,
-                                              unique: str) -> None:
+def test_30_percent_mixed_faults_lose_nothing(fleet: Fleet, proxy: FaultProxy, unique: str) -> None:
     assert abs(sum(MIXED.rate(k, "BatchWriteItem") for k in FaultKind) - 0.30) < 1e-9
     proxy.set_config(MIXED)
     # Random partial batches look to the adaptive limiter like a saturated table and would
@@ -56,6 +55,8 @@ def test_30_percent_mixed_faults_lose_nothing(fleet: Fleet, proxy: FaultProxy,
     stats = proxy.stats()
     for kind in FaultKind:
         assert stats.op("BatchWriteItem", kind.value) >= 10, (kind, stats.operations)
-    print(f"\n{N + DUPLICATES} items, {st.elapsed:.1f}s, requeues {st.requeues}, "
-          f"BatchWriteItem calls {stats.op('BatchWriteItem', 'requests')}, faults "
-          f"{ {k.value: stats.op('BatchWriteItem', k.value) for k in FaultKind} }")
+    print(
+        f"\n{N + DUPLICATES} items, {st.elapsed:.1f}s, requeues {st.requeues}, "
+        f"BatchWriteItem calls {stats.op('BatchWriteItem', 'requests')}, faults "
+        f"{ {k.value: stats.op('BatchWriteItem', k.value) for k in FaultKind} }"
+    )

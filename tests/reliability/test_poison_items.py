@@ -42,16 +42,25 @@ class Refuse:
             if operation == "BatchWriteItem" and self.needle in body:
                 with self._lock:
                     self.refused += 1
-                return Plan(operation, body, response=json_response(400, {
-                    "__type": ERROR_PREFIX + "ValidationException",
-                    "message": "One or more parameter values were invalid: refused by test"}))
+                return Plan(
+                    operation,
+                    body,
+                    response=json_response(
+                        400,
+                        {
+                            "__type": ERROR_PREFIX + "ValidationException",
+                            "message": "One or more parameter values were invalid: refused by test",
+                        },
+                    ),
+                )
             return plan(operation, body)
 
         proxy.engine.plan = refusing  # type: ignore[method-assign]
 
 
-def test_three_oversize_and_one_refused_item_among_10k(fleet: Fleet, proxy: FaultProxy,
-                                                       unique: str) -> None:
+def test_three_oversize_and_one_refused_item_among_10k(
+    fleet: Fleet, proxy: FaultProxy, unique: str
+) -> None:
     refuse = Refuse(proxy, REFUSED)
     fleet.start(1, prefix="poison")
     ns, user = f"poison{unique}", f"user-{unique}"
@@ -72,5 +81,7 @@ def test_three_oversize_and_one_refused_item_among_10k(fleet: Fleet, proxy: Faul
     assert letters[REFUSED].code == "ValidationException"
     # Halving 25 items down to the one refused takes at least log2(25) ~ 5 refusals.
     assert refuse.refused >= 5
-    print(f"\n{N} items: {st.written} written, dead letters "
-          f"{ {k.decode(): (d.code, d.reason[:70]) for k, d in letters.items()} }")
+    print(
+        f"\n{N} items: {st.written} written, dead letters "
+        f"{ {k.decode(): (d.code, d.reason[:70]) for k, d in letters.items()} }"
+    )

@@ -33,8 +33,8 @@ OUTAGE_SECONDS = 2.0
 
 
 def test_redis_restarted_mid_job_the_job_still_finishes_exactly(
-        rpenv: PipelineEnv, proxy: FaultProxy, private_redis: RedisServer,
-        unique: str) -> None:
+    rpenv: PipelineEnv, proxy: FaultProxy, private_redis: RedisServer, unique: str
+) -> None:
     assert private_redis.port != 6379  # never the shared Redis
     assert private_redis.client().info("persistence")["aof_enabled"] == 1
     penv = PrivateRedisEnv(rpenv.dynamo, 0, rpenv.logs, url=private_redis.url())
@@ -42,8 +42,7 @@ def test_redis_restarted_mid_job_the_job_still_finishes_exactly(
     proxy.configure(latency_ms={"BatchWriteItem": 20})
     fleet = Fleet(penv, proxy)
     try:
-        fleet.start(2, prefix="redis", DATAFOLD_BATCH_THREADS="2",
-                    DATAFOLD_WORKER_CONCURRENCY="4")
+        fleet.start(2, prefix="redis", DATAFOLD_BATCH_THREADS="2", DATAFOLD_WORKER_CONCURRENCY="4")
         ns, user = f"rr{unique}", f"user-{unique}"
         want = {b"r%05d" % i: b"%d" % i * 20 for i in range(N)}
         job = producer(penv, DATAFOLD_SEGMENT_SIZE="100").load(ns, want.items(), user)
@@ -64,6 +63,6 @@ def test_redis_restarted_mid_job_the_job_still_finishes_exactly(
     assert (st.state, st.items, st.written, st.dead_lettered) == ("succeeded", N, N, 0), st
     logs = fleet.logs()
     assert "Connection to broker lost" in logs or "Cannot connect" in logs, (
-        "the workers never noticed the restart")
+        "the workers never noticed the restart"
+    )
     print(f"\n{N} items across a Redis restart: {st.elapsed:.1f}s, requeues {st.requeues}")
-

@@ -27,31 +27,46 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 AWS_SECRET = f"FAKEsecret123{uuid.uuid4().hex}"
 REDIS_PASSWORD = f"FAKEredisPass{uuid.uuid4().hex}"
-FAULTS = FaultConfig(throttle_rate=0.1, internal_error_rate=0.05, reset_rate=0.05,
-                     partial_batch_rate=0.1)
+FAULTS = FaultConfig(
+    throttle_rate=0.1, internal_error_rate=0.05, reset_rate=0.05, partial_batch_rate=0.1
+)
 
 
 def cli(penv: PipelineEnv, *args: str, **env: str) -> str:
     """Run the CLI; return everything it printed."""
-    proc = subprocess.run([sys.executable, "-m", "producers.cli", *args], cwd=ROOT,
-                          env=penv.env(**env), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "producers.cli", *args],
+        cwd=ROOT,
+        env=penv.env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
 
 
 def test_no_secret_in_logs_errors_dead_letters_or_metrics(
-        rpenv: PipelineEnv, proxy: FaultProxy, tmp_path: Path, unique: str) -> None:
+    rpenv: PipelineEnv, proxy: FaultProxy, tmp_path: Path, unique: str
+) -> None:
     server = RedisServer(tmp_path, password=REDIS_PASSWORD).start()
-    penv = PrivateRedisEnv(rpenv.dynamo, 0, rpenv.logs, url=server.url(),
-                           extra={"AWS_SECRET_ACCESS_KEY": AWS_SECRET})
+    penv = PrivateRedisEnv(
+        rpenv.dynamo, 0, rpenv.logs, url=server.url(), extra={"AWS_SECRET_ACCESS_KEY": AWS_SECRET}
+    )
     assert REDIS_PASSWORD in penv.env()["DATAFOLD_REDIS_URL"]
     fleet = Fleet(penv, proxy)
     metrics_port = free_port(9200, 9300)
     texts: dict[str, str] = {}
     try:
         proxy.set_config(FAULTS)
-        fleet.start(1, prefix="secrets", DATAFOLD_METRICS_PORT=str(metrics_port),
-                    DATAFOLD_DYNAMODB_MAX_ATTEMPTS="1", DATAFOLD_MAX_REQUEUES="0",
-                    DATAFOLD_BATCH_ROUNDS="1", DATAFOLD_MIN_WRITE_CAPACITY="4000")
+        fleet.start(
+            1,
+            prefix="secrets",
+            DATAFOLD_METRICS_PORT=str(metrics_port),
+            DATAFOLD_DYNAMODB_MAX_ATTEMPTS="1",
+            DATAFOLD_MAX_REQUEUES="0",
+            DATAFOLD_BATCH_ROUNDS="1",
+            DATAFOLD_MIN_WRITE_CAPACITY="4000",
+        )
         ns, user = f"sec{unique}", f"user-{unique}"
         items = [(b"k%04d" % i, b"v" * 50) for i in range(2000)]
         items.append((b"too-big", b"x" * (MAX_ITEM_BYTES + 1)))
@@ -69,11 +84,16 @@ def test_no_secret_in_logs_errors_dead_letters_or_metrics(
         dead_redis = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port(6490, 6590)}/0"
         texts["cli, Redis down"] = cli(penv, "status", job.id, DATAFOLD_REDIS_URL=dead_redis)
         texts["cli, DynamoDB down"] = cli(
-            penv, "get", ns, "k0001", "--user", user,
+            penv,
+            "get",
+            ns,
+            "k0001",
+            "--user",
+            user,
             DATAFOLD_DYNAMODB_ENDPOINT=f"http://127.0.0.1:{free_port(8490, 8590)}",
-            DATAFOLD_DYNAMODB_MAX_ATTEMPTS="1")
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
-                                    timeout=10) as resp:
+            DATAFOLD_DYNAMODB_MAX_ATTEMPTS="1",
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
             texts["/metrics"] = resp.read().decode("utf-8")
     finally:
         fleet.stop()
@@ -87,4 +107,4 @@ def test_no_secret_in_logs_errors_dead_letters_or_metrics(
     for where, text in texts.items():
         for name, secret in (("AWS secret", AWS_SECRET), ("Redis password", REDIS_PASSWORD)):
             assert secret not in text, f"the {name} appears in the {where}"
-            assert secret[len("FAKE"):] not in text, f"part of the {name} is in the {where}"
+            assert secret[len("FAKE") :] not in text, f"part of the {name} is in the {where}"

@@ -27,29 +27,62 @@ from worker.messages import Segment
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-def test_pickled_message_is_refused_logged_and_never_runs(fleet: Fleet, proxy: FaultProxy,
-                                                          unique: str) -> None:
+def test_pickled_message_is_refused_logged_and_never_runs(
+    fleet: Fleet, proxy: FaultProxy, unique: str
+) -> None:
     penv = fleet.penv
     (worker,) = fleet.start(1, prefix="pickle")
     ns, user, job_id = f"pk{unique}", f"user-{unique}", f"pickled-{unique}"
     kv = penv.store(user).open_namespace(ns)
     # A well-formed segment that would write b"evil" if it ran, pickled instead of JSON.
-    seg = Segment(job=job_id, seg="s0", target="kv", ns=ns, user=user,
-                  ops=[(b"evil", b"written by a pickled message")])
-    body = pickle.dumps(([seg.to_message()], {}, {"callbacks": None, "errbacks": None,
-                                                  "chain": None, "chord": None}))
+    seg = Segment(
+        job=job_id,
+        seg="s0",
+        target="kv",
+        ns=ns,
+        user=user,
+        ops=[(b"evil", b"written by a pickled message")],
+    )
+    body = pickle.dumps(
+        (
+            [seg.to_message()],
+            {},
+            {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+        )
+    )
     task_id = str(uuid.uuid4())
     bulk = Queue("bulk", Exchange("bulk", type="direct"), routing_key="bulk")
     with Connection(penv.redis_url) as conn:
         conn.Producer().publish(
-            body, exchange=bulk.exchange, routing_key="bulk", declare=[bulk],
-            content_type="application/x-python-serialize", content_encoding="binary",
-            headers={"lang": "py", "task": SEGMENT_TASK, "id": task_id, "root_id": task_id,
-                     "parent_id": None, "retries": 0, "eta": None, "expires": None,
-                     "argsrepr": "", "kwargsrepr": "", "origin": "test"})
+            body,
+            exchange=bulk.exchange,
+            routing_key="bulk",
+            declare=[bulk],
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            headers={
+                "lang": "py",
+                "task": SEGMENT_TASK,
+                "id": task_id,
+                "root_id": task_id,
+                "parent_id": None,
+                "retries": 0,
+                "eta": None,
+                "expires": None,
+                "argsrepr": "",
+                "kwargsrepr": "",
+                "origin": "test",
+            },
+        )
 
-    wait_for("the worker to refuse the pickled message", lambda: "Refusing to deserialize "
-             "untrusted content of type pickle" in worker.log_tail(100_000), 30, 0.1)
+    wait_for(
+        "the worker to refuse the pickled message",
+        lambda: (
+            "Refusing to deserialize untrusted content of type pickle" in worker.log_tail(100_000)
+        ),
+        30,
+        0.1,
+    )
     # A JSON job sent after it runs, so the worker went past the pickled message.
     job = producer(penv).load(ns, [(b"good", b"json")], user)
     assert job.wait(timeout=60).state == "succeeded"
@@ -62,13 +95,19 @@ def test_pickled_message_is_refused_logged_and_never_runs(fleet: Fleet, proxy: F
 
 
 def test_a_users_jobs_cannot_read_write_or_delete_another_users_items(
-        fleet: Fleet, proxy: FaultProxy, unique: str) -> None:
+    fleet: Fleet, proxy: FaultProxy, unique: str
+) -> None:
     penv = fleet.penv
     fleet.start(1, prefix="tenant")
     p = producer(penv)
     ns, bob = f"tn{unique}", f"bob-{unique}"
-    bob_items = {b"secret": b"bob's secret", b"shared": b"bob's", b"\x00\xff": b"binary",
-                 b"bob/private": b"bob's private", f"{bob}#x".encode(): b"keyed like a PK"}
+    bob_items = {
+        b"secret": b"bob's secret",
+        b"shared": b"bob's",
+        b"\x00\xff": b"binary",
+        b"bob/private": b"bob's private",
+        f"{bob}#x".encode(): b"keyed like a PK",
+    }
     assert p.load(ns, bob_items.items(), bob).wait(timeout=60).state == "succeeded"
 
     # Look-alike users: bob's id with a suffix, a prefix of it, and it with odd characters.
@@ -117,7 +156,8 @@ def test_compose_flower_requires_auth_and_redis_is_not_published() -> None:
     command = " ".join(command) if isinstance(command, list) else str(command)
     auth = _environment(flower).get("FLOWER_BASIC_AUTH", "")
     assert "--basic-auth" in command or "--basic_auth" in command or auth, (
-        "Flower runs without basic auth")
+        "Flower runs without basic auth"
+    )
     if auth:
         # Required from the environment (${VAR:?...}): no default, no password in the file.
         assert auth.startswith("${") and ":?" in auth, f"FLOWER_BASIC_AUTH={auth!r}"

@@ -87,8 +87,9 @@ def held(r: Any) -> list[dict[str, Any]]:
         if message["properties"].get("body_encoding") == "base64":
             body = base64.b64decode(body)
         (seg,) = json.loads(body)[0]
-        out.append({"seg": seg["seg"], "attempt": seg["attempt"],
-                    "eta": message["headers"].get("eta")})
+        out.append(
+            {"seg": seg["seg"], "attempt": seg["attempt"], "eta": message["headers"].get("eta")}
+        )
     return out
 
 
@@ -113,10 +114,14 @@ class QuietQueue:
 
 
 def test_sigkill_mid_batch_mid_requeue_and_between_segments(
-        fleet: Fleet, proxy: FaultProxy, unique: str) -> None:
+    fleet: Fleet, proxy: FaultProxy, unique: str
+) -> None:
     # Every BatchWriteItem takes 50 ms, and half come back half unprocessed: requeues happen.
-    proxy.set_config(FaultConfig(latency_ms={"BatchWriteItem": 50},
-                                 partial_batch_rate=0.5, partial_batch_fraction=0.5))
+    proxy.set_config(
+        FaultConfig(
+            latency_ms={"BatchWriteItem": 50}, partial_batch_rate=0.5, partial_batch_fraction=0.5
+        )
+    )
     inflight = InFlight(proxy)
     penv = fleet.penv
     r = penv.redis()
@@ -125,13 +130,18 @@ def test_sigkill_mid_batch_mid_requeue_and_between_segments(
     want = {b"key-%05d" % i: b"value %d" % i for i in range(N)}
     # Four 800-item segments, one per partition: none waits for another, and the queue is
     # short, so a requeued child (sent to its back) reaches the worker before its countdown ends.
-    job = Producer(penv.dynamo, penv.pipeline_config(DATAFOLD_SEGMENT_SIZE="800"),
-                   partitions=4).load(ns, want.items(), user)
+    job = Producer(
+        penv.dynamo, penv.pipeline_config(DATAFOLD_SEGMENT_SIZE="800"), partitions=4
+    ).load(ns, want.items(), user)
 
     # 1. Mid-batch: both of the worker's segments run, one of its batches is in the proxy.
     (w1,) = fleet.start(1, prefix="batch", **WORKER)
-    wait_for("two segments running and a batch in flight", lambda: inflight.now > 0 and sum(
-        1 for m in held(r) if m["eta"] is None) >= 2, 60, 0.002)
+    wait_for(
+        "two segments running and a batch in flight",
+        lambda: inflight.now > 0 and sum(1 for m in held(r) if m["eta"] is None) >= 2,
+        60,
+        0.002,
+    )
     w1.kill()
 
     # 2. Mid-requeue: the worker holds a child segment waiting for its countdown. (Not at the
@@ -140,8 +150,11 @@ def test_sigkill_mid_batch_mid_requeue_and_between_segments(
 
     def child_waiting() -> bool:  # and still waiting after SETTLE_SECONDS
         soon = datetime.now(UTC) + timedelta(seconds=2 * SETTLE_SECONDS)
-        return any(m["eta"] and m["attempt"] >= 1 and datetime.fromisoformat(m["eta"]) > soon
-                   for m in held(r))
+        return any(
+            m["eta"] and m["attempt"] >= 1 and datetime.fromisoformat(m["eta"]) > soon
+            for m in held(r)
+        )
+
     wait_for("a requeued segment held by the worker", child_waiting, 60)
     time.sleep(SETTLE_SECONDS)
     w2.kill()
@@ -150,8 +163,9 @@ def test_sigkill_mid_batch_mid_requeue_and_between_segments(
     # for a while before (so it is not fetching a message the segment itself sent).
     (w3,) = fleet.start(1, prefix="between", **{**WORKER, "DATAFOLD_WORKER_CONCURRENCY": "1"})
     quiet = QuietQueue(r, keys.job_done_segments(job.id))
-    wait_for("a segment finished by the third worker after a quiet spell", quiet.finished, 60,
-             0.002)
+    wait_for(
+        "a segment finished by the third worker after a quiet spell", quiet.finished, 60, 0.002
+    )
     w3.kill()
     killed_at = time.monotonic()
 
@@ -162,9 +176,10 @@ def test_sigkill_mid_batch_mid_requeue_and_between_segments(
     assert_exact(st, job, read_back(penv, user, ns), want)
     assert (st.state, st.items, st.written, st.dead_lettered) == ("succeeded", N, N, 0), st
     assert st.requeues > 0
-    deliveries = {k.decode(): int(v) for k, v in
-                  r.hgetall(keys.job_deliveries(job.id)).items()}
+    deliveries = {k.decode(): int(v) for k, v in r.hgetall(keys.job_deliveries(job.id)).items()}
     redelivered = sorted(s for s, n in deliveries.items() if n > 1)
     assert len(redelivered) >= 2, f"the kills hit too little: {redelivered}"
-    print(f"\n{N} items: requeues {st.requeues}, redelivered segments {redelivered}, "
-          f"finished {took:.1f}s after the last kill")
+    print(
+        f"\n{N} items: requeues {st.requeues}, redelivered segments {redelivered}, "
+        f"finished {took:.1f}s after the last kill"
+    )

@@ -30,9 +30,16 @@ REDIS_DB = 14
 DASHBOARD = ROOT / "ops" / "grafana" / "dashboards" / "datafold.json"
 PROMETHEUS_OWN = frozenset({"up"})
 """Series Prometheus makes itself: a dashboard may query them, no exporter serves them."""
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+)
 
 
 def free_port() -> int:
@@ -55,12 +62,16 @@ class Samples:
 
     def value(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels`` (0 if none)."""
-        return sum(v for lab, v in self.by_name.get(name, [])
-                   if all(lab.get(k) == x for k, x in labels.items()))
+        return sum(
+            v
+            for lab, v in self.by_name.get(name, [])
+            if all(lab.get(k) == x for k, x in labels.items())
+        )
 
     def has(self, name: str, **labels: str) -> bool:
-        return any(all(lab.get(k) == x for k, x in labels.items())
-                   for lab, _ in self.by_name.get(name, []))
+        return any(
+            all(lab.get(k) == x for k, x in labels.items()) for lab, _ in self.by_name.get(name, [])
+        )
 
     def label_names(self, name: str) -> set[str]:
         return {k for lab, _ in self.by_name.get(name, []) for k in lab}
@@ -98,8 +109,25 @@ def wait_http(url: str, timeout: float = 30.0, ok: tuple[int, ...] = (200,)) -> 
 _SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{[^}]*\})?")
 _MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!=|!~|=)\s*"([^"]*)"')
 _GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
-_KEYWORDS = frozenset({"sum", "max", "min", "avg", "count", "rate", "increase", "irate",
-                       "histogram_quantile", "by", "without", "on", "ignoring", "le", "bool"})
+_KEYWORDS = frozenset(
+    {
+        "sum",
+        "max",
+        "min",
+        "avg",
+        "count",
+        "rate",
+        "increase",
+        "irate",
+        "histogram_quantile",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "le",
+        "bool",
+    }
+)
 
 
 def dashboard_exprs(path: Path = DASHBOARD) -> list[str]:
@@ -116,6 +144,7 @@ def dashboard_exprs(path: Path = DASHBOARD) -> list[str]:
         elif isinstance(node, list):
             for v in node:
                 walk(v)
+
     walk(json.loads(path.read_text(encoding="utf-8")))
     return found
 
@@ -131,14 +160,13 @@ class Ref:
 def refs(expr: str) -> tuple[list[Ref], set[str]]:
     """The selectors of ``expr`` and the labels it groups by (PromQL subset the dashboard uses:
     functions, aggregations with by(), range vectors, label matchers, numbers)."""
-    grouping = {lab.strip() for g in _GROUPING.findall(expr) for lab in g.split(",")
-                if lab.strip()}
+    grouping = {lab.strip() for g in _GROUPING.findall(expr) for lab in g.split(",") if lab.strip()}
     body = _GROUPING.sub(" ", re.sub(r"\[[^\]]*\]", " ", expr))
     out: list[Ref] = []
     for m in _SELECTOR.finditer(body):
         name, braces = m.group(1), m.group(2)
         end = m.end()
-        if name in _KEYWORDS or body[end:end + 1] == "(" or re.fullmatch(r"[0-9.e]+", name):
+        if name in _KEYWORDS or body[end : end + 1] == "(" or re.fullmatch(r"[0-9.e]+", name):
             continue
         out.append(Ref(name, tuple(_MATCHER.findall(braces or ""))))
     return out, grouping
@@ -185,8 +213,9 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def log_tail(self, n: int = 3000) -> str:
         return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
@@ -205,9 +234,21 @@ class Proc:
 
 def start_flower(penv: PipelineEnv, port: int, auth: str) -> Proc:
     """Flower on 127.0.0.1:``port`` with basic auth ``user:password``, ready to serve."""
-    p = Proc([sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
-              "--address=127.0.0.1", f"--basic-auth={auth}"], penv.env(),
-             penv.logs / f"flower-{port}.log")
+    p = Proc(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            f"--basic-auth={auth}",
+        ],
+        penv.env(),
+        penv.logs / f"flower-{port}.log",
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/", ok=(401,))
     except AssertionError:
@@ -218,8 +259,11 @@ def start_flower(penv: PipelineEnv, port: int, auth: str) -> Proc:
 
 def start_exporter(penv: PipelineEnv, port: int) -> Proc:
     """``python -m worker.exporter`` on 127.0.0.1:``port``, ready to serve."""
-    p = Proc([sys.executable, "-m", "worker.exporter", "--port", str(port),
-              "--addr", "127.0.0.1"], penv.env(), penv.logs / f"exporter-{port}.log")
+    p = Proc(
+        [sys.executable, "-m", "worker.exporter", "--port", str(port), "--addr", "127.0.0.1"],
+        penv.env(),
+        penv.logs / f"exporter-{port}.log",
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics")
     except AssertionError:
@@ -228,12 +272,17 @@ def start_exporter(penv: PipelineEnv, port: int) -> Proc:
     return p
 
 
-def chromium(url: str, profile: Path, *, screenshot: Path | None = None,
-             budget_ms: int = 5000) -> str:
+def chromium(
+    url: str, profile: Path, *, screenshot: Path | None = None, budget_ms: int = 5000
+) -> str:
     """Load ``url`` in headless Chromium with a fresh profile; return the DOM after scripts
     ran for ``budget_ms`` of virtual time, or write a PNG to ``screenshot`` (returns "")."""
-    args = [need("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-            f"--virtual-time-budget={budget_ms}"]
+    args = [
+        need("chromium"),
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        f"--virtual-time-budget={budget_ms}",
+    ]
     if screenshot is not None:
         args += ["--hide-scrollbars", "--window-size=1280,900", f"--screenshot={screenshot}"]
     else:

@@ -40,17 +40,19 @@ class PipelineEnv:
 
     def env(self, **more: str) -> dict[str, str]:
         e = dict(os.environ)
-        e.update({
-            "DATAFOLD_REDIS_URL": self.redis_url,
-            "DATAFOLD_DYNAMODB_ENDPOINT": self.dynamo.endpoint_url or "",
-            "DATAFOLD_DYNAMODB_REGION": self.dynamo.region,
-            "DATAFOLD_TABLE_PREFIX": self.dynamo.table_prefix,
-            "DATAFOLD_DYNAMODB_TABLE": self.dynamo.schema_table,
-            "DATAFOLD_VISIBILITY_TIMEOUT": "20",
-            "DATAFOLD_REQUEUE_BASE_DELAY": "0.5",
-            "DATAFOLD_REQUEUE_MAX_DELAY": "4",
-            "PYTHONPATH": str(ROOT),
-        })
+        e.update(
+            {
+                "DATAFOLD_REDIS_URL": self.redis_url,
+                "DATAFOLD_DYNAMODB_ENDPOINT": self.dynamo.endpoint_url or "",
+                "DATAFOLD_DYNAMODB_REGION": self.dynamo.region,
+                "DATAFOLD_TABLE_PREFIX": self.dynamo.table_prefix,
+                "DATAFOLD_DYNAMODB_TABLE": self.dynamo.schema_table,
+                "DATAFOLD_VISIBILITY_TIMEOUT": "20",
+                "DATAFOLD_REQUEUE_BASE_DELAY": "0.5",
+                "DATAFOLD_REQUEUE_MAX_DELAY": "4",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         e.update(self.extra)
         e.update(more)
         return e
@@ -73,8 +75,9 @@ def fresh_env(dynamo: DynamoConfig, redis_db: int, logs: Path) -> Iterator[Pipel
     try:
         r.ping()
     except redis.ConnectionError as exc:
-        raise RuntimeError(f"Redis is not reachable on 127.0.0.1:6379 ({exc}); "
-                           "run `make services`") from None
+        raise RuntimeError(
+            f"Redis is not reachable on 127.0.0.1:6379 ({exc}); run `make services`"
+        ) from None
     r.flushdb()
     try:
         yield PipelineEnv(dynamo, redis_db, logs)
@@ -85,16 +88,33 @@ def fresh_env(dynamo: DynamoConfig, redis_db: int, logs: Path) -> Iterator[Pipel
 class Worker:
     """One worker OS process (thread pool); ``kill()`` sends SIGKILL to the whole process."""
 
-    def __init__(self, penv: PipelineEnv, name: str, queues: str = "writes,bulk",
-                 **env: str) -> None:
+    def __init__(
+        self, penv: PipelineEnv, name: str, queues: str = "writes,bulk", **env: str
+    ) -> None:
         self.name = name
         self.log_path = penv.logs / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", queues,
-             "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-mingle",
-             "--without-gossip"],
-            cwd=ROOT, env=penv.env(**env), stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "-Q",
+                queues,
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=penv.env(**env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> Worker:
@@ -126,8 +146,7 @@ class Worker:
 
 
 def start_workers(penv: PipelineEnv, n: int, prefix: str = "w", **env: str) -> list[Worker]:
-    ws = [Worker(penv, f"{prefix}{i}-{os.getpid()}-{time.monotonic_ns()}", **env)
-          for i in range(n)]
+    ws = [Worker(penv, f"{prefix}{i}-{os.getpid()}-{time.monotonic_ns()}", **env) for i in range(n)]
     for w in ws:
         w.wait_ready()
     return ws

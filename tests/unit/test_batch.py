@@ -42,8 +42,7 @@ class FakeTable:
     applied: dict[Any, str] = field(default_factory=dict)  # ident -> "put" | "delete"
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
 
-    def batch_write_item(self, RequestItems: dict[str, Any],
-                         **_: Any) -> dict[str, Any]:
+    def batch_write_item(self, RequestItems: dict[str, Any], **_: Any) -> dict[str, Any]:
         ((table, requests),) = RequestItems.items()
         assert table == TABLE
         assert 1 <= len(requests) <= 25, len(requests)
@@ -51,8 +50,11 @@ class FakeTable:
         assert len(set(idents)) == len(idents), "DynamoDB rejects a batch naming a key twice"
         self.batches.append(requests)
         if any(i[1] in self.poison for i in idents):
-            raise client_error("ValidationException", "BatchWriteItem",
-                               message="Item size has exceeded the maximum allowed size")
+            raise client_error(
+                "ValidationException",
+                "BatchWriteItem",
+                message="Item size has exceeded the maximum allowed size",
+            )
         outcome = self.plan(len(self.batches), requests)
         if isinstance(outcome, Exception):
             raise outcome
@@ -68,19 +70,29 @@ class FakeTable:
                 self.items.pop(ident, None)
                 self.applied[ident] = "delete"
         unprocessed = [r for i, r in zip(idents, requests, strict=True) if i in left]
-        return {"UnprocessedItems": {TABLE: unprocessed} if unprocessed else {},
-                "ConsumedCapacity": [{"TableName": TABLE,
-                                      "CapacityUnits": float(len(requests) - len(left))}]}
+        return {
+            "UnprocessedItems": {TABLE: unprocessed} if unprocessed else {},
+            "ConsumedCapacity": [
+                {"TableName": TABLE, "CapacityUnits": float(len(requests) - len(left))}
+            ],
+        }
 
 
-def setup(table: FakeTable, *, rounds: int = 3, threads: int = 1, seed: int = 0
-          ) -> tuple[DynamoKvStore, BatchWriter, FakeClock]:
+def setup(
+    table: FakeTable, *, rounds: int = 3, threads: int = 1, seed: int = 0
+) -> tuple[DynamoKvStore, BatchWriter, FakeClock]:
     clock = FakeClock()
     fake = FakeClient({"BatchWriteItem": table.batch_write_item})
-    dynamo = Dynamo(CONFIG, fake, sleep=clock.sleep, clock=clock,
-                    backoff=FullJitter(rng=random.Random(seed)))
-    writer = BatchWriter(dynamo, rounds=rounds, threads=threads, sleep=clock.sleep,
-                         backoff=FullJitter(base=0.05, cap=2.0, rng=random.Random(seed + 1)))
+    dynamo = Dynamo(
+        CONFIG, fake, sleep=clock.sleep, clock=clock, backoff=FullJitter(rng=random.Random(seed))
+    )
+    writer = BatchWriter(
+        dynamo,
+        rounds=rounds,
+        threads=threads,
+        sleep=clock.sleep,
+        backoff=FullJitter(base=0.05, cap=2.0, rng=random.Random(seed + 1)),
+    )
     return DynamoKvStore(dynamo, TABLE, "u", writer), writer, clock
 
 
@@ -117,8 +129,15 @@ def test_the_batch_size_comes_from_the_named_constant(monkeypatch: pytest.Monkey
 def test_keys_are_deduplicated_last_request_wins() -> None:
     table = FakeTable()
     kv, writer, _ = setup(table)
-    ops = [kv.put_op(b"a", b"1"), kv.put_op(b"b", b"1"), kv.put_op(b"a", b"2"),
-           kv.delete_op(b"b"), kv.put_op(b"c", b"1"), kv.delete_op(b"c"), kv.put_op(b"c", b"3")]
+    ops = [
+        kv.put_op(b"a", b"1"),
+        kv.put_op(b"b", b"1"),
+        kv.put_op(b"a", b"2"),
+        kv.delete_op(b"b"),
+        kv.put_op(b"c", b"1"),
+        kv.delete_op(b"c"),
+        kv.put_op(b"c", b"3"),
+    ]
     result = writer.write(TABLE, ops)
     assert len(table.batches) == 1 and len(table.batches[0]) == 3
     assert table.items == {ident(b"a"): b"2", ident(b"c"): b"3"}
@@ -142,8 +161,9 @@ def test_put_op_takes_bytes_like_keys_and_refuses_bad_ones() -> None:
     kv, _, _ = setup(FakeTable())
     op = kv.put_op(bytearray(b"k"), bytearray(b"v"))  # type: ignore[arg-type]
     assert type(op.key) is bytes and type(op.value) is bytes and op.size == 9 + 1 + 1 + 1
-    assert op.request == {"PutRequest": {"Item": {"PK": {"S": "u"}, "SK": {"B": b"k"},
-                                                  "Value": {"B": b"v"}}}}
+    assert op.request == {
+        "PutRequest": {"Item": {"PK": {"S": "u"}, "SK": {"B": b"k"}, "Value": {"B": b"v"}}}
+    }
     for bad in (b"", b"x" * 1025):
         with pytest.raises(errors.InvalidKeyError):
             kv.put_op(bad, b"v")
@@ -174,16 +194,27 @@ def test_unprocessed_items_are_retried_after_a_backoff() -> None:
 
     table = FakeTable(plan)
     kv, _, clock = setup(table)
-    retries_before = metric("datafold_dynamodb_retries_total", operation="BatchWriteItem",
-                            table=TABLE, code="UnprocessedItems")
+    retries_before = metric(
+        "datafold_dynamodb_retries_total",
+        operation="BatchWriteItem",
+        table=TABLE,
+        code="UnprocessedItems",
+    )
     result = kv.batch_put(items(25))
     assert [len(b) for b in table.batches] == [25, 10]
     assert table.batches[1] == table.batches[0][15:]
     assert len(clock.sleeps) == 1 and 0.0 <= clock.sleeps[0] <= 0.05
     assert result.written == 25 and result.retry_rounds == 1 and result.complete
     assert result.consumed_wcu == 25.0
-    assert metric("datafold_dynamodb_retries_total", operation="BatchWriteItem", table=TABLE,
-                  code="UnprocessedItems") == retries_before + 1
+    assert (
+        metric(
+            "datafold_dynamodb_retries_total",
+            operation="BatchWriteItem",
+            table=TABLE,
+            code="UnprocessedItems",
+        )
+        == retries_before + 1
+    )
 
 
 def always_unprocessed(n: int, reqs: list[dict[str, Any]]) -> set[Any]:
@@ -204,8 +235,10 @@ def test_unprocessed_items_are_returned_after_bounded_rounds_never_dropped() -> 
     assert sorted((op.key, op.value) for op in result.unprocessed) == items(30)
     assert isinstance(result.last_error, errors.ThrottledError)
     assert result.last_error.code == "UnprocessedItems"
-    assert metric("datafold_batch_items_total", table=TABLE,
-                  outcome="unprocessed") == unprocessed_before + 30
+    assert (
+        metric("datafold_batch_items_total", table=TABLE, outcome="unprocessed")
+        == unprocessed_before + 30
+    )
 
 
 def test_batch_put_raises_batch_incomplete_with_the_items_left() -> None:
@@ -263,13 +296,13 @@ def test_a_poison_item_is_isolated_and_the_rest_written() -> None:
     assert [r.op.key for r in result.rejected] == [b"k013"]
     err = result.rejected[0].error
     assert isinstance(err, errors.ValidationError)
-    assert (err.operation, err.table, err.code) == ("BatchWriteItem", TABLE,
-                                                    "ValidationException")
+    assert (err.operation, err.table, err.code) == ("BatchWriteItem", TABLE, "ValidationException")
     assert "'k013'" in str(err)
     assert set(table.items) == {ident(k) for k, _ in items(25)} - {ident(b"k013")}
     assert len(table.batches) <= 1 + 2 * 5  # halving: about 2 calls per level
-    assert metric("datafold_batch_items_total", table=TABLE,
-                  outcome="rejected") == rejected_before + 1
+    assert (
+        metric("datafold_batch_items_total", table=TABLE, outcome="rejected") == rejected_before + 1
+    )
 
 
 def test_several_poison_items_are_each_isolated() -> None:
@@ -314,6 +347,7 @@ def random_plan(rng: random.Random) -> Plan:
         if roll < 0.6:
             return {request_ident(r) for r in reqs if rng.random() < 0.5}
         return None
+
     return plan
 
 
@@ -323,8 +357,7 @@ def test_every_distinct_item_is_accounted_for_exactly_once(seed: int) -> None:
     table = FakeTable(random_plan(rng))
     pool = [b"key%02d" % i for i in range(rng.randrange(1, 70))]
     table.poison = {k for k in pool if rng.random() < 0.05}
-    kv, writer, _ = setup(table, rounds=rng.randrange(1, 5), threads=rng.choice([1, 4]),
-                          seed=seed)
+    kv, writer, _ = setup(table, rounds=rng.randrange(1, 5), threads=rng.choice([1, 4]), seed=seed)
     ops = []
     for i in range(rng.randrange(1, 150)):
         key = rng.choice(pool)

@@ -34,11 +34,15 @@ def test_pool_size_and_timeouts_come_from_the_config() -> None:
 
 
 def test_the_knobs_come_all_the_way_from_the_environment() -> None:
-    config = DynamoConfig.from_env({"DATAFOLD_DYNAMODB_REGION": "eu-west-1",
-                                    "DATAFOLD_DYNAMODB_MAX_CONNECTIONS": "11",
-                                    "DATAFOLD_DYNAMODB_CONNECT_TIMEOUT": "0.5",
-                                    "DATAFOLD_DYNAMODB_READ_TIMEOUT": "2",
-                                    "DATAFOLD_DYNAMODB_MAX_ATTEMPTS": "5"})
+    config = DynamoConfig.from_env(
+        {
+            "DATAFOLD_DYNAMODB_REGION": "eu-west-1",
+            "DATAFOLD_DYNAMODB_MAX_CONNECTIONS": "11",
+            "DATAFOLD_DYNAMODB_CONNECT_TIMEOUT": "0.5",
+            "DATAFOLD_DYNAMODB_READ_TIMEOUT": "2",
+            "DATAFOLD_DYNAMODB_MAX_ATTEMPTS": "5",
+        }
+    )
     dynamo = Dynamo(config)
     bc = dynamo.client.meta.config
     assert (bc.max_pool_connections, bc.connect_timeout, bc.read_timeout) == (11, 0.5, 2.0)
@@ -54,8 +58,12 @@ class ThrottlingServer(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         ThrottlingServer.requests.append(self.headers.get("X-Amz-Target", ""))
-        body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
-                           "message": "Rate of requests exceeds the allowed throughput."})
+        body = json.dumps(
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                "message": "Rate of requests exceeds the allowed throughput.",
+            }
+        )
         self.send_response(400)
         self.send_header("Content-Type", "application/x-amz-json-1.0")
         self.send_header("Content-Length", str(len(body)))
@@ -96,8 +104,9 @@ def test_layers_do_not_multiply_on_the_wire(throttling_endpoint: str) -> None:
 def stubbed() -> Iterator[tuple[Dynamo, Stubber, FakeClock]]:
     client = make_client(CONFIG)
     clock = FakeClock()
-    dynamo = Dynamo(CONFIG, client, sleep=clock.sleep, clock=clock,
-                    backoff=FullJitter(rng=random.Random(0)))
+    dynamo = Dynamo(
+        CONFIG, client, sleep=clock.sleep, clock=clock, backoff=FullJitter(rng=random.Random(0))
+    )
     with Stubber(client) as stub:
         yield dynamo, stub, clock
         stub.assert_no_pending_responses()
@@ -107,65 +116,102 @@ KEY = {"PK": {"S": "u"}, "SK": {"B": b"k"}}
 
 
 def test_throttling_then_success_is_retried_by_our_layer_and_counted(
-        stubbed: tuple[Dynamo, Stubber, FakeClock]) -> None:
+    stubbed: tuple[Dynamo, Stubber, FakeClock],
+) -> None:
     dynamo, stub, clock = stubbed
     labels = {"operation": "GetItem", "table": "stub-throttle"}
-    before_retries = metric("datafold_dynamodb_retries_total", **labels,
-                            code="ThrottlingException")
+    before_retries = metric("datafold_dynamodb_retries_total", **labels, code="ThrottlingException")
     before_throttles = metric("datafold_dynamodb_throttles_total", **labels)
-    stub.add_client_error("get_item", service_error_code="ThrottlingException",
-                          http_status_code=400, expected_params={
-                              "TableName": "stub-throttle", "Key": KEY})
-    stub.add_response("get_item", {"Item": {**KEY, "Value": {"B": b"v"}}},
-                      expected_params={"TableName": "stub-throttle", "Key": KEY})
+    stub.add_client_error(
+        "get_item",
+        service_error_code="ThrottlingException",
+        http_status_code=400,
+        expected_params={"TableName": "stub-throttle", "Key": KEY},
+    )
+    stub.add_response(
+        "get_item",
+        {"Item": {**KEY, "Value": {"B": b"v"}}},
+        expected_params={"TableName": "stub-throttle", "Key": KEY},
+    )
     resp = dynamo.call("GetItem", "stub-throttle", b"k", Key=KEY)
     assert resp["Item"]["Value"] == {"B": b"v"}
     assert len(clock.sleeps) == 1
-    assert metric("datafold_dynamodb_retries_total", **labels,
-                  code="ThrottlingException") == before_retries + 1
+    assert (
+        metric("datafold_dynamodb_retries_total", **labels, code="ThrottlingException")
+        == before_retries + 1
+    )
     assert metric("datafold_dynamodb_throttles_total", **labels) == before_throttles + 1
     assert metric("datafold_dynamodb_errors_total", **labels, code="ThrottlingException") >= 1
     assert metric("datafold_dynamodb_request_seconds_count", **labels) >= 2
 
 
 def test_a_validation_exception_is_raised_once_with_context(
-        stubbed: tuple[Dynamo, Stubber, FakeClock]) -> None:
+    stubbed: tuple[Dynamo, Stubber, FakeClock],
+) -> None:
     dynamo, stub, clock = stubbed
-    stub.add_client_error("put_item", service_error_code="ValidationException",
-                          service_message="One or more parameter values were invalid",
-                          http_status_code=400)
+    stub.add_client_error(
+        "put_item",
+        service_error_code="ValidationException",
+        service_message="One or more parameter values were invalid",
+        http_status_code=400,
+    )
     with pytest.raises(errors.ValidationError) as info:
         dynamo.call("PutItem", "stub-valid", b"user/7", Item={**KEY, "Value": {"B": b"v"}})
     err = info.value
-    assert (err.operation, err.table, err.code) == ("PutItem", "stub-valid",
-                                                    "ValidationException")
-    assert str(err) == ("PutItem on table 'stub-valid', key 'user/7': "
-                        "[ValidationException] One or more parameter values were invalid")
+    assert (err.operation, err.table, err.code) == ("PutItem", "stub-valid", "ValidationException")
+    assert str(err) == (
+        "PutItem on table 'stub-valid', key 'user/7': "
+        "[ValidationException] One or more parameter values were invalid"
+    )
     assert clock.sleeps == []
-    assert metric("datafold_dynamodb_retries_total", operation="PutItem", table="stub-valid",
-                  code="ValidationException") == 0
+    assert (
+        metric(
+            "datafold_dynamodb_retries_total",
+            operation="PutItem",
+            table="stub-valid",
+            code="ValidationException",
+        )
+        == 0
+    )
 
 
 def test_a_5xx_is_retried_until_max_attempts(stubbed: tuple[Dynamo, Stubber, FakeClock]) -> None:
     dynamo, stub, clock = stubbed
     for _ in range(CONFIG.max_attempts):
-        stub.add_client_error("query", service_error_code="InternalServerError",
-                              http_status_code=500)
+        stub.add_client_error(
+            "query", service_error_code="InternalServerError", http_status_code=500
+        )
     with pytest.raises(errors.TransientError) as info:
-        dynamo.call("Query", "stub-5xx", KeyConditionExpression="PK = :pk",
-                    ExpressionAttributeValues={":pk": {"S": "u"}})
+        dynamo.call(
+            "Query",
+            "stub-5xx",
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": "u"}},
+        )
     assert info.value.code == "InternalServerError"
     assert len(clock.sleeps) == CONFIG.max_attempts - 1
-    assert metric("datafold_dynamodb_errors_total", operation="Query", table="stub-5xx",
-                  code="InternalServerError") == CONFIG.max_attempts
+    assert (
+        metric(
+            "datafold_dynamodb_errors_total",
+            operation="Query",
+            table="stub-5xx",
+            code="InternalServerError",
+        )
+        == CONFIG.max_attempts
+    )
 
 
 def test_the_table_name_is_filled_in_except_for_multi_table_operations(
-        stubbed: tuple[Dynamo, Stubber, FakeClock]) -> None:
+    stubbed: tuple[Dynamo, Stubber, FakeClock],
+) -> None:
     dynamo, stub, _ = stubbed
-    stub.add_response("describe_table", {"Table": {"TableName": "xyz"}},
-                      expected_params={"TableName": "xyz"})
-    stub.add_response("batch_write_item", {"UnprocessedItems": {}}, expected_params={
-        "RequestItems": {"xyz": [{"DeleteRequest": {"Key": KEY}}]}})
+    stub.add_response(
+        "describe_table", {"Table": {"TableName": "xyz"}}, expected_params={"TableName": "xyz"}
+    )
+    stub.add_response(
+        "batch_write_item",
+        {"UnprocessedItems": {}},
+        expected_params={"RequestItems": {"xyz": [{"DeleteRequest": {"Key": KEY}}]}},
+    )
     dynamo.call("DescribeTable", "xyz")
     dynamo.call("BatchWriteItem", "xyz", RequestItems={"xyz": [{"DeleteRequest": {"Key": KEY}}]})

@@ -23,8 +23,14 @@ SECRETS = {"FLOWER_BASIC_AUTH": "ops:not-a-real-password", "GRAFANA_ADMIN_PASSWO
 
 def _compose(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in SECRETS}
-    return subprocess.run([need("docker-compose"), "-f", str(COMPOSE), *args], cwd=ROOT,
-                          env={**base, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [need("docker-compose"), "-f", str(COMPOSE), *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +88,9 @@ def test_workers_scale_and_prometheus_scrapes_every_replica(stack: dict[str, Any
 
 def test_grafana_provisions_the_dashboard_on_the_datasource(stack: dict[str, Any]) -> None:
     grafana = stack["services"]["grafana"]
-    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"]
-                  if v.startswith("./"))
+    mounts = dict(
+        v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"] if v.startswith("./")
+    )
     assert all((ROOT / host).is_dir() for host in mounts)
     (ds,) = _load("ops/grafana/provisioning/datasources/prometheus.yml")["datasources"]
     (provider,) = _load("ops/grafana/provisioning/dashboards/datafold.yml")["providers"]
@@ -97,8 +104,11 @@ def test_grafana_provisions_the_dashboard_on_the_datasource(stack: dict[str, Any
 
 
 def test_dockerfile_runs_the_worker_as_an_unprivileged_user(stack: dict[str, Any]) -> None:
-    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (ROOT / "Dockerfile").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert lines[0] == "FROM python:3.11-slim"
     user = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
     assert user and user[-1] not in ("root", "0")

@@ -9,8 +9,9 @@ from tests.support.ops import DASHBOARD, Ref, dashboard_exprs, refs
 
 
 def test_reader_finds_selectors_matchers_and_grouping() -> None:
-    got, by = refs('histogram_quantile(0.95, sum by (le, table) '
-                   '(rate(x_seconds_bucket{a="b", c!="d"}[5m])))')
+    got, by = refs(
+        'histogram_quantile(0.95, sum by (le, table) (rate(x_seconds_bucket{a="b", c!="d"}[5m])))'
+    )
     assert got == [Ref("x_seconds_bucket", (("a", "=", "b"), ("c", "!=", "d")))]
     assert by == {"le", "table"}
     got, by = refs("sum by (t) (rate(a_sum[5m])) / sum by (t) (rate(a_count[5m]))")
@@ -22,17 +23,32 @@ def test_reader_finds_selectors_matchers_and_grouping() -> None:
 def test_dashboard_has_the_operator_panels() -> None:
     exprs = dashboard_exprs()
     metrics = {r.metric for e in exprs for r in refs(e)[0]}
-    assert {"datafold_items_total", "datafold_batch_items_total",
-            "datafold_dynamodb_request_seconds_bucket", "datafold_dynamodb_throttles_total",
-            "datafold_dynamodb_retries_total", "datafold_dynamodb_errors_total",
-            "datafold_limiter_rate_wcu", "datafold_limiter_wait_seconds_bucket",
-            "datafold_queue_depth", "datafold_jobs"} <= metrics
+    assert {
+        "datafold_items_total",
+        "datafold_batch_items_total",
+        "datafold_dynamodb_request_seconds_bucket",
+        "datafold_dynamodb_throttles_total",
+        "datafold_dynamodb_retries_total",
+        "datafold_dynamodb_errors_total",
+        "datafold_limiter_rate_wcu",
+        "datafold_limiter_wait_seconds_bucket",
+        "datafold_queue_depth",
+        "datafold_jobs",
+    } <= metrics
     assert any("histogram_quantile(0.99" in e for e in exprs)
     assert any('outcome="dead_lettered"' in e for e in exprs)
     dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     titles = " ".join(p["title"].lower() for p in dash["panels"])
-    for word in ("throughput", "latency", "throttles", "retries", "dead letters",
-                 "limiter rate", "queue depth", "jobs by state"):
+    for word in (
+        "throughput",
+        "latency",
+        "throttles",
+        "retries",
+        "dead letters",
+        "limiter rate",
+        "queue depth",
+        "jobs by state",
+    ):
         assert word in titles, word
     # Gauges every worker reports alike are aggregated with max, never summed over workers.
     for e in exprs:

@@ -72,16 +72,22 @@ def _collect(collector: Any) -> dict[str, dict[tuple[tuple[str, str], ...], floa
 
 def test_queue_depth_counts_priority_sublists_unacked_and_job_states() -> None:
     b = FakeBroker()
-    b.lists = {"bulk": [b"m"] * 3, f"bulk{keys.BROKER_PRIORITY_SEP}3": [b"m"] * 2,
-               "writes": [b"m"], "other": [b"m"] * 9}
+    b.lists = {
+        "bulk": [b"m"] * 3,
+        f"bulk{keys.BROKER_PRIORITY_SEP}3": [b"m"] * 2,
+        "writes": [b"m"],
+        "other": [b"m"] * 9,
+    }
     b.hashes = {"unacked": {"t1": b"x", "t2": b"x"}}
     ledger = FakeLedger({"queued": 2, "running": 1, "succeeded": 7})
     got = _collect(PipelineCollector(b, ledger, job_limit=50))  # type: ignore[arg-type]
-    assert got["datafold_queue_depth"] == {(("queue", "writes"),): 1.0,
-                                           (("queue", "bulk"),): 5.0}
+    assert got["datafold_queue_depth"] == {(("queue", "writes"),): 1.0, (("queue", "bulk"),): 5.0}
     assert got["datafold_queue_unacked"] == {(): 2.0}
-    assert got["datafold_jobs"] == {(("state", "queued"),): 2.0, (("state", "running"),): 1.0,
-                                    (("state", "succeeded"),): 7.0}
+    assert got["datafold_jobs"] == {
+        (("state", "queued"),): 2.0,
+        (("state", "running"),): 1.0,
+        (("state", "succeeded"),): 7.0,
+    }
     assert got["datafold_redis_up"] == {(): 1.0}
     assert ledger.limits == [50]
     assert b.calls == 1  # one pipelined round trip to the broker per scrape
@@ -99,8 +105,7 @@ def test_redis_down_reports_up_0_and_leaves_the_gauges_out(where: str) -> None:
 def test_registering_does_not_read_redis() -> None:
     b = FakeBroker()
     ledger = FakeLedger()
-    CollectorRegistry(auto_describe=True).register(
-        PipelineCollector(b, ledger))  # type: ignore[arg-type]
+    CollectorRegistry(auto_describe=True).register(PipelineCollector(b, ledger))  # type: ignore[arg-type]
     assert b.calls == 0 and ledger.limits == []
 
 
@@ -113,16 +118,23 @@ def test_broker_key_names_match_kombu() -> None:
     assert keys.broker_queue_lists("bulk")[1:] == tuple(f"bulk{chan.sep}{p}" for p in (3, 6, 9))
 
 
-@pytest.mark.parametrize(("pool", "name"), [
-    ("threads", "threads"), ("prefork", "prefork"), ("solo", "solo"), ("processes", "prefork"),
-    ("celery.concurrency.prefork:TaskPool", "prefork"),
-])
+@pytest.mark.parametrize(
+    ("pool", "name"),
+    [
+        ("threads", "threads"),
+        ("prefork", "prefork"),
+        ("solo", "solo"),
+        ("processes", "prefork"),
+        ("celery.concurrency.prefork:TaskPool", "prefork"),
+    ],
+)
 def test_pool_name_of_aliases(pool: str, name: str) -> None:
     assert observability.pool_name(pool) == name
 
 
 def test_pool_name_of_classes() -> None:
     from celery.concurrency import prefork, thread
+
     assert observability.pool_name(thread.TaskPool) == "threads"
     assert observability.pool_name(prefork.TaskPool) == "prefork"
 
@@ -157,11 +169,18 @@ def test_metrics_server_serves_process_metrics_and_redis_state() -> None:
 
 
 def test_metrics_settings_from_env() -> None:
-    cfg = PipelineConfig.from_env({"DATAFOLD_METRICS_PORT": "9100",
-                                   "DATAFOLD_METRICS_ADDR": "0.0.0.0",
-                                   "PROMETHEUS_MULTIPROC_DIR": "/tmp/prom"})
+    cfg = PipelineConfig.from_env(
+        {
+            "DATAFOLD_METRICS_PORT": "9100",
+            "DATAFOLD_METRICS_ADDR": "0.0.0.0",
+            "PROMETHEUS_MULTIPROC_DIR": "/tmp/prom",
+        }
+    )
     assert (cfg.metrics_port, cfg.metrics_addr, cfg.metrics_multiproc_dir) == (
-        9100, "0.0.0.0", "/tmp/prom")
+        9100,
+        "0.0.0.0",
+        "/tmp/prom",
+    )
     assert PipelineConfig.from_env({}).metrics_addr == "127.0.0.1"
     with pytest.raises(ConfigError, match="DATAFOLD_METRICS_PORT"):
         PipelineConfig.from_env({"DATAFOLD_METRICS_PORT": "70000"})

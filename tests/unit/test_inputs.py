@@ -46,10 +46,10 @@ def b64(data: bytes) -> str:
 
 # -- JSONL: good lines ----------------------------------------------------------------------
 
+
 def test_text_key_and_json_value_become_utf8_and_compact_json() -> None:
     out = jsonl(line(key="a", value={"x": [1, 2.5, None], "y": "é"}), line(key="b", value="s"))
-    assert out == [Record(1, b"a", '{"x":[1,2.5,null],"y":"é"}'.encode()),
-                   Record(2, b"b", b'"s"')]
+    assert out == [Record(1, b"a", '{"x":[1,2.5,null],"y":"é"}'.encode()), Record(2, b"b", b'"s"')]
 
 
 def test_unicode_key_round_trips_to_its_utf8_bytes() -> None:
@@ -61,10 +61,16 @@ def test_unicode_key_round_trips_to_its_utf8_bytes() -> None:
 
 def test_base64_round_trips_arbitrary_bytes() -> None:
     data = bytes(range(256)) + b"\xff\xfe\x80"
-    out = jsonl(line(key_b64=b64(b"\xc3\x28key"), value_b64=b64(data)),
-                line(key="k", value_b64=b64(b"")), line(key_b64=b64(b"\x00"), value=[1]))
-    assert out == [Record(1, b"\xc3\x28key", data), Record(2, b"k", b""),
-                   Record(3, b"\x00", b"[1]")]
+    out = jsonl(
+        line(key_b64=b64(b"\xc3\x28key"), value_b64=b64(data)),
+        line(key="k", value_b64=b64(b"")),
+        line(key_b64=b64(b"\x00"), value=[1]),
+    )
+    assert out == [
+        Record(1, b"\xc3\x28key", data),
+        Record(2, b"k", b""),
+        Record(3, b"\x00", b"[1]"),
+    ]
 
 
 def test_duplicate_keys_are_all_yielded_in_order() -> None:
@@ -84,8 +90,12 @@ def test_crlf_bom_and_missing_final_newline() -> None:
 
 
 def test_item_overhead_covers_the_stored_item_layout() -> None:
-    ref: dict[str, dict[str, Any]] = {"PK": {"S": "u" * 64}, "SK": {"B": b""},
-                                      "Value": {"B": b""}, "Seq": {"N": "9" * 20}}
+    ref: dict[str, dict[str, Any]] = {
+        "PK": {"S": "u" * 64},
+        "SK": {"B": b""},
+        "Value": {"B": b""},
+        "Seq": {"N": "9" * 20},
+    }
     assert item_size(ref) <= ITEM_OVERHEAD_BYTES
 
 
@@ -94,31 +104,41 @@ def test_item_overhead_covers_the_stored_item_layout() -> None:
 BIG = "v" * (MAX_ITEM_BYTES + 10)
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("not json", "not valid JSON (Expecting value at column 1)"),
-    ('{"key": "a", "value": 1', "not valid JSON (Expecting ',' delimiter at column 24)"),
-    ("[1, 2]", "not a JSON object (got list)"),
-    ('"s"', "not a JSON object (got str)"),
-    (line(value=1), "no key"),
-    (line(key="a"), "no value"),
-    (line(key="", value=1), "empty key"),
-    (line(key_b64="", value=1), "empty key"),
-    (line(key="k" * 2000, value=1), "key is 2000 bytes, over the 1024-byte limit"),
-    (line(key="k", value_b64=b64(b"v" * 500_000)),
-     "value is 500000 bytes, item over the 409600-byte limit"),
-    (line(key="k", value=BIG), f"value is {len(BIG) + 2} bytes, item over the 409600-byte limit"),
-    (line(key=5, value=1), "key is not a string (use key_b64 for raw bytes)"),
-    (line(key_b64="!!notbase64", value=1), "key_b64 is not valid base64"),
-    (line(key="k", value_b64="abc"), "value_b64 is not valid base64"),
-    (line(key="k", value_b64="ключ"), "value_b64 is not valid base64"),
-    (line(key="k", value_b64=5), "value_b64 is not a string"),
-    (line(key="k", key_b64="aw==", value=1), "both key and key_b64"),
-    ('{"key": "k", "value": NaN}', "not valid JSON (NaN is not allowed)"),
-    ('{"key": "\\ud800", "value": 1}', "key is not valid Unicode (lone surrogate)"),
-    ('{"key": "k", "value": "\\udfff"}', "value is not valid Unicode (lone surrogate)"),
-    ('{"key": "k", "value": ' + "[" * 100_000 + "]" * 100_000 + "}",
-     "not valid JSON (nested too deeply)"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("not json", "not valid JSON (Expecting value at column 1)"),
+        ('{"key": "a", "value": 1', "not valid JSON (Expecting ',' delimiter at column 24)"),
+        ("[1, 2]", "not a JSON object (got list)"),
+        ('"s"', "not a JSON object (got str)"),
+        (line(value=1), "no key"),
+        (line(key="a"), "no value"),
+        (line(key="", value=1), "empty key"),
+        (line(key_b64="", value=1), "empty key"),
+        (line(key="k" * 2000, value=1), "key is 2000 bytes, over the 1024-byte limit"),
+        (
+            line(key="k", value_b64=b64(b"v" * 500_000)),
+            "value is 500000 bytes, item over the 409600-byte limit",
+        ),
+        (
+            line(key="k", value=BIG),
+            f"value is {len(BIG) + 2} bytes, item over the 409600-byte limit",
+        ),
+        (line(key=5, value=1), "key is not a string (use key_b64 for raw bytes)"),
+        (line(key_b64="!!notbase64", value=1), "key_b64 is not valid base64"),
+        (line(key="k", value_b64="abc"), "value_b64 is not valid base64"),
+        (line(key="k", value_b64="ключ"), "value_b64 is not valid base64"),
+        (line(key="k", value_b64=5), "value_b64 is not a string"),
+        (line(key="k", key_b64="aw==", value=1), "both key and key_b64"),
+        ('{"key": "k", "value": NaN}', "not valid JSON (NaN is not allowed)"),
+        ('{"key": "\\ud800", "value": 1}', "key is not valid Unicode (lone surrogate)"),
+        ('{"key": "k", "value": "\\udfff"}', "value is not valid Unicode (lone surrogate)"),
+        (
+            '{"key": "k", "value": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "not valid JSON (nested too deeply)",
+        ),
+    ],
+)
 def test_bad_line_reasons(text: str, reason: str) -> None:
     out = jsonl(line(key="ok", value=0), text, line(key="ok2", value=0))
     assert out == [Record(1, b"ok", b"0"), BadLine(2, reason), Record(3, b"ok2", b"0")]
@@ -134,8 +154,11 @@ def test_line_limit_is_exact_and_reading_goes_on() -> None:
     limit = len(at_limit.encode())
     over = line(key="k", value="x" * 31)
     out = jsonl(at_limit, over, line(key="z", value=1), max_line=limit)
-    assert out == [Record(1, b"k", _json("x" * 30)), BadLine(2, f"line is over {limit} bytes"),
-                   Record(3, b"z", b"1")]
+    assert out == [
+        Record(1, b"k", _json("x" * 30)),
+        BadLine(2, f"line is over {limit} bytes"),
+        Record(3, b"z", b"1"),
+    ]
     # an over-long last line without a newline
     out = list(read_jsonl(io.BytesIO(b"\n" + over.encode()), max_line=limit))
     assert out == [BadLine(2, f"line is over {limit} bytes")]
@@ -167,6 +190,7 @@ def test_50mb_line_is_rejected_without_loading_it(tmp_path: Path) -> None:
 
 # -- open_input and read_records ------------------------------------------------------------
 
+
 def test_open_input_missing_file_and_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(InputError, match=f"^no such file: {missing}$"):
@@ -185,7 +209,8 @@ def test_read_records_dispatches_and_rejects_misuse() -> None:
     data = line(key="k", value=1).encode() + b"\n"
     assert list(read_records(io.BytesIO(data))) == [Record(1, b"k", b"1")]
     assert list(read_records(io.BytesIO(b"id,v\n1,a\n"), "csv", "id")) == [
-        Record(2, b"1", b'{"id":"1","v":"a"}')]
+        Record(2, b"1", b'{"id":"1","v":"a"}')
+    ]
     with pytest.raises(InputError, match="unknown input format 'xml'"):
         read_records(io.BytesIO(data), "xml")
     with pytest.raises(InputError, match="needs a key column"):
@@ -195,6 +220,7 @@ def test_read_records_dispatches_and_rejects_misuse() -> None:
 
 
 # -- CSV ------------------------------------------------------------------------------------
+
 
 def csv_rows(text: str | bytes, key_column: str = "id", **kw: Any) -> list[Record | BadLine]:
     raw = text.encode() if isinstance(text, str) else text
@@ -240,26 +266,40 @@ def test_csv_over_long_line_and_runaway_quote_are_bounded() -> None:
     out = csv_rows("id,v\n1," + "x" * 100 + "\n2,ok\n", max_line=50)
     assert out == [BadLine(2, "line is over 50 bytes"), Record(3, b"2", b'{"id":"2","v":"ok"}')]
     # an unclosed quote swallows lines until the row is over the limit
-    out = csv_rows('id,v\n1,"open\n' + "x" * 20 + "\n" + "y" * 20 + "\n" + "z" * 20 + "\n",
-                   max_line=50)
+    out = csv_rows(
+        'id,v\n1,"open\n' + "x" * 20 + "\n" + "y" * 20 + "\n" + "z" * 20 + "\n", max_line=50
+    )
     assert out[0] == BadLine(2, "row is over 50 bytes (lines 2-5)")
 
 
 # -- export format --------------------------------------------------------------------------
 
+
 def export_file(trailer: dict[str, Any] | None = None, **fix: Any) -> tuple[bytes, list[bytes]]:
     """An export file and its lines; the trailer is computed unless given."""
     lines = [
-        line(kind="schema", name="User", body={"fields": ["a"]}, mutation_mappers={"m": 1},
-             created_at=1, updated_at=2, version=3),
+        line(
+            kind="schema",
+            name="User",
+            body={"fields": ["a"]},
+            mutation_mappers={"m": 1},
+            created_at=1,
+            updated_at=2,
+            version=3,
+        ),
         line(kind="item", namespace="ns1", key_b64=b64(b"\xffk"), value_b64=b64(b"\x00v")),
         line(kind="item", namespace="ns1", key_b64=b64(b"k2"), value_b64=b64(b"v2")),
         line(kind="item", namespace="ns.2", key="text", value={"a": 1}),
     ]
     raw = [x.encode() + b"\n" for x in lines]
     if trailer is None:
-        trailer = {"kind": "trailer", "items": {"ns1": 2, "ns.2": 1}, "schemas": 1,
-                   "sha256": hashlib.sha256(b"".join(raw)).hexdigest(), **fix}
+        trailer = {
+            "kind": "trailer",
+            "items": {"ns1": 2, "ns.2": 1},
+            "schemas": 1,
+            "sha256": hashlib.sha256(b"".join(raw)).hexdigest(),
+            **fix,
+        }
     return b"".join(raw) + json.dumps(trailer).encode() + b"\n", raw
 
 
@@ -313,37 +353,55 @@ def test_export_count_mismatches() -> None:
 
 
 def test_on_line_gets_every_line_but_the_trailer_even_bad_and_over_long() -> None:
-    body = (b"\n" + line(key="k", value=1).encode() + b"\nnot json\n"
-            + line(key="big", value="x" * 200_000).encode() + b"\n")
+    body = (
+        b"\n"
+        + line(key="k", value=1).encode()
+        + b"\nnot json\n"
+        + line(key="big", value="x" * 200_000).encode()
+        + b"\n"
+    )
     trailer = line(kind="trailer", items={}, schemas=0, sha256=hashlib.sha256(body).hexdigest())
     seen: list[bytes] = []
-    out = list(read_jsonl(io.BytesIO(body + trailer.encode() + b"\n"),
-                          max_line=200, on_line=seen.append))
+    out = list(
+        read_jsonl(io.BytesIO(body + trailer.encode() + b"\n"), max_line=200, on_line=seen.append)
+    )
     assert b"".join(seen) == body
     assert [type(r) for r in out] == [Record, BadLine, BadLine, Trailer]
     assert out[2] == BadLine(4, "line is over 200 bytes")
 
 
-@pytest.mark.parametrize(("obj", "reason"), [
-    ({"kind": "thing"}, "unknown kind 'thing'"),
-    ({"kind": "item", "key": "k", "value": 1}, "invalid namespace None"),
-    ({"kind": "item", "namespace": "a b", "key": "k", "value": 1}, "invalid namespace 'a b'"),
-    ({"kind": "item", "namespace": "ns", "key_b64": "", "value_b64": ""}, "empty key"),
-    ({"kind": "schema", "body": {}}, "schema has no name"),
-    ({"kind": "schema", "name": "S", "body": []}, "schema 'S': body is not a JSON object"),
-    ({"kind": "schema", "name": "S", "body": {}, "version": "3"},
-     "schema 'S': version is not an integer"),
-    ({"kind": "trailer", "items": {"a": -1}, "schemas": 0, "sha256": "0" * 64},
-     "trailer: items is not an object of namespace counts"),
-    ({"kind": "trailer", "items": {}, "schemas": True, "sha256": "0" * 64},
-     "trailer: schemas is not a count"),
-    ({"kind": "trailer", "items": {}, "schemas": 0, "sha256": "xyz"},
-     "trailer: sha256 is not 64 hex digits"),
-])
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ({"kind": "thing"}, "unknown kind 'thing'"),
+        ({"kind": "item", "key": "k", "value": 1}, "invalid namespace None"),
+        ({"kind": "item", "namespace": "a b", "key": "k", "value": 1}, "invalid namespace 'a b'"),
+        ({"kind": "item", "namespace": "ns", "key_b64": "", "value_b64": ""}, "empty key"),
+        ({"kind": "schema", "body": {}}, "schema has no name"),
+        ({"kind": "schema", "name": "S", "body": []}, "schema 'S': body is not a JSON object"),
+        (
+            {"kind": "schema", "name": "S", "body": {}, "version": "3"},
+            "schema 'S': version is not an integer",
+        ),
+        (
+            {"kind": "trailer", "items": {"a": -1}, "schemas": 0, "sha256": "0" * 64},
+            "trailer: items is not an object of namespace counts",
+        ),
+        (
+            {"kind": "trailer", "items": {}, "schemas": True, "sha256": "0" * 64},
+            "trailer: schemas is not a count",
+        ),
+        (
+            {"kind": "trailer", "items": {}, "schemas": 0, "sha256": "xyz"},
+            "trailer: sha256 is not 64 hex digits",
+        ),
+    ],
+)
 def test_bad_export_lines(obj: dict[str, Any], reason: str) -> None:
     assert jsonl(json.dumps(obj)) == [BadLine(1, reason)]
 
 
 def test_schema_optional_fields_default() -> None:
     assert jsonl(line(kind="schema", name="S", body={})) == [
-        SchemaRecord(1, "S", {}, {}, None, None, None)]
+        SchemaRecord(1, "S", {}, {}, None, None, None)
+    ]

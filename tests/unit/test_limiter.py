@@ -78,8 +78,9 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def builder(kind: str, request: pytest.FixtureRequest,
-            clock: FakeClock) -> Callable[..., RateLimiter]:
+def builder(
+    kind: str, request: pytest.FixtureRequest, clock: FakeClock
+) -> Callable[..., RateLimiter]:
     """Build limiters sharing one backend (so two of them share the table's bucket)."""
     if kind == "redis":
         backend: Any = RedisBucketBackend(request.getfixturevalue("redis_db"), now=clock)
@@ -98,16 +99,23 @@ def make(request: pytest.FixtureRequest, clock: FakeClock) -> Callable[..., Rate
     return builder(request.param, request, clock)
 
 
-def consume(lim: RateLimiter, clock: FakeClock, table: str, wcu_per_s: float,
-            seconds: float, step: float = 0.1) -> None:
+def consume(
+    lim: RateLimiter,
+    clock: FakeClock,
+    table: str,
+    wcu_per_s: float,
+    seconds: float,
+    step: float = 0.1,
+) -> None:
     """Report clean consumption of ``wcu_per_s`` for ``seconds`` in ``step``-second slices."""
     for _ in range(round(seconds / step)):
         clock.t += step
         lim.feedback(table, units=wcu_per_s * step, throttled=False)
 
 
-def test_fresh_bucket_is_full_then_refills_at_the_rate(make: Any, clock: FakeClock,
-                                                        table: str) -> None:
+def test_fresh_bucket_is_full_then_refills_at_the_rate(
+    make: Any, clock: FakeClock, table: str
+) -> None:
     lim = make(capacity=100.0)
     assert lim.acquire(table, 100.0) == 0.0
     assert lim.state(table)["tokens"] == pytest.approx(0.0)
@@ -125,8 +133,7 @@ def test_acquire_waits_the_right_time(make: Any, clock: FakeClock, table: str) -
     assert clock.slept == pytest.approx([0.3, 0.1])
 
 
-def test_request_larger_than_bucket_goes_into_debt(make: Any, clock: FakeClock,
-                                                   table: str) -> None:
+def test_request_larger_than_bucket_goes_into_debt(make: Any, clock: FakeClock, table: str) -> None:
     lim = make(capacity=10.0)
     assert lim.acquire(table, 250.0) == pytest.approx(24.0)  # 10 in the bucket, 240 owed
     assert lim.acquire(table, 1.0) == pytest.approx(0.1)  # served right after, not starved
@@ -147,8 +154,7 @@ def test_feedback_charges_what_was_really_consumed(make: Any, table: str) -> Non
     assert lim.state(table)["tokens"] == pytest.approx(-70.0 * 0.05)  # and the cut's pause
 
 
-def test_throttle_cuts_to_beta_times_measured_rate(make: Any, clock: FakeClock,
-                                                   table: str) -> None:
+def test_throttle_cuts_to_beta_times_measured_rate(make: Any, clock: FakeClock, table: str) -> None:
     lim = make(capacity=1000.0)
     consume(lim, clock, table, 500.0, 2.0)
     lim.feedback(table, units=0.0, throttled=True)
@@ -163,8 +169,9 @@ def test_cut_without_measurement_is_multiplicative(make: Any, table: str) -> Non
     assert lim.current_rate(table) == pytest.approx(700.0)
 
 
-def test_one_cut_per_window_however_many_threads_report(make: Any, clock: FakeClock,
-                                                        table: str) -> None:
+def test_one_cut_per_window_however_many_threads_report(
+    make: Any, clock: FakeClock, table: str
+) -> None:
     lim = make(capacity=1000.0)
     cuts = THROTTLE_CUTS.labels(table)
     for _ in range(20):  # twenty threads, one congestion
@@ -179,7 +186,8 @@ def test_one_cut_per_window_however_many_threads_report(make: Any, clock: FakeCl
 
 
 def test_measured_cut_does_not_compound_but_new_evidence_cuts_sooner(
-        make: Any, clock: FakeClock, table: str) -> None:
+    make: Any, clock: FakeClock, table: str
+) -> None:
     lim = make(capacity=0.0, max_capacity=40_000.0)
     lim.feedback(table, units=0.0, throttled=True)  # nothing measured yet: x 0.7
     assert lim.current_rate(table) == pytest.approx(28_000.0)
@@ -194,7 +202,8 @@ def test_measured_cut_does_not_compound_but_new_evidence_cuts_sooner(
 
 
 def test_soon_after_a_cut_the_measure_is_what_the_table_let_through_since(
-        make: Any, clock: FakeClock, table: str) -> None:
+    make: Any, clock: FakeClock, table: str
+) -> None:
     lim = make(capacity=0.0, max_capacity=40_000.0)
     consume(lim, clock, table, 3000.0, 0.5, step=0.05)  # the table's burst: fast at first
     lim.feedback(table, units=0.0, throttled=True)
@@ -205,8 +214,7 @@ def test_soon_after_a_cut_the_measure_is_what_the_table_let_through_since(
     assert lim.current_rate(table) == pytest.approx(900.0)  # not 0.9 x the windows' ~2,250
 
 
-def test_caller_refused_while_too_much_is_promised(make: Any, clock: FakeClock,
-                                                   table: str) -> None:
+def test_caller_refused_while_too_much_is_promised(make: Any, clock: FakeClock, table: str) -> None:
     lim = make(capacity=100.0)
     lim.acquire(table, 100.0)
     first = lim.try_acquire(table, 50.0)
@@ -219,8 +227,7 @@ def test_caller_refused_while_too_much_is_promised(make: Any, clock: FakeClock,
     assert clock.slept == pytest.approx([0.47, 0.04])
 
 
-def test_clean_seconds_raise_rate_up_to_ceiling(make: Any, clock: FakeClock,
-                                               table: str) -> None:
+def test_clean_seconds_raise_rate_up_to_ceiling(make: Any, clock: FakeClock, table: str) -> None:
     lim = make(capacity=1000.0)
     lim.feedback(table, units=0.0, throttled=True)  # 700
     clock.t += 1.0
@@ -267,8 +274,12 @@ def test_metrics_follow_the_limiter(make: Any, clock: FakeClock, table: str) -> 
     assert RATE_WCU.labels(table)._value.get() == 100.0
     lim.feedback(table, units=0.0, throttled=True)
     assert RATE_WCU.labels(table)._value.get() == pytest.approx(70.0)
-    samples = {s.name: s.value for m in WAIT_SECONDS.collect() for s in m.samples
-               if s.labels.get("table") == table}
+    samples = {
+        s.name: s.value
+        for m in WAIT_SECONDS.collect()
+        for s in m.samples
+        if s.labels.get("table") == table
+    }
     assert samples["datafold_limiter_wait_seconds_count"] == 1.0
     assert samples["datafold_limiter_wait_seconds_sum"] == pytest.approx(0.5)
 
@@ -285,8 +296,10 @@ def test_bad_arguments_are_refused(make: Any, table: str) -> None:
 def test_redis_down_raises_never_fails_open(url: str) -> None:
     client: redis.Redis[Any] = redis.Redis.from_url(url, socket_connect_timeout=0.5)
     lim = RateLimiter(client, capacity=100.0)
-    for call in (lambda: lim.acquire("orders", 1.0),
-                 lambda: lim.feedback("orders", units=1.0, throttled=True)):
+    for call in (
+        lambda: lim.acquire("orders", 1.0),
+        lambda: lim.feedback("orders", units=1.0, throttled=True),
+    ):
         with pytest.raises(BackendUnavailableError) as err:
             call()
         assert "rate limiter" in str(err.value)
@@ -315,13 +328,18 @@ def test_memory_twin_agrees_with_the_lua(redis_db: redis.Redis[Any], table: str)
     for _ in range(600):
         clock.t += rng.choice([0.0, 0.01, 0.1, 0.3, 0.7, 1.3, 2.5])
         op = rng.choice(["acquire", "feedback", "feedback", "state"])
-        kwargs = {"units": rng.choice([0.0, 0.5, 3.0, 25.0, 400.0]),
-                  "throttled": rng.random() < 0.2, "charge": rng.choice([0.0, -2.5, 4.0])}
+        kwargs = {
+            "units": rng.choice([0.0, 0.5, 3.0, 25.0, 400.0]),
+            "throttled": rng.random() < 0.2,
+            "charge": rng.choice([0.0, -2.5, 4.0]),
+        }
         mem, lua = (b.run(table, op, params, **kwargs) for b in twins)  # type: ignore[arg-type]
         assert (lua.cut, lua.granted) == (mem.cut, mem.granted)
         for field in ("wait", "rate", "tokens", "window_units", "prev_units", "prev_span"):
-            assert getattr(lua, field) == pytest.approx(getattr(mem, field), rel=1e-9,
-                                                        abs=1e-6), (field, op)
+            assert getattr(lua, field) == pytest.approx(getattr(mem, field), rel=1e-9, abs=1e-6), (
+                field,
+                op,
+            )
 
 
 class SimTable:
@@ -339,9 +357,18 @@ class SimTable:
         return admitted
 
 
-def simulate(lim: RateLimiter, clock: FakeClock, table: str, *, seconds: float,
-             threads: int = 10, latency: float = 0.03, backoff: float = 0.05,
-             wcu: float = 1000.0, burst: float = 100.0) -> tuple[float, float]:
+def simulate(
+    lim: RateLimiter,
+    clock: FakeClock,
+    table: str,
+    *,
+    seconds: float,
+    threads: int = 10,
+    latency: float = 0.03,
+    backoff: float = 0.05,
+    wcu: float = 1000.0,
+    burst: float = 100.0,
+) -> tuple[float, float]:
     """Saturating load: ``threads`` writers of 25-item batches (1 WCU each), resending what
     comes back unprocessed after ``backoff``. Returns (utilisation, throttled share of calls)."""
     start, sim = clock.t, SimTable(wcu, burst, clock.t)
@@ -372,25 +399,38 @@ def simulate(lim: RateLimiter, clock: FakeClock, table: str, *, seconds: float,
     return written / (wcu * seconds), throttled / calls
 
 
-@pytest.mark.parametrize(("kind", "capacity", "threads", "latency", "coalesce"), [
-    pytest.param("memory", 0.0, 10, 0.03, 0.0, id="memory-discover-from-40000"),
-    pytest.param("memory", 1500.0, 10, 0.03, 0.0, id="memory-ceiling-1500"),
-    pytest.param("memory", 0.0, 30, 0.01, 0.0, id="memory-30-threads-10ms"),
-    pytest.param("memory", 0.0, 10, 0.1, 0.0, id="memory-10-threads-100ms"),
-    # What workers run: clean feedback summed per COALESCE_SECONDS.
-    pytest.param("memory", 0.0, 10, 0.03, COALESCE_SECONDS, id="memory-discover-coalesced"),
-    pytest.param("memory", 0.0, 30, 0.01, COALESCE_SECONDS, id="memory-30-threads-coalesced"),
-    # The Lua gives the same figures (the twin test checks it op by op); once is enough here.
-    pytest.param("redis", 0.0, 10, 0.03, COALESCE_SECONDS, id="redis-discover-coalesced"),
-])
+@pytest.mark.parametrize(
+    ("kind", "capacity", "threads", "latency", "coalesce"),
+    [
+        pytest.param("memory", 0.0, 10, 0.03, 0.0, id="memory-discover-from-40000"),
+        pytest.param("memory", 1500.0, 10, 0.03, 0.0, id="memory-ceiling-1500"),
+        pytest.param("memory", 0.0, 30, 0.01, 0.0, id="memory-30-threads-10ms"),
+        pytest.param("memory", 0.0, 10, 0.1, 0.0, id="memory-10-threads-100ms"),
+        # What workers run: clean feedback summed per COALESCE_SECONDS.
+        pytest.param("memory", 0.0, 10, 0.03, COALESCE_SECONDS, id="memory-discover-coalesced"),
+        pytest.param("memory", 0.0, 30, 0.01, COALESCE_SECONDS, id="memory-30-threads-coalesced"),
+        # The Lua gives the same figures (the twin test checks it op by op); once is enough here.
+        pytest.param("redis", 0.0, 10, 0.03, COALESCE_SECONDS, id="redis-discover-coalesced"),
+    ],
+)
 def test_simulated_1000_wcu_table_is_used_at_90_percent(
-        request: pytest.FixtureRequest, clock: FakeClock, table: str, kind: str,
-        capacity: float, threads: int, latency: float, coalesce: float) -> None:
+    request: pytest.FixtureRequest,
+    clock: FakeClock,
+    table: str,
+    kind: str,
+    capacity: float,
+    threads: int,
+    latency: float,
+    coalesce: float,
+) -> None:
     lim = builder(kind, request, clock)(capacity=capacity, coalesce_seconds=coalesce)
-    utilisation, throttled = simulate(lim, clock, table, seconds=120.0, threads=threads,
-                                      latency=latency)
-    print(f"\nsimulated 1000 WCU/s table (burst 100 WCU), {kind}, capacity={capacity:.0f}, "
-          f"{threads} threads, {latency * 1000:.0f} ms: utilisation {utilisation:.1%}, "
-          f"throttled calls {throttled:.2%}, final rate {lim.current_rate(table):.0f} WCU/s")
+    utilisation, throttled = simulate(
+        lim, clock, table, seconds=120.0, threads=threads, latency=latency
+    )
+    print(
+        f"\nsimulated 1000 WCU/s table (burst 100 WCU), {kind}, capacity={capacity:.0f}, "
+        f"{threads} threads, {latency * 1000:.0f} ms: utilisation {utilisation:.1%}, "
+        f"throttled calls {throttled:.2%}, final rate {lim.current_rate(table):.0f} WCU/s"
+    )
     assert utilisation >= 0.90
     assert throttled <= 0.05

@@ -20,8 +20,16 @@ class CountingBackend:
         self.inner = inner
         self.calls: list[tuple[str, float, bool, float]] = []
 
-    def run(self, table: str, op: str, params: Any, *, units: float = 0.0,
-            throttled: bool = False, charge: float = 0.0) -> Any:
+    def run(
+        self,
+        table: str,
+        op: str,
+        params: Any,
+        *,
+        units: float = 0.0,
+        throttled: bool = False,
+        charge: float = 0.0,
+    ) -> Any:
         if op == "feedback":
             self.calls.append((op, units, throttled, charge))
         return self.inner.run(table, op, params, units=units, throttled=throttled, charge=charge)
@@ -33,8 +41,14 @@ TABLE = "t"  # the memory backend: nothing outlives the test
 def coalescing(clock: FakeClock) -> tuple[RateLimiter, CountingBackend]:
     """A 1,000 WCU/s limiter that sums clean feedback per 50 ms, and its counted backend."""
     backend = CountingBackend(MemoryBucketBackend(clock))
-    return RateLimiter(None, backend=backend, clock=clock, sleep=clock.sleep, capacity=1000.0,
-                       coalesce_seconds=0.05), backend
+    return RateLimiter(
+        None,
+        backend=backend,
+        clock=clock,
+        sleep=clock.sleep,
+        capacity=1000.0,
+        coalesce_seconds=0.05,
+    ), backend
 
 
 def test_clean_feedback_is_summed_into_one_report_per_interval() -> None:

@@ -35,10 +35,23 @@ def test_strings_and_names_count_in_utf8_bytes() -> None:
 
 # Measured on DynamoDB Local (the official engine) by bisecting the largest item it accepts;
 # tests/integration/test_kv_dynamo.py checks the same numbers against it at the boundary.
-@pytest.mark.parametrize(("number", "size"), [
-    ("0", 1), ("1", 2), ("12", 2), ("123", 3), ("1234", 3), ("100", 2), ("1000000", 2),
-    ("-5", 3), ("0.001", 2), ("1.5", 3), ("12345678901234567890", 11), ("1E+5", 2),
-])
+@pytest.mark.parametrize(
+    ("number", "size"),
+    [
+        ("0", 1),
+        ("1", 2),
+        ("12", 2),
+        ("123", 3),
+        ("1234", 3),
+        ("100", 2),
+        ("1000000", 2),
+        ("-5", 3),
+        ("0.001", 2),
+        ("1.5", 3),
+        ("12345678901234567890", 11),
+        ("1E+5", 2),
+    ],
+)
 def test_number_sizes(number: str, size: int) -> None:
     assert number_size(number) == size
     assert item_size({"n": {"N": number}}) == 1 + size
@@ -62,8 +75,9 @@ def test_400_kb_boundary_exactly() -> None:
     at_limit = kv_item(MAX_ITEM_BYTES - OVERHEAD)
     assert check_item(at_limit, key=b"key", table="T", operation="PutItem") == MAX_ITEM_BYTES
     with pytest.raises(errors.ItemTooLargeError) as info:
-        check_item(kv_item(MAX_ITEM_BYTES - OVERHEAD + 1), key=b"key", table="T",
-                   operation="PutItem")
+        check_item(
+            kv_item(MAX_ITEM_BYTES - OVERHEAD + 1), key=b"key", table="T", operation="PutItem"
+        )
     text = str(info.value)
     assert f"{MAX_ITEM_BYTES + 1} bytes" in text
     assert "'key'" in text and "table 'T'" in text and "PutItem" in text
@@ -73,8 +87,12 @@ def test_the_attribute_names_are_what_tips_an_item_over() -> None:
     value = b"x" * (MAX_ITEM_BYTES - len(b"key") - len("default"))
     assert len(value) + len(b"key") + len("default") == MAX_ITEM_BYTES
     with pytest.raises(errors.ItemTooLargeError):  # names PK, SK, Value add 9 bytes
-        check_item({"PK": {"S": "default"}, "SK": {"B": b"key"}, "Value": {"B": value}},
-                   key=b"key", table="T", operation="PutItem")
+        check_item(
+            {"PK": {"S": "default"}, "SK": {"B": b"key"}, "Value": {"B": value}},
+            key=b"key",
+            table="T",
+            operation="PutItem",
+        )
 
 
 def test_empty_key() -> None:
@@ -105,7 +123,13 @@ def test_partition_key_limits() -> None:
 
 def test_write_units() -> None:
     assert [write_units(s) for s in (0, 1, 1024, 1025, 2048, MAX_ITEM_BYTES)] == [
-        1, 1, 1, 2, 2, 400]
+        1,
+        1,
+        1,
+        2,
+        2,
+        400,
+    ]
 
 
 @pytest.mark.parametrize("name", ["a", "users", "my_ns-1.x", "A" * 200, "0"])
@@ -113,8 +137,9 @@ def test_valid_namespace_names(name: str) -> None:
     assert namespace_table("DataFoldStorage", name) == f"DataFoldStorage-{name}"
 
 
-@pytest.mark.parametrize("name", ["", "a b", "ns/x", "ns\n", "\nns", "ns\x00", "é", "x:y",
-                                  "x" * 240, None, 5])
+@pytest.mark.parametrize(
+    "name", ["", "a b", "ns/x", "ns\n", "\nns", "ns\x00", "é", "x:y", "x" * 240, None, 5]
+)
 def test_invalid_namespace_names(name: object) -> None:
     with pytest.raises(errors.InvalidNamespaceError):
         namespace_table("DataFoldStorage", name)  # type: ignore[arg-type]

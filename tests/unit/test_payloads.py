@@ -15,9 +15,12 @@ from worker.payloads import MAGIC, PayloadError, decode, encode
 def test_any_bytes_round_trip_deletes_included() -> None:
     rng = random.Random(5)
     ops: list[tuple[bytes, bytes | None]] = [
-        (rng.randbytes(rng.randint(1, 1024)),
-         None if rng.random() < 0.2 else rng.randbytes(rng.randint(0, 5000)))
-        for _ in range(300)]
+        (
+            rng.randbytes(rng.randint(1, 1024)),
+            None if rng.random() < 0.2 else rng.randbytes(rng.randint(0, 5000)),
+        )
+        for _ in range(300)
+    ]
     ops += [(b"\xff\xff\xff\xff", b""), (b"k", b"\xff\xff\xff\xff" * 3)]
     assert decode(encode(ops)) == ops
     assert decode(encode([])) == []
@@ -29,19 +32,34 @@ def test_bytes_are_carried_as_they_are_not_inflated() -> None:
     assert len(blob) == 4 + 500 * (8 + 1 + len(value))  # base64 in JSON would be > 4/3 of it
 
 
-@pytest.mark.parametrize("blob", [
-    b"", b"XXXX", b"DFP0" + encode([(b"k", b"v")])[4:], encode([(b"k", b"value")])[:-1],
-    encode([(b"k", b"v")]) + b"\x00", MAGIC + b"\x00\x00\x00\x05\x00\x00",
-    MAGIC + b"\x00\x00\x00\x01\x00\x00\x00\x09kvalue",
-])
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",
+        b"XXXX",
+        b"DFP0" + encode([(b"k", b"v")])[4:],
+        encode([(b"k", b"value")])[:-1],
+        encode([(b"k", b"v")]) + b"\x00",
+        MAGIC + b"\x00\x00\x00\x05\x00\x00",
+        MAGIC + b"\x00\x00\x00\x01\x00\x00\x00\x09kvalue",
+    ],
+)
 def test_anything_else_is_refused(blob: bytes) -> None:
     with pytest.raises(PayloadError):
         decode(blob)
 
 
 def test_a_message_names_its_payload_and_version_1_messages_still_read() -> None:
-    seg = Segment(job="j", seg="s", target="kv", ns="ns", user="u",
-                  ops=[(b"a", b"1"), (b"b", None)], part="p", idx=2)
+    seg = Segment(
+        job="j",
+        seg="s",
+        target="kv",
+        ns="ns",
+        user="u",
+        ops=[(b"a", b"1"), (b"b", None)],
+        part="p",
+        idx=2,
+    )
     named = json.loads(json.dumps(seg.without_ops().to_message()))
     assert "ops" not in named and named["n"] == 2 and named["v"] == 2
     back = Segment.from_message(named)

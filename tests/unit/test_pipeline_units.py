@@ -41,14 +41,29 @@ class RecordingEnqueuer:
 
 def _segmenter(**kw: Any) -> tuple[Segmenter, RecordingLedger, RecordingEnqueuer]:
     ledger, enq = RecordingLedger(), RecordingEnqueuer()
-    s = Segmenter(job="j", ns="ns", user="u", ledger=ledger, enqueue=enq,  # type: ignore[arg-type]
-                  **kw)
+    s = Segmenter(
+        job="j",
+        ns="ns",
+        user="u",
+        ledger=ledger,
+        enqueue=enq,  # type: ignore[arg-type]
+        **kw,
+    )
     return s, ledger, enq
 
 
 def test_segment_message_is_json_and_round_trips_binary() -> None:
-    seg = Segment(job="j", seg="s", target="kv", ns="ns", user="u",
-                  ops=[(b"\x00\xff", b"\x80"), (b"k", None)], part="p", idx=3, attempt=1)
+    seg = Segment(
+        job="j",
+        seg="s",
+        target="kv",
+        ns="ns",
+        user="u",
+        ops=[(b"\x00\xff", b"\x80"), (b"k", None)],
+        part="p",
+        idx=3,
+        attempt=1,
+    )
     wire = json.loads(json.dumps(seg.to_message()))
     assert Segment.from_message(wire) == seg
     w = SingleWrite("j", "ns", "u", b"\xfe", None, 42, 2)
@@ -92,13 +107,21 @@ def test_requeue_delay_is_jittered_exponential_capped_and_never_zero() -> None:
 
 def test_visibility_timeout_must_exceed_the_longest_countdown() -> None:
     with pytest.raises(ConfigError, match="DATAFOLD_VISIBILITY_TIMEOUT"):
-        PipelineConfig.from_env({"DATAFOLD_VISIBILITY_TIMEOUT": "30",
-                                 "DATAFOLD_REQUEUE_MAX_DELAY": "60"})
+        PipelineConfig.from_env(
+            {"DATAFOLD_VISIBILITY_TIMEOUT": "30", "DATAFOLD_REQUEUE_MAX_DELAY": "60"}
+        )
 
 
 def test_progress_bar_and_summary() -> None:
-    st = JobStatus(id="j1", state="running", items=200, written=50, superseded=0,
-                   created_at=100.0, started_at=100.0)
+    st = JobStatus(
+        id="j1",
+        state="running",
+        items=200,
+        written=50,
+        superseded=0,
+        created_at=100.0,
+        started_at=100.0,
+    )
     out = io.StringIO()
     bar = ProgressBar(out, every=0)
     bar.update(st)
@@ -109,17 +132,31 @@ def test_progress_bar_and_summary() -> None:
 
 
 def _cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "DATAFOLD_DYNAMODB_REGION": "us-east-1",
-           "DATAFOLD_REDIS_URL": "redis://127.0.0.1:1/0", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "producers.cli", *args], cwd=ROOT, env=env,
-                          input=stdin.decode(), capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATAFOLD_DYNAMODB_REGION": "us-east-1",
+        "DATAFOLD_REDIS_URL": "redis://127.0.0.1:1/0",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "producers.cli", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin.decode(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("args, needle", [
-    (("load", "/nonexistent/file.jsonl", "-n", "ns"), "no such file"),
-    (("load", "-", "-n", "bad name!"), "invalid namespace"),
-    (("load", "-", "-n", "ns", "--format", "csv"), "key"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("load", "/nonexistent/file.jsonl", "-n", "ns"), "no such file"),
+        (("load", "-", "-n", "bad name!"), "invalid namespace"),
+        (("load", "-", "-n", "ns", "--format", "csv"), "key"),
+    ],
+)
 def test_cli_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...], needle: str) -> None:
     proc = _cli(*args, stdin=b"a,b\n1,2\n")
     assert proc.returncode == 2, proc.stderr
@@ -134,7 +171,12 @@ def test_cli_without_redis_is_one_line_exit_1() -> None:
 
 
 def test_cli_without_a_region_names_the_variable() -> None:
-    proc = subprocess.run([sys.executable, "-m", "producers.cli", "status", "x"], cwd=ROOT,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "producers.cli", "status", "x"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "DATAFOLD_DYNAMODB_REGION" in proc.stderr

@@ -10,14 +10,29 @@ import storage
 
 DOCUMENTED = {
     # limits
-    "BATCH_WRITE_MAX_ITEMS", "MAX_ITEM_BYTES", "MAX_SORT_KEY_BYTES",
+    "BATCH_WRITE_MAX_ITEMS",
+    "MAX_ITEM_BYTES",
+    "MAX_SORT_KEY_BYTES",
     # batches
-    "BatchResult", "BatchWriter", "Pacer", "Rejected", "WriteOp",
+    "BatchResult",
+    "BatchWriter",
+    "Pacer",
+    "Rejected",
+    "WriteOp",
     # client and config
-    "Dynamo", "DynamoConfig", "PipelineConfig", "make_client",
+    "Dynamo",
+    "DynamoConfig",
+    "PipelineConfig",
+    "make_client",
     # stores
-    "KvStore", "DynamoKvStore", "DynamoNamespacedStore", "MemoryKvStore", "MemoryNamespacedStore",
-    "DynamoSchemaStore", "Schema", "create_schema_table",
+    "KvStore",
+    "DynamoKvStore",
+    "DynamoNamespacedStore",
+    "MemoryKvStore",
+    "MemoryNamespacedStore",
+    "DynamoSchemaStore",
+    "Schema",
+    "create_schema_table",
     # the error tree
     "errors",
 }
@@ -34,14 +49,18 @@ def test_every_exported_name_exists() -> None:
 
 
 def test_nothing_public_is_left_out_of_all() -> None:
-    public = {name for name, value in vars(storage).items()
-              if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    public = {
+        name
+        for name, value in vars(storage).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
     assert public <= set(storage.__all__)
 
 
 def test_storage_does_not_import_celery() -> None:
-    code = "import storage, sys; assert 'celery' not in sys.modules, 'celery imported'; " \
-           "assert 'kombu' not in sys.modules, 'kombu imported'"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import storage, sys; assert 'celery' not in sys.modules, 'celery imported'; "
+        "assert 'kombu' not in sys.modules, 'kombu imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

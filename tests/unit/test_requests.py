@@ -33,15 +33,18 @@ def kv_with(handlers: dict[str, Any], user: str = "alice") -> tuple[DynamoKvStor
 
 def pages(n: int, per_page: int = 2) -> Any:
     """A Query handler answering ``n`` pages of ``per_page`` items, chained by LastEvaluatedKey."""
+
     def query(**params: Any) -> dict[str, Any]:
         start = params.get("ExclusiveStartKey", {}).get("page", {"N": "0"})["N"]
         page = int(start)
-        items = [{"SK": {"B": b"k%d-%d" % (page, i)}, "Value": {"B": b"v"}}
-                 for i in range(per_page)]
+        items = [
+            {"SK": {"B": b"k%d-%d" % (page, i)}, "Value": {"B": b"v"}} for i in range(per_page)
+        ]
         resp: dict[str, Any] = {"Items": items}
         if page + 1 < n:
             resp["LastEvaluatedKey"] = {"page": {"N": str(page + 1)}}
         return resp
+
     return query
 
 
@@ -109,8 +112,9 @@ def test_sequenced_put_counts_the_sequence_towards_the_size_limit() -> None:
 
 # -- the schema store ----------------------------------------------------------------------------
 def schema_store(handlers: dict[str, Any]) -> tuple[DynamoSchemaStore, FakeClient]:
-    fake = FakeClient({"DescribeTable": lambda **p: {"Table": {"TableStatus": "ACTIVE"}},
-                       **handlers})
+    fake = FakeClient(
+        {"DescribeTable": lambda **p: {"Table": {"TableStatus": "ACTIVE"}}, **handlers}
+    )
     return DynamoSchemaStore(CONFIG, "alice", dynamo=Dynamo(CONFIG, fake)), fake
 
 
@@ -121,8 +125,12 @@ def test_schema_exists_projects_the_key_only() -> None:
 
 
 def test_list_schema_names_is_a_key_only_paginated_query() -> None:
-    answers = iter([{"Items": [{"SK": {"S": "a"}}], "LastEvaluatedKey": {"x": {"S": "a"}}},
-                    {"Items": [{"SK": {"S": "b"}}]}])
+    answers = iter(
+        [
+            {"Items": [{"SK": {"S": "a"}}], "LastEvaluatedKey": {"x": {"S": "a"}}},
+            {"Items": [{"SK": {"S": "b"}}]},
+        ]
+    )
     store, fake = schema_store({"Query": lambda **p: next(answers)})
     assert store.list_schema_names() == ["a", "b"]
     first, second = fake.params("Query")
@@ -132,8 +140,9 @@ def test_list_schema_names_is_a_key_only_paginated_query() -> None:
 
 
 def test_updated_since_is_a_query_on_the_updated_at_index() -> None:
-    store, fake = schema_store({"Query": lambda **p: {"Items": [{"SK": {"S": "b"}},
-                                                                {"SK": {"S": "a"}}]}})
+    store, fake = schema_store(
+        {"Query": lambda **p: {"Items": [{"SK": {"S": "b"}}, {"SK": {"S": "a"}}]}}
+    )
     assert store.list_schema_names(updated_since=1234.9) == ["a", "b"]
     (params,) = fake.params("Query")
     assert params["IndexName"] == UPDATED_INDEX
@@ -143,9 +152,16 @@ def test_updated_since_is_a_query_on_the_updated_at_index() -> None:
 
 def test_put_schema_is_one_update_item_setting_created_at_once() -> None:
     def update(**p: Any) -> dict[str, Any]:
-        return {"Attributes": {"SK": {"S": "s"}, "SchemaJson": {"S": "{}"},
-                               "CreatedAt": {"N": "5"}, "UpdatedAt": {"N": "9"},
-                               "Version": {"N": "2"}}}
+        return {
+            "Attributes": {
+                "SK": {"S": "s"},
+                "SchemaJson": {"S": "{}"},
+                "CreatedAt": {"N": "5"},
+                "UpdatedAt": {"N": "9"},
+                "Version": {"N": "2"},
+            }
+        }
+
     clock = FakeClock(9.7)
     fake = FakeClient({"DescribeTable": lambda **p: {"Table": {}}, "UpdateItem": update})
     store = DynamoSchemaStore(CONFIG, "alice", dynamo=Dynamo(CONFIG, fake), clock=clock)
@@ -164,14 +180,16 @@ def test_clear_all_schemas_deletes_in_batches_not_one_by_one() -> None:
     def query(**p: Any) -> dict[str, Any]:
         return {"Items": [{"PK": {"S": "alice"}, "SK": {"S": n}} for n in names]}
 
-    store, fake = schema_store({"Query": query,
-                                "BatchWriteItem": lambda **p: {"UnprocessedItems": {}}})
+    store, fake = schema_store(
+        {"Query": query, "BatchWriteItem": lambda **p: {"UnprocessedItems": {}}}
+    )
     assert store.clear_all_schemas() == 60
     batches = fake.params("BatchWriteItem")
     assert sorted(len(b["RequestItems"]["Schemas"]) for b in batches) == [10, 25, 25]
     assert "DeleteItem" not in fake.ops()
-    deleted = sorted(r["DeleteRequest"]["Key"]["SK"]["S"]
-                     for b in batches for r in b["RequestItems"]["Schemas"])
+    deleted = sorted(
+        r["DeleteRequest"]["Key"]["SK"]["S"] for b in batches for r in b["RequestItems"]["Schemas"]
+    )
     assert deleted == names
     assert fake.params("Query")[0]["ProjectionExpression"] == "PK, SK"
 

@@ -11,12 +11,17 @@ from storage import errors
 from storage.retry import FullJitter, RetryPolicy, classify
 from tests.doubles import FakeClock, client_error, metric
 
-THROTTLING = ["ProvisionedThroughputExceededException", "ThrottlingException",
-              "RequestLimitExceeded"]
+THROTTLING = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+]
 TRANSIENT = ["InternalServerError", "ServiceUnavailable"]
-PERMANENT = [("ValidationException", errors.ValidationError),
-             ("ConditionalCheckFailedException", errors.ConditionFailedError),
-             ("ResourceNotFoundException", errors.TableNotFoundError)]
+PERMANENT = [
+    ("ValidationException", errors.ValidationError),
+    ("ConditionalCheckFailedException", errors.ConditionFailedError),
+    ("ResourceNotFoundException", errors.TableNotFoundError),
+]
 
 
 def ctx() -> dict[str, str]:
@@ -62,12 +67,15 @@ def test_classification_reads_the_code_never_the_message() -> None:
     assert isinstance(classify(vague, **ctx()), errors.ThrottledError)
 
 
-@pytest.mark.parametrize(("exc", "code"), [
-    (bex.ReadTimeoutError(endpoint_url="http://x"), "Timeout"),
-    (bex.ConnectTimeoutError(endpoint_url="http://x"), "Timeout"),
-    (bex.EndpointConnectionError(endpoint_url="http://x"), "ConnectionError"),
-    (bex.ConnectionClosedError(endpoint_url="http://x"), "ConnectionError"),
-])
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (bex.ReadTimeoutError(endpoint_url="http://x"), "Timeout"),
+        (bex.ConnectTimeoutError(endpoint_url="http://x"), "Timeout"),
+        (bex.EndpointConnectionError(endpoint_url="http://x"), "ConnectionError"),
+        (bex.ConnectionClosedError(endpoint_url="http://x"), "ConnectionError"),
+    ],
+)
 def test_timeouts_and_connection_errors_are_transient(exc: Exception, code: str) -> None:
     err = classify(exc, **ctx())
     assert type(err) is errors.TransientError
@@ -80,8 +88,12 @@ def test_a_bad_parameter_is_a_validation_error() -> None:
 
 
 def test_classified_errors_carry_their_context() -> None:
-    err = classify(client_error("ThrottlingException", message="Rate exceeded"),
-                   operation="GetItem", table="Tbl", key=b"\xff\x00")
+    err = classify(
+        client_error("ThrottlingException", message="Rate exceeded"),
+        operation="GetItem",
+        table="Tbl",
+        key=b"\xff\x00",
+    )
     assert (err.operation, err.table, err.code) == ("GetItem", "Tbl", "ThrottlingException")
     assert str(err) == "GetItem on table 'Tbl', key 0xff00: [ThrottlingException] Rate exceeded"
 
@@ -108,8 +120,9 @@ def test_full_jitter_is_deterministic_with_a_seeded_rng() -> None:
 class Script:
     """A call that raises the given errors in turn, then returns "ok"."""
 
-    def __init__(self, *outcomes: Exception, clock: FakeClock | None = None,
-                 takes: float = 0.0) -> None:
+    def __init__(
+        self, *outcomes: Exception, clock: FakeClock | None = None, takes: float = 0.0
+    ) -> None:
         self.outcomes = list(outcomes)
         self.calls = 0
         self.clock = clock
@@ -129,13 +142,18 @@ def retries(table: str, code: str, operation: str = "PutItem") -> float:
 
 
 def policy(clock: FakeClock, **kwargs: float) -> RetryPolicy:
-    return RetryPolicy(backoff=FullJitter(base=0.1, cap=1.0, rng=random.Random(5)),
-                       sleep=clock.sleep, clock=clock, **kwargs)  # type: ignore[arg-type]
+    return RetryPolicy(
+        backoff=FullJitter(base=0.1, cap=1.0, rng=random.Random(5)),
+        sleep=clock.sleep,
+        clock=clock,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 def throttled(table: str) -> errors.ThrottledError:
-    return errors.ThrottledError("slow", operation="PutItem", table=table,
-                                 code="ThrottlingException")
+    return errors.ThrottledError(
+        "slow", operation="PutItem", table=table, code="ThrottlingException"
+    )
 
 
 def test_a_retryable_error_is_retried_then_succeeds() -> None:
@@ -164,9 +182,13 @@ def test_stops_on_total_time_before_overrunning_the_budget() -> None:
     clock = FakeClock()
     start = clock()
     fn = Script(*[throttled("t-time") for _ in range(1000)], clock=clock, takes=0.5)
-    p = RetryPolicy(max_attempts=1000, max_seconds=10.0,
-                    backoff=FullJitter(base=1.0, cap=4.0, rng=random.Random(3)),
-                    sleep=clock.sleep, clock=clock)
+    p = RetryPolicy(
+        max_attempts=1000,
+        max_seconds=10.0,
+        backoff=FullJitter(base=1.0, cap=4.0, rng=random.Random(3)),
+        sleep=clock.sleep,
+        clock=clock,
+    )
     with pytest.raises(errors.ThrottledError):
         p.run(fn, operation="PutItem", table="t-time")
     # every retry began within the budget, and the sleeps never pushed past it
@@ -176,13 +198,16 @@ def test_stops_on_total_time_before_overrunning_the_budget() -> None:
     assert retries("t-time", "ThrottlingException") == fn.calls - 1
 
 
-@pytest.mark.parametrize("exc", [
-    errors.ValidationError("bad", code="ValidationException"),
-    errors.ConditionFailedError("no", code="ConditionalCheckFailedException"),
-    errors.TableNotFoundError("gone", code="ResourceNotFoundException"),
-    errors.AccessDeniedError("no", code="AccessDeniedException"),
-    ValueError("a bug, not an AWS error"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        errors.ValidationError("bad", code="ValidationException"),
+        errors.ConditionFailedError("no", code="ConditionalCheckFailedException"),
+        errors.TableNotFoundError("gone", code="ResourceNotFoundException"),
+        errors.AccessDeniedError("no", code="AccessDeniedException"),
+        ValueError("a bug, not an AWS error"),
+    ],
+)
 def test_never_retries_a_permanent_error(exc: Exception) -> None:
     clock = FakeClock()
     fn = Script(exc)

@@ -32,23 +32,30 @@ def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch)
     assert (config.region, config.schema_table) == ("ap-south-1", "FromProcess")
 
 
-@pytest.mark.parametrize(("variable", "raw", "field", "expected"), [
-    ("DATAFOLD_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000", "endpoint_url",
-     "http://127.0.0.1:8000"),
-    ("DATAFOLD_DYNAMODB_TABLE", "Schemas2", "schema_table", "Schemas2"),
-    ("DATAFOLD_DYNAMODB_USER_ID", "alice", "user_id", "alice"),
-    ("DATAFOLD_TABLE_PREFIX", "Pfx", "table_prefix", "Pfx"),
-    ("DATAFOLD_DYNAMODB_MAX_CONNECTIONS", "128", "max_connections", 128),
-    ("DATAFOLD_DYNAMODB_CONNECT_TIMEOUT", "1.5", "connect_timeout", 1.5),
-    ("DATAFOLD_DYNAMODB_READ_TIMEOUT", " 42 ", "read_timeout", 42.0),
-    ("DATAFOLD_DYNAMODB_MAX_ATTEMPTS", "3", "max_attempts", 3),
-    ("DATAFOLD_DYNAMODB_RETRY_SECONDS", "7.5", "retry_max_seconds", 7.5),
-    ("DATAFOLD_BATCH_ROUNDS", "2", "batch_rounds", 2),
-    ("DATAFOLD_DYNAMODB_FAST_WRITES", "off", "fast_writes", False),
-    ("DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", "yes", "consumed_capacity", True),
-    ("DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", "0", "consumed_capacity", False),
-    ("DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", "auto", "consumed_capacity", None),
-])
+@pytest.mark.parametrize(
+    ("variable", "raw", "field", "expected"),
+    [
+        (
+            "DATAFOLD_DYNAMODB_ENDPOINT",
+            "http://127.0.0.1:8000",
+            "endpoint_url",
+            "http://127.0.0.1:8000",
+        ),
+        ("DATAFOLD_DYNAMODB_TABLE", "Schemas2", "schema_table", "Schemas2"),
+        ("DATAFOLD_DYNAMODB_USER_ID", "alice", "user_id", "alice"),
+        ("DATAFOLD_TABLE_PREFIX", "Pfx", "table_prefix", "Pfx"),
+        ("DATAFOLD_DYNAMODB_MAX_CONNECTIONS", "128", "max_connections", 128),
+        ("DATAFOLD_DYNAMODB_CONNECT_TIMEOUT", "1.5", "connect_timeout", 1.5),
+        ("DATAFOLD_DYNAMODB_READ_TIMEOUT", " 42 ", "read_timeout", 42.0),
+        ("DATAFOLD_DYNAMODB_MAX_ATTEMPTS", "3", "max_attempts", 3),
+        ("DATAFOLD_DYNAMODB_RETRY_SECONDS", "7.5", "retry_max_seconds", 7.5),
+        ("DATAFOLD_BATCH_ROUNDS", "2", "batch_rounds", 2),
+        ("DATAFOLD_DYNAMODB_FAST_WRITES", "off", "fast_writes", False),
+        ("DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", "yes", "consumed_capacity", True),
+        ("DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", "0", "consumed_capacity", False),
+        ("DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", "auto", "consumed_capacity", None),
+    ],
+)
 def test_each_knob(variable: str, raw: str, field: str, expected: object) -> None:
     config = DynamoConfig.from_env({**REGION, variable: raw})
     assert getattr(config, field) == expected
@@ -61,17 +68,24 @@ def test_consumed_capacity_is_asked_of_aws_not_of_a_local_endpoint() -> None:
     local = {**REGION, "DATAFOLD_DYNAMODB_ENDPOINT": "http://127.0.0.1:8000"}
     assert DynamoConfig.from_env(REGION).wants_consumed_capacity
     assert not DynamoConfig.from_env(local).wants_consumed_capacity
-    assert DynamoConfig.from_env({**local, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY": "1"}
-                                 ).wants_consumed_capacity
-    assert not DynamoConfig.from_env({**REGION, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY": "off"}
-                                     ).wants_consumed_capacity
+    assert DynamoConfig.from_env(
+        {**local, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY": "1"}
+    ).wants_consumed_capacity
+    assert not DynamoConfig.from_env(
+        {**REGION, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY": "off"}
+    ).wants_consumed_capacity
     with pytest.raises(ConfigError, match="DATAFOLD_DYNAMODB_CONSUMED_CAPACITY='maybe'"):
         DynamoConfig.from_env({**REGION, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY": "maybe"})
 
 
-NUMERIC = ["DATAFOLD_DYNAMODB_MAX_CONNECTIONS", "DATAFOLD_DYNAMODB_CONNECT_TIMEOUT",
-           "DATAFOLD_DYNAMODB_READ_TIMEOUT", "DATAFOLD_DYNAMODB_MAX_ATTEMPTS",
-           "DATAFOLD_DYNAMODB_RETRY_SECONDS", "DATAFOLD_BATCH_ROUNDS"]
+NUMERIC = [
+    "DATAFOLD_DYNAMODB_MAX_CONNECTIONS",
+    "DATAFOLD_DYNAMODB_CONNECT_TIMEOUT",
+    "DATAFOLD_DYNAMODB_READ_TIMEOUT",
+    "DATAFOLD_DYNAMODB_MAX_ATTEMPTS",
+    "DATAFOLD_DYNAMODB_RETRY_SECONDS",
+    "DATAFOLD_BATCH_ROUNDS",
+]
 
 
 @pytest.mark.parametrize("variable", NUMERIC)
@@ -83,8 +97,14 @@ def test_a_malformed_value_names_the_variable(variable: str, raw: str) -> None:
     assert repr(raw) in str(info.value)
 
 
-@pytest.mark.parametrize("variable", ["DATAFOLD_DYNAMODB_MAX_CONNECTIONS",
-                                      "DATAFOLD_DYNAMODB_MAX_ATTEMPTS", "DATAFOLD_BATCH_ROUNDS"])
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "DATAFOLD_DYNAMODB_MAX_CONNECTIONS",
+        "DATAFOLD_DYNAMODB_MAX_ATTEMPTS",
+        "DATAFOLD_BATCH_ROUNDS",
+    ],
+)
 def test_counts_must_be_integers(variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         DynamoConfig.from_env({**REGION, variable: "2.5"})
@@ -115,13 +135,19 @@ def test_config_is_frozen() -> None:
         config.max_attempts = 99  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("kwargs", [{"region": ""}, {"region": "r", "max_connections": 0},
-                                    {"region": "r", "max_attempts": 0},
-                                    {"region": "r", "batch_rounds": 0},
-                                    {"region": "r", "connect_timeout": 0},
-                                    {"region": "r", "read_timeout": -1.0},
-                                    {"region": "r", "retry_max_seconds": 0},
-                                    {"region": "r", "user_id": ""}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"region": ""},
+        {"region": "r", "max_connections": 0},
+        {"region": "r", "max_attempts": 0},
+        {"region": "r", "batch_rounds": 0},
+        {"region": "r", "connect_timeout": 0},
+        {"region": "r", "read_timeout": -1.0},
+        {"region": "r", "retry_max_seconds": 0},
+        {"region": "r", "user_id": ""},
+    ],
+)
 def test_direct_construction_is_validated(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         DynamoConfig(**kwargs)  # type: ignore[arg-type]

@@ -21,8 +21,13 @@ CONFIG = DynamoConfig(region="us-east-1", endpoint_url="http://dynamo.test:8000"
 class Lifecycle:
     """A scripted table: DescribeTable answers from ``states`` in turn (None = not found)."""
 
-    def __init__(self, states: list[str | None], *, create_error: str | None = None,
-                 delete_errors: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        states: list[str | None],
+        *,
+        create_error: str | None = None,
+        delete_errors: list[str] | None = None,
+    ) -> None:
         self.states = states
         self.create_error = create_error
         self.delete_errors = list(delete_errors or [])
@@ -36,8 +41,7 @@ class Lifecycle:
     def create_table(self, **params: Any) -> dict[str, Any]:
         if self.create_error:
             raise client_error(self.create_error, "CreateTable")
-        return {"TableDescription": {"TableName": params["TableName"],
-                                     "TableStatus": "CREATING"}}
+        return {"TableDescription": {"TableName": params["TableName"], "TableStatus": "CREATING"}}
 
     def delete_table(self, **params: Any) -> dict[str, Any]:
         if self.delete_errors:
@@ -45,9 +49,14 @@ class Lifecycle:
         return {"TableDescription": {"TableStatus": "DELETING"}}
 
     def client(self) -> FakeClient:
-        return FakeClient({"DescribeTable": self.describe_table, "CreateTable": self.create_table,
-                           "DeleteTable": self.delete_table,
-                           "UpdateTimeToLive": lambda **p: {}})
+        return FakeClient(
+            {
+                "DescribeTable": self.describe_table,
+                "CreateTable": self.create_table,
+                "DeleteTable": self.delete_table,
+                "UpdateTimeToLive": lambda **p: {},
+            }
+        )
 
 
 def dynamo_for(life: Lifecycle) -> tuple[Dynamo, FakeClient, FakeClock]:
@@ -59,26 +68,40 @@ def dynamo_for(life: Lifecycle) -> tuple[Dynamo, FakeClient, FakeClock]:
 def test_creates_a_missing_table_encrypted_on_demand_and_waits_for_active() -> None:
     life = Lifecycle([None, "CREATING", "CREATING", "ACTIVE"])
     dynamo, fake, clock = dynamo_for(life)
-    assert ensure_table(dynamo, "T-ns", KV_TABLE_SPEC, ttl_attribute="ExpiresAt",
-                        sleep=clock.sleep) is True
+    assert (
+        ensure_table(dynamo, "T-ns", KV_TABLE_SPEC, ttl_attribute="ExpiresAt", sleep=clock.sleep)
+        is True
+    )
     (create,) = fake.params("CreateTable")
     assert create["SSESpecification"] == {"Enabled": True}
     assert create["BillingMode"] == "PAY_PER_REQUEST"
-    assert create["KeySchema"] == [{"AttributeName": "PK", "KeyType": "HASH"},
-                                   {"AttributeName": "SK", "KeyType": "RANGE"}]
+    assert create["KeySchema"] == [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ]
     assert {"AttributeName": "SK", "AttributeType": "B"} in create["AttributeDefinitions"]
-    assert fake.ops() == ["DescribeTable", "CreateTable", "DescribeTable", "DescribeTable",
-                          "DescribeTable", "UpdateTimeToLive"]
+    assert fake.ops() == [
+        "DescribeTable",
+        "CreateTable",
+        "DescribeTable",
+        "DescribeTable",
+        "DescribeTable",
+        "UpdateTimeToLive",
+    ]
     assert fake.params("UpdateTimeToLive")[0]["TimeToLiveSpecification"] == {
-        "Enabled": True, "AttributeName": "ExpiresAt"}
+        "Enabled": True,
+        "AttributeName": "ExpiresAt",
+    }
     assert len(clock.sleeps) == 2
 
 
 def test_losing_the_creation_race_is_success_after_waiting_for_active() -> None:
     life = Lifecycle([None, "CREATING", "ACTIVE"], create_error="ResourceInUseException")
     dynamo, fake, clock = dynamo_for(life)
-    assert ensure_table(dynamo, "T-ns", KV_TABLE_SPEC, ttl_attribute="ExpiresAt",
-                        sleep=clock.sleep) is False
+    assert (
+        ensure_table(dynamo, "T-ns", KV_TABLE_SPEC, ttl_attribute="ExpiresAt", sleep=clock.sleep)
+        is False
+    )
     assert fake.ops() == ["DescribeTable", "CreateTable", "DescribeTable", "DescribeTable"]
     assert len(clock.sleeps) == 1  # returned only once the table was ACTIVE
 
@@ -115,8 +138,12 @@ def test_active_means_its_indexes_too() -> None:
     states = iter(["CREATING", "ACTIVE"])
 
     def describe(TableName: str) -> dict[str, Any]:
-        return {"Table": {"TableStatus": "ACTIVE", "GlobalSecondaryIndexes": [
-            {"IndexName": "i", "IndexStatus": next(states)}]}}
+        return {
+            "Table": {
+                "TableStatus": "ACTIVE",
+                "GlobalSecondaryIndexes": [{"IndexName": "i", "IndexStatus": next(states)}],
+            }
+        }
 
     clock = FakeClock()
     dynamo = Dynamo(CONFIG, FakeClient({"DescribeTable": describe}), sleep=clock.sleep)
@@ -171,8 +198,10 @@ def test_the_schema_table_has_the_updated_at_index_and_encryption() -> None:
     assert create["SSESpecification"] == {"Enabled": True}
     (gsi,) = create["GlobalSecondaryIndexes"]
     assert gsi["IndexName"] == UPDATED_INDEX
-    assert gsi["KeySchema"] == [{"AttributeName": "PK", "KeyType": "HASH"},
-                                {"AttributeName": "UpdatedAt", "KeyType": "RANGE"}]
+    assert gsi["KeySchema"] == [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "UpdatedAt", "KeyType": "RANGE"},
+    ]
     assert {"AttributeName": "UpdatedAt", "AttributeType": "N"} in create["AttributeDefinitions"]
     assert create["GlobalSecondaryIndexes"] == SCHEMA_TABLE_SPEC["GlobalSecondaryIndexes"]
 
@@ -188,34 +217,49 @@ def stubbed_store() -> Iterator[tuple[DynamoNamespacedStore, Stubber]]:
 
 
 def test_list_namespaces_follows_list_tables_pages(
-        stubbed_store: tuple[DynamoNamespacedStore, Stubber]) -> None:
+    stubbed_store: tuple[DynamoNamespacedStore, Stubber],
+) -> None:
     store, stub = stubbed_store
     pre = CONFIG.table_prefix
-    stub.add_response("list_tables", {"TableNames": [f"{pre}-b", "Other", f"{pre}-a"],
-                                      "LastEvaluatedTableName": f"{pre}-a"}, {})
-    stub.add_response("list_tables", {"TableNames": [f"{pre}X-c", f"{pre}-c"],
-                                      "LastEvaluatedTableName": f"{pre}-c"},
-                      {"ExclusiveStartTableName": f"{pre}-a"})
-    stub.add_response("list_tables", {"TableNames": [f"{pre}-0"]},
-                      {"ExclusiveStartTableName": f"{pre}-c"})
+    stub.add_response(
+        "list_tables",
+        {"TableNames": [f"{pre}-b", "Other", f"{pre}-a"], "LastEvaluatedTableName": f"{pre}-a"},
+        {},
+    )
+    stub.add_response(
+        "list_tables",
+        {"TableNames": [f"{pre}X-c", f"{pre}-c"], "LastEvaluatedTableName": f"{pre}-c"},
+        {"ExclusiveStartTableName": f"{pre}-a"},
+    )
+    stub.add_response(
+        "list_tables", {"TableNames": [f"{pre}-0"]}, {"ExclusiveStartTableName": f"{pre}-c"}
+    )
     assert store.list_namespaces() == ["0", "a", "b", "c"]
 
 
 def test_open_namespace_without_create_checks_the_table(
-        stubbed_store: tuple[DynamoNamespacedStore, Stubber]) -> None:
+    stubbed_store: tuple[DynamoNamespacedStore, Stubber],
+) -> None:
     store, stub = stubbed_store
-    stub.add_client_error("describe_table", "ResourceNotFoundException",
-                          expected_params={"TableName": f"{CONFIG.table_prefix}-gone"})
+    stub.add_client_error(
+        "describe_table",
+        "ResourceNotFoundException",
+        expected_params={"TableName": f"{CONFIG.table_prefix}-gone"},
+    )
     with pytest.raises(errors.TableNotFoundError, match=re.escape("http://dynamo.test:8000")):
         store.open_namespace("gone", create=False)
 
 
 def test_an_opened_namespace_is_remembered(
-        stubbed_store: tuple[DynamoNamespacedStore, Stubber]) -> None:
+    stubbed_store: tuple[DynamoNamespacedStore, Stubber],
+) -> None:
     store, stub = stubbed_store
     table = f"{CONFIG.table_prefix}-ns"
-    stub.add_response("describe_table", {"Table": {"TableName": table, "TableStatus": "ACTIVE"}},
-                      {"TableName": table})
+    stub.add_response(
+        "describe_table",
+        {"Table": {"TableName": table, "TableStatus": "ACTIVE"}},
+        {"TableName": table},
+    )
     first = store.open_namespace("ns")
     second = store.for_user("v").open_namespace("ns")  # no second DescribeTable
     assert (first.table, first.user_id, second.user_id) == (table, "u", "v")

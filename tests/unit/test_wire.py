@@ -26,25 +26,39 @@ NOW = datetime.datetime(2026, 11, 26, 10, 58, 7, tzinfo=datetime.UTC)
 URL = "https://dynamodb.eu-west-1.amazonaws.com"
 
 
-def botocore_authorization(body: bytes, creds: Credentials, monkeypatch: pytest.MonkeyPatch
-                           ) -> dict[str, str]:
+def botocore_authorization(
+    body: bytes, creds: Credentials, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """What botocore's own SigV4 signer puts in the headers of the same request."""
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: NOW.replace(tzinfo=None))
-    req = AWSRequest("POST", URL + "/", data=body, headers={
-        "Content-Type": "application/x-amz-json-1.0",
-        "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem"})
+    req = AWSRequest(
+        "POST",
+        URL + "/",
+        data=body,
+        headers={
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem",
+        },
+    )
     botocore.auth.SigV4Auth(creds, "dynamodb", "eu-west-1").add_auth(req)
     return {k.lower(): v for k, v in req.headers.items()}
 
 
 @pytest.mark.parametrize("token", [None, "session-token/with+odd=chars"])
-def test_signature_is_botocores_byte_for_byte(token: str | None,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signature_is_botocores_byte_for_byte(
+    token: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
-    body = encode_body({"RequestItems": {"t": [{"PutRequest": {"Item": {
-        "PK": {"S": "ü"}, "SK": {"B": b"\x00\xff"}}}}]}})
+    body = encode_body(
+        {
+            "RequestItems": {
+                "t": [{"PutRequest": {"Item": {"PK": {"S": "ü"}, "SK": {"B": b"\x00\xff"}}}}]
+            }
+        }
+    )
     ours = Signer("eu-west-1", "dynamodb.eu-west-1.amazonaws.com").headers(
-        body, creds.get_frozen_credentials(), NOW)
+        body, creds.get_frozen_credentials(), NOW
+    )
     theirs = botocore_authorization(body, creds, monkeypatch)
     assert ours["authorization"] == theirs["authorization"]
     assert ours["x-amz-date"] == theirs["x-amz-date"]
@@ -63,13 +77,26 @@ def test_signing_key_is_cached_per_day_and_secret() -> None:
 
 
 def test_body_is_the_json_of_the_request_whatever_its_shape() -> None:
-    params = {"RequestItems": {
-        "t1": [{"PutRequest": {"Item": {"PK": {"S": "ü \"q\" \n"}, "SK": {"B": b"\x00\xff"},
-                                        "N": {"N": "-1.5e3"}, "Bool": {"BOOL": True},
-                                        "M": {"M": {"x": {"B": b"\x01"}}},
-                                        "Odd": {"S": "x", "N": "1"}}}}],
-        "t2": [{"DeleteRequest": {"Key": {"PK": {"S": "u"}, "SK": {"B": bytearray(b"k")}}}}]},
-        "ReturnConsumedCapacity": "TOTAL"}
+    params = {
+        "RequestItems": {
+            "t1": [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "PK": {"S": 'ü "q" \n'},
+                            "SK": {"B": b"\x00\xff"},
+                            "N": {"N": "-1.5e3"},
+                            "Bool": {"BOOL": True},
+                            "M": {"M": {"x": {"B": b"\x01"}}},
+                            "Odd": {"S": "x", "N": "1"},
+                        }
+                    }
+                }
+            ],
+            "t2": [{"DeleteRequest": {"Key": {"PK": {"S": "u"}, "SK": {"B": bytearray(b"k")}}}}],
+        },
+        "ReturnConsumedCapacity": "TOTAL",
+    }
     expected = json.loads(json.dumps(params, default=lambda b: base64.b64encode(b).decode()))
     assert json.loads(encode_body(params)) == expected
     assert encode_body(params).isascii()
@@ -83,15 +110,31 @@ def test_body_sends_binary_as_base64_and_refuses_unknown_types() -> None:
 
 
 def test_unprocessed_items_come_back_as_the_client_returns_them() -> None:
-    wire = {"t": [
-        {"PutRequest": {"Item": {"PK": {"S": "u"}, "SK": {"B": "AAE="}, "V": {"BS": ["/w=="]},
-                                 "M": {"M": {"x": {"B": "Ag=="}}}, "L": {"L": [{"B": "Aw=="}]}}}},
-        {"DeleteRequest": {"Key": {"PK": {"S": "u"}, "SK": {"B": "BA=="}}}}]}
+    wire = {
+        "t": [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "PK": {"S": "u"},
+                        "SK": {"B": "AAE="},
+                        "V": {"BS": ["/w=="]},
+                        "M": {"M": {"x": {"B": "Ag=="}}},
+                        "L": {"L": [{"B": "Aw=="}]},
+                    }
+                }
+            },
+            {"DeleteRequest": {"Key": {"PK": {"S": "u"}, "SK": {"B": "BA=="}}}},
+        ]
+    }
     out = decode_unprocessed(wire)
     put, delete = out["t"]
-    assert put["PutRequest"]["Item"] == {"PK": {"S": "u"}, "SK": {"B": b"\x00\x01"},
-                                         "V": {"BS": [b"\xff"]}, "M": {"M": {"x": {"B": b"\x02"}}},
-                                         "L": {"L": [{"B": b"\x03"}]}}
+    assert put["PutRequest"]["Item"] == {
+        "PK": {"S": "u"},
+        "SK": {"B": b"\x00\x01"},
+        "V": {"BS": [b"\xff"]},
+        "M": {"M": {"x": {"B": b"\x02"}}},
+        "L": {"L": [{"B": b"\x03"}]},
+    }
     assert delete["DeleteRequest"]["Key"]["SK"] == {"B": b"\x04"}
 
 
@@ -118,20 +161,33 @@ class FakeHttp:
         return FakeResponse(status, raw, headers)
 
 
-def wired(answers: list[tuple[int, dict[str, Any] | bytes, int | None]], **cfg: Any
-          ) -> tuple[Dynamo, FakeHttp]:
+def wired(
+    answers: list[tuple[int, dict[str, Any] | bytes, int | None]], **cfg: Any
+) -> tuple[Dynamo, FakeHttp]:
     """A Dynamo whose BatchWriteItem goes through a WireWriter on a scripted HTTP session."""
     http = FakeHttp(answers)
     config = DynamoConfig(region="eu-west-1", max_attempts=3, **cfg)
     dynamo = Dynamo(config, client=FakeClient({}), sleep=lambda s: None)
-    dynamo.wire = WireWriter(URL, "eu-west-1", Credentials("AKID", "SECRET"), max_connections=2,
-                             connect_timeout=1, read_timeout=1, http=http, now=lambda: NOW)
+    dynamo.wire = WireWriter(
+        URL,
+        "eu-west-1",
+        Credentials("AKID", "SECRET"),
+        max_connections=2,
+        connect_timeout=1,
+        read_timeout=1,
+        http=http,
+        now=lambda: NOW,
+    )
     return dynamo, http
 
 
 def put(key: bytes) -> WriteOp:
-    return WriteOp(key, b"v", {"PutRequest": {"Item": {"PK": {"S": "u"}, "SK": {"B": key},
-                                                       "Value": {"B": b"v"}}}}, 10)
+    return WriteOp(
+        key,
+        b"v",
+        {"PutRequest": {"Item": {"PK": {"S": "u"}, "SK": {"B": key}, "Value": {"B": b"v"}}}},
+        10,
+    )
 
 
 def test_a_request_goes_out_signed_as_dynamodb_json() -> None:
@@ -150,30 +206,64 @@ def test_a_request_goes_out_signed_as_dynamodb_json() -> None:
 
 
 def test_unprocessed_items_from_the_wire_are_resent() -> None:
-    left = {"t": [{"PutRequest": {"Item": {"PK": {"S": "u"}, "SK": {"B": "Yg=="},
-                                           "Value": {"B": "dg=="}}}}]}
-    dynamo, http = wired([(200, {"UnprocessedItems": left,
-                                 "ConsumedCapacity": [{"TableName": "t", "CapacityUnits": 1}]},
-                           None), (200, {}, None)])
+    left = {
+        "t": [
+            {
+                "PutRequest": {
+                    "Item": {"PK": {"S": "u"}, "SK": {"B": "Yg=="}, "Value": {"B": "dg=="}}
+                }
+            }
+        ]
+    }
+    dynamo, http = wired(
+        [
+            (
+                200,
+                {
+                    "UnprocessedItems": left,
+                    "ConsumedCapacity": [{"TableName": "t", "CapacityUnits": 1}],
+                },
+                None,
+            ),
+            (200, {}, None),
+        ]
+    )
     result = BatchWriter(dynamo, sleep=lambda s: None).write("t", [put(b"a"), put(b"b")])
     assert result.written == 2 and result.retry_rounds == 1 and result.complete
     assert [len(json.loads(r.body)["RequestItems"]["t"]) for r in http.sent] == [2, 1]
     assert result.consumed_wcu == 2.0  # 1 reported, then 1 estimated
 
 
-@pytest.mark.parametrize(("status", "body", "kind", "code"), [
-    (400, {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-           "message": "slow down"}, errors.ThrottledError,
-     "ProvisionedThroughputExceededException"),
-    (400, {"__type": "com.amazon.coral.validate#ValidationException", "Message": "bad"},
-     errors.ValidationError, "ValidationException"),
-    (400, {"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"},
-     errors.TableNotFoundError, "ResourceNotFoundException"),
-    (503, b"<html>unavailable</html>", errors.TransientError, "HTTP503"),
-])
-def test_errors_are_classified_as_the_client_would(status: int, body: Any,
-                                                   kind: type[errors.StorageError],
-                                                   code: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "code"),
+    [
+        (
+            400,
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "slow down",
+            },
+            errors.ThrottledError,
+            "ProvisionedThroughputExceededException",
+        ),
+        (
+            400,
+            {"__type": "com.amazon.coral.validate#ValidationException", "Message": "bad"},
+            errors.ValidationError,
+            "ValidationException",
+        ),
+        (
+            400,
+            {"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"},
+            errors.TableNotFoundError,
+            "ResourceNotFoundException",
+        ),
+        (503, b"<html>unavailable</html>", errors.TransientError, "HTTP503"),
+    ],
+)
+def test_errors_are_classified_as_the_client_would(
+    status: int, body: Any, kind: type[errors.StorageError], code: str
+) -> None:
     dynamo, http = wired([(status, body, None)] * 3)
     with pytest.raises(kind) as info:
         dynamo.call("BatchWriteItem", "t", b"k", RequestItems={"t": [put(b"k").request]})
@@ -183,8 +273,12 @@ def test_errors_are_classified_as_the_client_would(status: int, body: Any,
 
 def test_a_corrupted_response_is_retried() -> None:
     dynamo, http = wired([(200, {}, 12345), (200, {}, None)])
-    assert dynamo.call("BatchWriteItem", "t", RequestItems={"t": [put(b"k").request]})[
-        "ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert (
+        dynamo.call("BatchWriteItem", "t", RequestItems={"t": [put(b"k").request]})[
+            "ResponseMetadata"
+        ]["HTTPStatusCode"]
+        == 200
+    )
     assert len(http.sent) == 2
 
 
@@ -206,8 +300,7 @@ def test_missing_credentials_is_a_config_error() -> None:
 
 def test_the_wire_path_is_the_default_and_can_be_switched_off() -> None:
     on = Dynamo(Config(region="us-east-1", endpoint_url="http://127.0.0.1:1"))
-    off = Dynamo(Config(region="us-east-1", endpoint_url="http://127.0.0.1:1",
-                        fast_writes=False))
+    off = Dynamo(Config(region="us-east-1", endpoint_url="http://127.0.0.1:1", fast_writes=False))
     injected = Dynamo(Config(region="us-east-1"), client=FakeClient({}))
     assert on.wire is not None and on.wire.url == "http://127.0.0.1:1/"
     assert off.wire is None and injected.wire is None
