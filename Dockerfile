@@ -12,8 +12,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml celeryconfig.py README.md ./
+COPY pyproject.toml README.md ./
 COPY storage ./storage
+COPY pipeline ./pipeline
 COPY worker ./worker
 COPY producers ./producers
 RUN pip install . \

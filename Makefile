@@ -30,8 +30,10 @@ test: venv services
 unit: venv
 	$(PY) -m pytest tests/unit
 
+## make lint: formatting, lint and types, as CI checks them (ruff format, ruff check, mypy --strict)
 lint: venv
-	$(VENV)/bin/ruff check storage worker producers tests bench celeryconfig.py
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 ## make bench: the full benchmark (~10-15 min) -> BENCHMARKS.md + bench/benchmarks.png

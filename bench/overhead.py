@@ -17,9 +17,9 @@ from bench.env import USER, BenchEnv
 from bench.model import Panel, Section, Table
 from bench.procs import CpuMeter
 from bench.runs import BenchError
-from worker.enqueue import CeleryEnqueuer
-from worker.ledger import new_job_id
-from worker.messages import Segment
+from pipeline.enqueue import CeleryEnqueuer
+from pipeline.ledger import new_job_id
+from pipeline.messages import Segment
 
 
 def empty_segments(env: BenchEnv, m: int) -> float:

@@ -12,7 +12,7 @@ from bench import raw, runs
 from bench.env import USER, BenchEnv
 from bench.model import Goal, Panel, Section, Table
 from bench.stats import median
-from storage.settings import PipelineConfig
+from pipeline.config import PipelineConfig
 
 TOLERANCE = 0.9
 RAW_THREADS = 8

@@ -15,9 +15,18 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, TextIO
 
-import redis
 from celery import Celery
 
+from pipeline import ids, keys
+from pipeline.broker import sender_app
+from pipeline.config import PipelineConfig
+from pipeline.enqueue import CeleryEnqueuer, Enqueuer
+from pipeline.ledger import Ledger, new_job_id
+from pipeline.messages import Plan, SingleWrite
+from pipeline.payloads import LOST, PayloadStore
+from pipeline.redis_boundary import Redis, connect, guard
+from pipeline.segmenter import DEFAULT_PARTITIONS, Segmenter
+from pipeline.states import JobKind, PlanKind, Target
 from producers.export import (
     ExportCounts,
     PrefixedStream,
@@ -36,18 +45,11 @@ from producers.inputs import (
     read_records,
 )
 from producers.job import Job
-from producers.segmenter import DEFAULT_PARTITIONS, Segmenter
 from storage import errors
 from storage.limits import namespace_table
 from storage.namespaced import DynamoNamespacedStore
 from storage.schema import DynamoSchemaStore
-from storage.settings import DynamoConfig, PipelineConfig
-from worker import keys
-from worker.enqueue import CeleryEnqueuer
-from worker.ledger import Ledger, new_job_id
-from worker.messages import Plan, SingleWrite
-from worker.payloads import LOST, PayloadStore
-from worker.segments import Enqueuer
+from storage.settings import DynamoConfig
 
 MAX_STRICT_REPORT = 5
 
@@ -58,22 +60,18 @@ class Producer:
         dynamo: DynamoConfig,
         pipeline: PipelineConfig,
         *,
-        redis_client: redis.Redis[Any] | None = None,
+        redis_client: Redis[Any] | None = None,
         enqueue: Enqueuer | None = None,
         app: Celery | None = None,
         partitions: int = DEFAULT_PARTITIONS,
     ) -> None:
         self.dynamo_config = dynamo
         self.config = pipeline
-        self.redis = redis_client or redis.Redis.from_url(
-            pipeline.redis_url, socket_connect_timeout=5, socket_timeout=10
-        )
+        self.redis = redis_client or connect(pipeline.redis_url, pipeline)
         self.ledger = Ledger(self.redis, ttl=pipeline.result_ttl)
         if enqueue is None:
             if app is None:
-                from worker.app import make_app
-
-                app = make_app(pipeline)
+                app = sender_app(pipeline)
             enqueue = CeleryEnqueuer(app, PayloadStore(self.redis, ttl=pipeline.result_ttl))
         self.enqueue = enqueue
         self.partitions = partitions
@@ -99,7 +97,7 @@ class Producer:
     # -- bulk -----------------------------------------------------------------------------
     def _bulk(
         self,
-        kind: str,
+        kind: JobKind,
         namespace: str,
         user: str,
         pairs: Iterable[tuple[bytes, bytes | None]],
@@ -116,8 +114,7 @@ class Producer:
             segment_size=self.config.segment_size,
             partitions=self.partitions,
         )
-        for key, value in pairs:
-            seg.add(key, value)
+        seg.add_all(pairs)
         seg.close()
         self.ledger.seal(job_id)
         return Job(job_id, self.ledger)
@@ -128,13 +125,13 @@ class Producer:
         """Enqueue a bulk load of ``(key, value)`` byte pairs (streamed; last pair per key
         wins). Items DynamoDB would refuse are dead-lettered by the worker with the reason."""
         return self._bulk(
-            "load", self._ns(namespace), self._user(user_id), ((k, v) for k, v in items)
+            JobKind.LOAD, self._ns(namespace), self._user(user_id), ((k, v) for k, v in items)
         )
 
     def delete_keys(self, namespace: str, keys: Iterable[bytes], user_id: str | None = None) -> Job:
         """Enqueue deletes of ``keys`` (streamed)."""
         return self._bulk(
-            "delete", self._ns(namespace), self._user(user_id), ((k, None) for k in keys)
+            JobKind.DELETE, self._ns(namespace), self._user(user_id), ((k, None) for k in keys)
         )
 
     def load_file(
@@ -257,7 +254,7 @@ class Producer:
         records = read_records(stream, format, key_column)  # checks format and CSV header now
         job_id = new_job_id()
         self.ledger.create(
-            job_id, kind="load", namespace=namespace or "", user_id=user, **(extra or {})
+            job_id, kind=JobKind.LOAD, namespace=namespace or "", user_id=user, **(extra or {})
         )
         segs: dict[str, Segmenter] = {}
         rejected: list[tuple[int, str]] = []
@@ -335,39 +332,41 @@ class Producer:
 
     # -- single writes --------------------------------------------------------------------
     def _single(
-        self, kind: str, namespace: str, key: bytes, value: bytes | None, user_id: str | None
+        self, kind: JobKind, namespace: str, key: bytes, value: bytes | None, user_id: str | None
     ) -> Job:
         ns, user = self._ns(namespace), self._user(user_id)
         if not isinstance(key, bytes) or (value is not None and not isinstance(value, bytes)):
             raise errors.ValidationError("keys and values are bytes", operation=kind)
-        seq = int(self.redis.incr(keys.write_sequence()))
+        with guard("Producer.sequence", self.redis):
+            seq = int(self.redis.incr(keys.write_sequence()))
         job_id = new_job_id()
         self.ledger.create(job_id, kind=kind, namespace=ns, user_id=user)
-        self.ledger.plan(job_id, "w", 1)
+        write = SingleWrite(job_id, ns, user, key, value, seq)
+        self.ledger.plan(job_id, write.seg, 1)
         self.ledger.seal(job_id)
-        self.enqueue.single(SingleWrite(job_id, ns, user, key, value, seq))
+        self.enqueue.single(write)
         return Job(job_id, self.ledger)
 
     def put(self, namespace: str, key: bytes, value: bytes, user_id: str | None = None) -> Job:
         """Enqueue one ordered put: of the puts and deletes of one key, the one enqueued last
         wins, whatever order workers run them in."""
-        return self._single("put", namespace, key, value, user_id)
+        return self._single(JobKind.PUT, namespace, key, value, user_id)
 
     def delete(self, namespace: str, key: bytes, user_id: str | None = None) -> Job:
         """Enqueue one ordered delete (see :meth:`put`)."""
-        return self._single("delete_key", namespace, key, None, user_id)
+        return self._single(JobKind.DELETE_KEY, namespace, key, None, user_id)
 
     # -- bulk deletes planned by the worker -------------------------------------------------
-    def _plan(self, what: str, user: str) -> Job:
+    def _plan(self, what: PlanKind, user: str) -> Job:
         job_id = new_job_id()
-        self.ledger.create(job_id, kind=what, user_id=user)
-        self.ledger.plan(job_id, "plan", 0)
+        self.ledger.create(job_id, kind=JobKind(what), user_id=user)
+        self.ledger.plan(job_id, ids.PLAN, 0)
         self.enqueue.plan(Plan(job_id, what, user))
         return Job(job_id, self.ledger)
 
     def clear_all_schemas(self, user_id: str | None = None) -> Job:
         """Enqueue the deletion of every schema of the user (25 per BatchWriteItem)."""
-        return self._plan("clear_schemas", self._user(user_id))
+        return self._plan(PlanKind.CLEAR_SCHEMAS, self._user(user_id))
 
     def reset_user(self, user_id: str) -> Job:
         """Enqueue the erasure of every item (every namespace) and schema of ``user_id``."""
@@ -375,22 +374,22 @@ class Producer:
             raise errors.ValidationError(
                 "reset_user needs an explicit user id", operation="ResetUser"
             )
-        return self._plan("reset_user", user_id)
+        return self._plan(PlanKind.RESET_USER, user_id)
 
     def replay_dead_letters(self, job_id: str) -> Job:
         """Enqueue again every dead letter of ``job_id`` (same namespace and user), but those
         that name no item (a segment's lost payload: its items are unknown)."""
         old = self.job(job_id).status()
-        groups: dict[tuple[str, str], list[tuple[bytes, bytes | None]]] = {}
+        groups: dict[tuple[Target, str | None], list[tuple[bytes, bytes | None]]] = {}
         for d in self.ledger.dead_letters(job_id):
             if d.code == LOST:
                 continue
             # A dead letter without a namespace is a schema (schema-table delete).
-            where = ("kv", d.namespace) if d.namespace is not None else ("schemas", "")
+            where = (Target.KV, d.namespace) if d.namespace is not None else (Target.SCHEMAS, None)
             groups.setdefault(where, []).append((d.key, d.value))
         new = new_job_id()
         self.ledger.create(
-            new, kind="replay", namespace=old.namespace, user_id=old.user_id, replay_of=job_id
+            new, kind=JobKind.REPLAY, namespace=old.namespace, user_id=old.user_id, replay_of=job_id
         )
         for (target, ns), pairs in groups.items():
             seg = Segmenter(
@@ -403,8 +402,7 @@ class Producer:
                 partitions=self.partitions,
                 target=target,
             )
-            for k, v in pairs:
-                seg.add(k, v)
+            seg.add_all(pairs)
             seg.close()
         self.ledger.seal(new)
         return Job(new, self.ledger)

@@ -15,13 +15,14 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.ledger import JobStatus
+from pipeline.states import JobState
 from producers.api import Producer
 from producers.export import ExportCounts, export_to_path
 from producers.job import Job
 from producers.progress import summary
 from storage import errors
 from storage.schema import DynamoSchemaStore, Schema, create_schema_table
-from worker.ledger import JobStatus
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 USAGE_ERRORS = (
@@ -37,9 +38,9 @@ class UsageError(Exception):
 
 
 def _job_exit(st: JobStatus) -> int:
-    if st.state == "succeeded":
+    if st.state is JobState.SUCCEEDED:
         return EXIT_OK
-    return EXIT_INCOMPLETE if st.state in ("partial", "failed") else EXIT_ERROR
+    return EXIT_INCOMPLETE if st.state in (JobState.PARTIAL, JobState.FAILED) else EXIT_ERROR
 
 
 def _started(job: Job, what: str, wait: bool) -> int:

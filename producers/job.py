@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
+from pipeline.ledger import DeadLetter, JobStatus, Ledger
 from storage.errors import JobNotFoundError
-from worker.ledger import DeadLetter, JobStatus, Ledger
 
 __all__ = ["DeadLetter", "Job", "JobStatus"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from worker.ledger import JobStatus
+from pipeline.ledger import JobStatus
 
 WIDTH = 30
 

@@ -13,26 +13,57 @@ import sys
 FIRST = ["Ada", "Grace", "Linus", "Zoë", "José", "Mei", "Øystein", "Amara", "Kenji", "Fatima"]
 LAST = ["Lovelace", "Hopper", "Ngata", "Müller", "García", "Chen", "Dubois", "Okafor", "Sato"]
 CITIES = ["Lisbon", "Kyōto", "Zürich", "Nairobi", "Montréal", "Auckland", "São Paulo", "Oslo"]
-WORDS = ("garden ledger river sovereign quiet harbour lantern orbit meadow cipher ember tide "
-         "archive compass signal thread window").split()
+WORDS = [
+    "garden",
+    "ledger",
+    "river",
+    "sovereign",
+    "quiet",
+    "harbour",
+    "lantern",
+    "orbit",
+    "meadow",
+    "cipher",
+    "ember",
+    "tide",
+    "archive",
+    "compass",
+    "signal",
+    "thread",
+    "window",
+]
 
 
 def record(i: int, rng: random.Random) -> dict[str, object]:
     kind = ("note", "contact", "event", "measurement")[i % 4]
     ts = 1_700_000_000 + i * 37
     if kind == "note":
-        value: dict[str, object] = {"title": " ".join(rng.sample(WORDS, 3)).capitalize(),
-                                    "body": " ".join(rng.choices(WORDS, k=24)), "tags":
-                                    rng.sample(WORDS, 2), "created": ts}
+        value: dict[str, object] = {
+            "title": " ".join(rng.sample(WORDS, 3)).capitalize(),
+            "body": " ".join(rng.choices(WORDS, k=24)),
+            "tags": rng.sample(WORDS, 2),
+            "created": ts,
+        }
     elif kind == "contact":
-        value = {"name": f"{rng.choice(FIRST)} {rng.choice(LAST)}", "city": rng.choice(CITIES),
-                 "email": f"user{i}@example.org", "since": ts}
+        value = {
+            "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+            "city": rng.choice(CITIES),
+            "email": f"user{i}@example.org",
+            "since": ts,
+        }
     elif kind == "event":
-        value = {"what": rng.choice(["walk", "call", "read", "cook", "swim"]),
-                 "where": rng.choice(CITIES), "minutes": rng.randint(5, 180), "at": ts}
+        value = {
+            "what": rng.choice(["walk", "call", "read", "cook", "swim"]),
+            "where": rng.choice(CITIES),
+            "minutes": rng.randint(5, 180),
+            "at": ts,
+        }
     else:
-        value = {"metric": rng.choice(["steps", "sleep_h", "heart_bpm"]),
-                 "value": round(rng.uniform(1, 12000), 2), "at": ts}
+        value = {
+            "metric": rng.choice(["steps", "sleep_h", "heart_bpm"]),
+            "value": round(rng.uniform(1, 12000), 2),
+            "at": ts,
+        }
     return {"key": f"{kind}/{i:07d}", "value": value}
 
 

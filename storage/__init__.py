@@ -12,7 +12,7 @@ from storage.limits import BATCH_WRITE_MAX_ITEMS, MAX_ITEM_BYTES, MAX_SORT_KEY_B
 from storage.memory import MemoryKvStore, MemoryNamespacedStore
 from storage.namespaced import DynamoNamespacedStore
 from storage.schema import DynamoSchemaStore, Schema, create_schema_table
-from storage.settings import DynamoConfig, PipelineConfig
+from storage.settings import DynamoConfig
 
 __all__ = [
     "BATCH_WRITE_MAX_ITEMS",
@@ -29,7 +29,6 @@ __all__ = [
     "MemoryKvStore",
     "MemoryNamespacedStore",
     "Pacer",
-    "PipelineConfig",
     "Rejected",
     "Schema",
     "WriteOp",

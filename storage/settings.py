@@ -1,9 +1,10 @@
-"""Every setting of the project, read from the environment here and nowhere else.
+"""The storage layer's settings, and the one reader of the environment the project uses.
 
-Each group of settings is a frozen dataclass validated when built. ``from_env()`` reads the
-process environment (or a mapping passed in for tests); a malformed value raises
-:class:`~storage.errors.ConfigError` naming the variable. Credentials are *not* settings: they
-come from boto3's default chain, and nothing here reads, stores or prints them.
+Each group of settings is a frozen dataclass validated when built (the pipeline's group,
+``pipeline.config.PipelineConfig``, reads its variables with :func:`env_value` too).
+``from_env()`` reads the process environment (or a mapping passed in for tests); a malformed
+value raises :class:`~storage.errors.ConfigError` naming the variable. Credentials are *not*
+settings: they come from boto3's default chain, and nothing here reads, stores or prints them.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ T = TypeVar("T")
 DEFAULT_SCHEMA_TABLE = "DataFoldSchemas"
 DEFAULT_TABLE_PREFIX = "DataFoldStorage"
 DEFAULT_USER_ID = "default"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _read(
+def env_value(
     env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T, check: str = ""
 ) -> T:
+    """``parse`` of variable ``name`` (``default`` when unset or blank); ConfigError naming the
+    variable when it does not parse or fails ``check`` ("positive" or "non-negative")."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -124,90 +126,21 @@ class DynamoConfig:
         return cls(
             region=region.strip(),
             endpoint_url=(e.get("DATAFOLD_DYNAMODB_ENDPOINT") or "").strip() or None,
-            schema_table=_read(e, "DATAFOLD_DYNAMODB_TABLE", str, DEFAULT_SCHEMA_TABLE),
-            user_id=_read(e, "DATAFOLD_DYNAMODB_USER_ID", str, DEFAULT_USER_ID),
-            table_prefix=_read(e, "DATAFOLD_TABLE_PREFIX", str, DEFAULT_TABLE_PREFIX),
-            max_connections=_read(e, "DATAFOLD_DYNAMODB_MAX_CONNECTIONS", int, 50, "positive"),
-            connect_timeout=_read(e, "DATAFOLD_DYNAMODB_CONNECT_TIMEOUT", float, 3.0, "positive"),
-            read_timeout=_read(e, "DATAFOLD_DYNAMODB_READ_TIMEOUT", float, 10.0, "positive"),
-            max_attempts=_read(e, "DATAFOLD_DYNAMODB_MAX_ATTEMPTS", int, 8, "positive"),
-            retry_max_seconds=_read(e, "DATAFOLD_DYNAMODB_RETRY_SECONDS", float, 30.0, "positive"),
-            batch_rounds=_read(e, "DATAFOLD_BATCH_ROUNDS", int, 6, "positive"),
-            fast_writes=_read(e, "DATAFOLD_DYNAMODB_FAST_WRITES", _bool, True),
-            consumed_capacity=_read(e, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", _optional_bool, None),
-        )
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """The write pipeline: Redis, rate limiting, segments, requeues, result expiry.
-
-    ``visibility_timeout`` (seconds) bounds how long the unacknowledged messages of a worker that
-    died wait before Redis hands them to another worker: it is the recovery time after a crash.
-    It must exceed the longest countdown (``requeue_max_delay``) and the longest segment run.
-    ``metrics_port`` > 0 makes each worker serve ``/metrics`` on ``metrics_addr`` (default
-    loopback only); ``metrics_multiproc_dir`` (``PROMETHEUS_MULTIPROC_DIR``) switches on
-    prometheus_client's multiprocess mode, needed by the prefork pool (``worker.observability``).
-    """
-
-    redis_url: str = DEFAULT_REDIS_URL
-    broker_url: str = DEFAULT_REDIS_URL
-    write_capacity: float = 0.0
-    max_write_capacity: float = 40000.0
-    min_write_capacity: float = 25.0
-    segment_size: int = 500
-    batch_threads: int = 8
-    max_requeues: int = 8
-    requeue_base_delay: float = 1.0
-    requeue_max_delay: float = 60.0
-    max_deliveries: int = 5
-    visibility_timeout: int = 300
-    result_ttl: int = 7 * 24 * 3600
-    metrics_port: int = 0
-    metrics_addr: str = "127.0.0.1"
-    metrics_multiproc_dir: str = ""
-    worker_pool: str = "threads"
-    worker_concurrency: int = 8
-    sweep_interval: float = 60.0
-    sweep_grace: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.visibility_timeout <= self.requeue_max_delay:
-            raise ConfigError(
-                "DATAFOLD_VISIBILITY_TIMEOUT must exceed DATAFOLD_REQUEUE_MAX_DELAY "
-                f"({self.visibility_timeout} <= {self.requeue_max_delay})"
-            )
-        if not 1 <= self.segment_size <= 10000:
-            raise ConfigError("DATAFOLD_SEGMENT_SIZE must be between 1 and 10000")
-        if self.worker_pool not in ("threads", "prefork", "solo"):
-            raise ConfigError("DATAFOLD_WORKER_POOL must be threads, prefork or solo")
-        if not 0 <= self.metrics_port <= 65535:
-            raise ConfigError("DATAFOLD_METRICS_PORT must be 0 (off) or a TCP port (1-65535)")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
-        e = os.environ if env is None else env
-        redis_url = _read(e, "DATAFOLD_REDIS_URL", str, DEFAULT_REDIS_URL)
-        return cls(
-            redis_url=redis_url,
-            broker_url=_read(e, "CELERY_BROKER_URL", str, redis_url),
-            write_capacity=_read(e, "DATAFOLD_WRITE_CAPACITY", float, 0.0, "non-negative"),
-            max_write_capacity=_read(e, "DATAFOLD_MAX_WRITE_CAPACITY", float, 40000.0, "positive"),
-            min_write_capacity=_read(e, "DATAFOLD_MIN_WRITE_CAPACITY", float, 25.0, "positive"),
-            segment_size=_read(e, "DATAFOLD_SEGMENT_SIZE", int, 500, "positive"),
-            batch_threads=_read(e, "DATAFOLD_BATCH_THREADS", int, 8, "positive"),
-            max_requeues=_read(e, "DATAFOLD_MAX_REQUEUES", int, 8, "non-negative"),
-            requeue_base_delay=_read(e, "DATAFOLD_REQUEUE_BASE_DELAY", float, 1.0, "positive"),
-            requeue_max_delay=_read(e, "DATAFOLD_REQUEUE_MAX_DELAY", float, 60.0, "positive"),
-            max_deliveries=_read(e, "DATAFOLD_MAX_DELIVERIES", int, 5, "positive"),
-            visibility_timeout=_read(e, "DATAFOLD_VISIBILITY_TIMEOUT", int, 300, "positive"),
-            result_ttl=_read(e, "DATAFOLD_RESULT_TTL", int, 7 * 24 * 3600, "positive"),
-            metrics_port=_read(e, "DATAFOLD_METRICS_PORT", int, 0, "non-negative"),
-            metrics_addr=_read(e, "DATAFOLD_METRICS_ADDR", str, "127.0.0.1"),
-            # Read by prometheus_client itself at import; here so the worker knows the mode.
-            metrics_multiproc_dir=_read(e, "PROMETHEUS_MULTIPROC_DIR", str, ""),
-            worker_pool=_read(e, "DATAFOLD_WORKER_POOL", str, "threads"),
-            worker_concurrency=_read(e, "DATAFOLD_WORKER_CONCURRENCY", int, 8, "positive"),
-            sweep_interval=_read(e, "DATAFOLD_SWEEP_INTERVAL", float, 60.0, "non-negative"),
-            sweep_grace=_read(e, "DATAFOLD_SWEEP_GRACE", float, 60.0, "non-negative"),
+            schema_table=env_value(e, "DATAFOLD_DYNAMODB_TABLE", str, DEFAULT_SCHEMA_TABLE),
+            user_id=env_value(e, "DATAFOLD_DYNAMODB_USER_ID", str, DEFAULT_USER_ID),
+            table_prefix=env_value(e, "DATAFOLD_TABLE_PREFIX", str, DEFAULT_TABLE_PREFIX),
+            max_connections=env_value(e, "DATAFOLD_DYNAMODB_MAX_CONNECTIONS", int, 50, "positive"),
+            connect_timeout=env_value(
+                e, "DATAFOLD_DYNAMODB_CONNECT_TIMEOUT", float, 3.0, "positive"
+            ),
+            read_timeout=env_value(e, "DATAFOLD_DYNAMODB_READ_TIMEOUT", float, 10.0, "positive"),
+            max_attempts=env_value(e, "DATAFOLD_DYNAMODB_MAX_ATTEMPTS", int, 8, "positive"),
+            retry_max_seconds=env_value(
+                e, "DATAFOLD_DYNAMODB_RETRY_SECONDS", float, 30.0, "positive"
+            ),
+            batch_rounds=env_value(e, "DATAFOLD_BATCH_ROUNDS", int, 6, "positive"),
+            fast_writes=env_value(e, "DATAFOLD_DYNAMODB_FAST_WRITES", _bool, True),
+            consumed_capacity=env_value(
+                e, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", _optional_bool, None
+            ),
         )

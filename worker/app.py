@@ -1,17 +1,19 @@
-"""The Celery application, configured from :mod:`celeryconfig` only."""
+"""The workers' Celery application: the shared settings of :mod:`pipeline.broker`, plus the
+tasks and the metrics hooks it runs."""
 
 from __future__ import annotations
 
 from celery import Celery
 
-import celeryconfig
-from storage.settings import PipelineConfig
+from pipeline.broker import settings
+from pipeline.config import PipelineConfig
 
 
 def make_app(cfg: PipelineConfig | None = None) -> Celery:
-    """A Celery app for ``cfg`` (default: the environment); producers may make their own."""
+    """The worker app for ``cfg`` (default: the environment). Producers send with
+    :func:`pipeline.broker.sender_app`, which registers no task."""
     a = Celery("datafold")
-    a.conf.update(celeryconfig.settings(cfg or PipelineConfig.from_env()))
+    a.conf.update(settings(cfg or PipelineConfig.from_env()))
     # worker.observability: /metrics of each worker (Celery signals; DATAFOLD_METRICS_PORT).
     a.conf.include = ["worker.tasks", "worker.observability"]
     return a

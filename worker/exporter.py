@@ -30,26 +30,20 @@ from collections.abc import Iterable, Sequence
 from types import FrameType
 from typing import Any
 
-import redis
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-import celeryconfig
+from pipeline import keys
+from pipeline.broker import QUEUES
+from pipeline.config import PipelineConfig
+from pipeline.ledger import Ledger
+from pipeline.redis_boundary import Redis, connect, guard
 from storage.errors import BackendUnavailableError
-from storage.settings import PipelineConfig
-from worker import keys
-from worker.ledger import Ledger
 
 DEFAULT_PORT = 9108
 DEFAULT_JOB_LIMIT = 10_000
 REDIS_TIMEOUT_SECONDS = 3.0
-
-
-def _client(url: str) -> redis.Redis[Any]:
-    return redis.Redis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
-    )
 
 
 class PipelineCollector(Collector):
@@ -57,10 +51,10 @@ class PipelineCollector(Collector):
 
     def __init__(
         self,
-        broker: redis.Redis[Any],
+        broker: Redis[Any],
         ledger: Ledger,
         *,
-        queues: Sequence[str] = celeryconfig.QUEUES,
+        queues: Sequence[str] = QUEUES,
         job_limit: int = DEFAULT_JOB_LIMIT,
     ) -> None:
         self.broker = broker
@@ -71,8 +65,12 @@ class PipelineCollector(Collector):
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> PipelineCollector:
         """Broker lists from ``broker_url``, the ledger from ``redis_url`` (often the same)."""
-        broker = _client(cfg.broker_url)
-        ledger_client = broker if cfg.redis_url == cfg.broker_url else _client(cfg.redis_url)
+        broker = connect(cfg.broker_url, cfg, timeout=REDIS_TIMEOUT_SECONDS)
+        ledger_client = (
+            broker
+            if cfg.redis_url == cfg.broker_url
+            else connect(cfg.redis_url, cfg, timeout=REDIS_TIMEOUT_SECONDS)
+        )
         return cls(broker, Ledger(ledger_client, ttl=cfg.result_ttl))
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
@@ -84,7 +82,7 @@ class PipelineCollector(Collector):
         try:
             depths, unacked = self._read_broker()
             states = self.ledger.count_by_state(self.job_limit)
-        except (redis.RedisError, BackendUnavailableError):
+        except BackendUnavailableError:
             yield self._up(0.0)
             return
         depth = self._depth()
@@ -109,7 +107,8 @@ class PipelineCollector(Collector):
             for name in keys.broker_queue_lists(q):
                 pipe.llen(name)
         pipe.hlen(keys.broker_unacked())
-        replies = pipe.execute()
+        with guard("Exporter.queues", self.broker):
+            replies = pipe.execute()
         per = len(keys.broker_queue_lists(""))
         depths = {q: sum(replies[i * per : (i + 1) * per]) for i, q in enumerate(self.queues)}
         return depths, int(replies[-1])

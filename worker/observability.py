@@ -31,7 +31,7 @@ from typing import Any
 from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
-from storage.settings import PipelineConfig
+from pipeline.config import PipelineConfig
 from worker.exporter import PipelineCollector
 
 log = logging.getLogger(__name__)

@@ -14,16 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis
-
+from pipeline.config import PipelineConfig
+from pipeline.enqueue import CeleryEnqueuer
+from pipeline.ledger import Ledger
+from pipeline.payloads import PayloadStore
+from pipeline.redis_boundary import Redis, connect
 from storage.errors import BackendUnavailableError
 from storage.namespaced import DynamoNamespacedStore
-from storage.settings import DynamoConfig, PipelineConfig
+from storage.settings import DynamoConfig
 from worker.app import app
-from worker.enqueue import CeleryEnqueuer
-from worker.ledger import Ledger
-from worker.limiter import COALESCE_SECONDS, RateLimiter
-from worker.payloads import PayloadStore
+from worker.limiter import COALESCE_SECONDS, RateLimiter, RedisBucketBackend
 from worker.planner import Planner
 from worker.segments import SegmentRunner
 from worker.single import SingleWriteRunner
@@ -38,7 +38,7 @@ REDIS_PATIENCE_SECONDS = 120.0
 class Runtime:
     cfg: PipelineConfig
     dynamo_cfg: DynamoConfig
-    redis: redis.Redis[Any]
+    redis: Redis[Any]
     ledger: Ledger
     limiter: RateLimiter
     store: DynamoNamespacedStore
@@ -46,16 +46,6 @@ class Runtime:
     singles: SingleWriteRunner
     planner: Planner
     sweeper: Sweeper
-
-
-def redis_client(url: str) -> redis.Redis[Any]:
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=10,
-        retry_on_timeout=True,
-    )
 
 
 _BUILD_LOCK = threading.Lock()
@@ -73,21 +63,15 @@ def runtime() -> Runtime:
 def _build() -> Runtime:
     cfg = PipelineConfig.from_env()
     dcfg = DynamoConfig.from_env()
-    r = redis_client(cfg.redis_url)
+    r = connect(cfg.redis_url, cfg)
     ledger = Ledger(r, ttl=cfg.result_ttl)
-    limiter = RateLimiter(
-        r,
-        capacity=cfg.write_capacity,
-        max_capacity=cfg.max_write_capacity,
-        min_capacity=cfg.min_write_capacity,
-        coalesce_seconds=COALESCE_SECONDS,
-    )
+    limiter = RateLimiter.from_config(RedisBucketBackend(r), cfg, coalesce_seconds=COALESCE_SECONDS)
     store = DynamoNamespacedStore(dcfg, pacer=limiter, batch_threads=cfg.batch_threads)
     payloads = PayloadStore(r, ttl=cfg.result_ttl)
     enq = CeleryEnqueuer(app, payloads)
     # Lost messages exist only on a Redis broker (kombu's BRPOP; see worker.sweeper).
     broker = (
-        redis_client(cfg.broker_url)
+        connect(cfg.broker_url, cfg)
         if cfg.broker_url.startswith(("redis://", "rediss://", "unix://"))
         else None
     )

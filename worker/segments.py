@@ -1,6 +1,6 @@
 """Runs one segment of a bulk job: the service behind the ``datafold.segment`` task.
 
-Steps (DESIGN.md, "Retry layers" 2 and 5): skip if already counted; wait for the segment's turn in
+Steps (``docs/design.md``, "Retry layers"): skip if already counted; wait for the segment's turn in
 its partition; count the delivery (a segment delivered too often — a worker keeps dying on it —
 is dead-lettered, not looped); drop superseded duplicates (last line wins); cut 25-item batches
 and run them in parallel threads under the global limiter, with a short bounded in-task round
@@ -17,48 +17,23 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
 
+from pipeline.config import PipelineConfig
+from pipeline.enqueue import Enqueuer
+from pipeline.ledger import DeadLetter, Ledger
+from pipeline.messages import Segment
+from pipeline.payloads import LOST, PayloadError, PayloadStore
+from pipeline.states import Outcome, Target
 from storage import errors
 from storage.batch import BatchResult, Rejected, WriteOp, dedupe
 from storage.namespaced import DynamoNamespacedStore
-from storage.settings import PipelineConfig
-from worker.ledger import DeadLetter, Ledger
-from worker.messages import Plan, Segment, SingleWrite
+from worker.delivery import Delivery, requeue_delay
 from worker.metrics import ITEMS, SEGMENTS
-from worker.payloads import LOST, PayloadError, PayloadStore
 
 log = logging.getLogger(__name__)
 
 ORDER_POLL_SECONDS = 2.0
 ORDER_DEFER_SECONDS = 1.0
-
-
-class Delivery:
-    """One delivery of a message: its delivery number is taken from the ledger once, however
-    often the service re-runs it (a re-run after a Redis outage is the same delivery)."""
-
-    def __init__(self) -> None:
-        self.number: int | None = None
-
-    def count(self, take: Callable[[], int]) -> int:
-        if self.number is None:
-            self.number = take()
-        return self.number
-
-
-class Enqueuer(Protocol):
-    """How services send messages (Celery in production, a list in unit tests)."""
-
-    def segment(self, seg: Segment, countdown: float = 0.0) -> None: ...
-    def single(self, write: SingleWrite, countdown: float = 0.0) -> None: ...
-    def plan(self, plan: Plan) -> None: ...
-
-
-def requeue_delay(attempt: int, cfg: PipelineConfig, rng: random.Random) -> float:
-    """Exponential backoff with equal jitter: half fixed, half random, capped; never 0."""
-    d = min(cfg.requeue_max_delay, cfg.requeue_base_delay * (2**attempt))
-    return float(d / 2 + rng.uniform(0, d / 2))
 
 
 def letter(op: WriteOp, reason: str, code: str, ns: str | None) -> DeadLetter:
@@ -74,10 +49,10 @@ class SegmentRunner:
         ledger: Ledger,
         enqueue: Enqueuer,
         cfg: PipelineConfig,
+        payloads: PayloadStore,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        payloads: PayloadStore | None = None,
     ) -> None:
         self.store = store
         self.payloads = payloads
@@ -104,12 +79,7 @@ class SegmentRunner:
             delay = min(delay * 2, 0.25)
 
     def _load(self, seg: Segment) -> tuple[Segment, str | None]:
-        """The segment with its items (from the payload store if the message only names
-        them), or why they cannot be had."""
-        if seg.ops is not None:
-            return seg, None
-        if self.payloads is None:
-            return seg, "the message names a stored payload, but this runner has no store"
+        """The segment with its items from the payload store, or why they cannot be had."""
         try:
             ops = self.payloads.get(seg.job, seg.seg)
         except PayloadError as exc:
@@ -125,7 +95,7 @@ class SegmentRunner:
         ops: list[WriteOp] = []
         bad: list[Rejected] = []
         assert seg.ops is not None
-        if seg.target == "schemas":
+        if seg.target is Target.SCHEMAS:
             table = self.store.config.schema_table
             for key, _ in seg.ops:
                 name = key.decode("utf-8")
@@ -148,7 +118,7 @@ class SegmentRunner:
                 bad.append(Rejected(WriteOp(key, value, {}, 0), exc))
         return kv.table, ops, bad
 
-    def run(self, seg: Segment, delivery: Delivery | None = None) -> str:
+    def run(self, seg: Segment, delivery: Delivery | None = None) -> Outcome:
         """Process one delivery of ``seg``; return the outcome (for logs and metrics).
 
         ``delivery`` is shared by the re-runs of one message delivery (after a Redis outage),
@@ -157,22 +127,22 @@ class SegmentRunner:
         SEGMENTS.labels(outcome).inc()
         return outcome
 
-    def _run(self, seg: Segment, delivery: Delivery) -> str:
+    def _run(self, seg: Segment, delivery: Delivery) -> Outcome:
         if self.ledger.is_done(seg.job, seg.seg):
-            return "duplicate"
+            return Outcome.DUPLICATE
         if not self._ready(seg):
             self.enqueue.segment(seg, countdown=ORDER_DEFER_SECONDS)
-            return "deferred"
+            return Outcome.DEFERRED
         deliveries = delivery.count(lambda: self.ledger.deliver(seg.job, seg.seg))
         seg, missing = self._load(seg)
         if missing is not None:
             if self.ledger.is_done(seg.job, seg.seg):
-                return "duplicate"  # another delivery finished it (and removed the payload)
+                return Outcome.DUPLICATE  # another delivery finished it (and removed the payload)
             # The items cannot be named: one dead letter, keyed by the segment, says how many.
             lost = DeadLetter(seg.seg.encode(), None, missing, LOST, seg.letter_ns)
             self._finish(seg, BatchResult(), [lost], superseded=0, child=None)
             log.error("job %s segment %s: %s", seg.job, seg.seg, missing)
-            return "dead"
+            return Outcome.DEAD
         assert seg.ops is not None
         try:
             table, ops, bad = self._ops(seg)
@@ -190,7 +160,7 @@ class SegmentRunner:
             dead += [letter(op, reason, "TooManyDeliveries", seg.letter_ns) for op in ops]
             self._finish(seg, BatchResult(), dead, superseded=0, child=None)
             log.error("job %s segment %s dead-lettered: %s", seg.job, seg.seg, reason)
-            return "dead"
+            return Outcome.DEAD
         unique = dedupe(ops)
         superseded = len(ops) - len(unique)
         result = self.store.writer.write(table, unique, unique_keys=True)
@@ -202,7 +172,7 @@ class SegmentRunner:
 
     def _leftovers(
         self, seg: Segment, result: BatchResult, dead: list[DeadLetter], superseded: int
-    ) -> str:
+    ) -> Outcome:
         """Requeue what is left (bounded, with backoff) or dead-letter it; record the segment."""
         child: Segment | None = None
         if result.unprocessed:
@@ -222,7 +192,7 @@ class SegmentRunner:
         self._finish(seg, result, dead, superseded=superseded, child=child)
         if dead:
             log.warning("job %s segment %s: %d items dead-lettered", seg.job, seg.seg, len(dead))
-        return "requeued" if child else ("dead" if dead else "done")
+        return Outcome.REQUEUED if child else (Outcome.DEAD if dead else Outcome.DONE)
 
     def _finish(
         self,
@@ -244,8 +214,7 @@ class SegmentRunner:
             partition=seg.part,
             next_index=seg.idx + 1,
         )
-        if self.payloads is not None:
-            self.payloads.delete(seg.job, seg.seg)
+        self.payloads.delete(seg.job, seg.seg)
         if first:
             ITEMS.labels("written").inc(result.written)
             ITEMS.labels("deleted").inc(result.deleted)

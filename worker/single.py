@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import random
 
+from pipeline.config import PipelineConfig
+from pipeline.enqueue import Enqueuer
+from pipeline.ledger import DeadLetter, Ledger
+from pipeline.messages import SingleWrite
+from pipeline.states import Outcome
 from storage import errors
 from storage.namespaced import DynamoNamespacedStore
-from storage.settings import PipelineConfig
-from worker.ledger import DeadLetter, Ledger
-from worker.messages import SingleWrite
+from worker.delivery import Delivery, requeue_delay
 from worker.metrics import ITEMS
-from worker.segments import Delivery, Enqueuer, requeue_delay
 
 
 class SingleWriteRunner:
@@ -36,10 +38,10 @@ class SingleWriteRunner:
         self.cfg = cfg
         self.rng = rng or random.Random()
 
-    def run(self, w: SingleWrite, delivery: Delivery | None = None) -> str:
-        seg = "w" if w.attempt == 0 else f"w.r{w.attempt}"
+    def run(self, w: SingleWrite, delivery: Delivery | None = None) -> Outcome:
+        seg = w.seg
         if self.ledger.is_done(w.job, seg):
-            return "duplicate"
+            return Outcome.DUPLICATE
         deliveries = (delivery or Delivery()).count(lambda: self.ledger.deliver(w.job, seg))
         counts = {"written": 0, "deleted": 0, "superseded": 0}
         dead: list[DeadLetter] = []
@@ -62,9 +64,9 @@ class SingleWriteRunner:
             counts["superseded"] = 1
         except errors.RetryableError as exc:
             if w.attempt < self.cfg.max_requeues:
-                nxt = SingleWrite(w.job, w.ns, w.user, w.key, w.value, w.seq, w.attempt + 1)
+                nxt = w.retry()
                 self.enqueue.single(nxt, countdown=requeue_delay(w.attempt, self.cfg, self.rng))
-                child = f"w.r{w.attempt + 1}"
+                child = nxt.seg
             else:
                 dead.append(
                     DeadLetter(
@@ -89,4 +91,4 @@ class SingleWriteRunner:
             for name, n in counts.items():
                 ITEMS.labels(name).inc(n)
             ITEMS.labels("dead_lettered").inc(len(dead))
-        return "requeued" if child else ("dead" if dead else "done")
+        return Outcome.REQUEUED if child else (Outcome.DEAD if dead else Outcome.DONE)

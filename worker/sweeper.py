@@ -3,7 +3,7 @@
 kombu's Redis transport takes a message off its queue (``BRPOP``) before it records it as
 unacknowledged: a worker killed in that instant loses the message (celery/kombu#305), and its
 job would stay ``running`` for ever. So every segment sent with a stored payload is journalled
-beside it (``worker.payloads``: its message, and when it became due), until the segment is
+beside it (``pipeline.payloads``: its message, and when it became due), until the segment is
 recorded finished. A sweep, run by one worker at a time every ``DATAFOLD_SWEEP_INTERVAL``
 seconds, takes the journalled segments due more than ``DATAFOLD_SWEEP_GRACE`` seconds ago that
 are neither finished, nor waiting in a queue, nor held unacknowledged by a worker, and sends
@@ -25,19 +25,19 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from redis import Redis, RedisError
-
-from worker import keys
-from worker.enqueue import SEGMENT_TASK
-from worker.ledger import Ledger
-from worker.messages import Segment
+from pipeline import keys
+from pipeline.enqueue import Enqueuer
+from pipeline.ledger import Ledger
+from pipeline.messages import BULK_QUEUE, SEGMENT_TASK, Segment
+from pipeline.payloads import PayloadStore
+from pipeline.redis_boundary import Redis, guard
+from pipeline.states import Outcome
+from storage.errors import BackendUnavailableError
 from worker.metrics import SEGMENTS
-from worker.payloads import PayloadStore
-from worker.segments import Enqueuer
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("bulk",)
+SWEPT_QUEUES = (BULK_QUEUE,)
 MAX_PER_SWEEP = 1000
 
 
@@ -91,11 +91,12 @@ class Sweeper:
     def _broker_segments(self) -> set[tuple[str, str]]:
         assert self.broker is not None
         pipe = self.broker.pipeline(transaction=False)
-        for q in QUEUES:
+        for q in SWEPT_QUEUES:
             for name in keys.broker_queue_lists(q):
                 pipe.lrange(name, 0, -1)
         pipe.hvals(keys.broker_unacked())
-        *lists, unacked = pipe.execute()
+        with guard("Sweeper.broker", self.broker):
+            *lists, unacked = pipe.execute()
         return in_broker([m for lst in lists for m in lst], unacked)
 
     def sweep(self) -> int:
@@ -103,9 +104,10 @@ class Sweeper:
         if self.broker is None:
             return 0
         r = self.payloads.r
-        if not r.set(
-            keys.sweeper_turn(), self._token, nx=True, px=max(1, int(self.interval * 1000 * 0.9))
-        ):
+        turn_ms = max(1, int(self.interval * 1000 * 0.9))
+        with guard("Sweeper.turn", r):
+            taken = r.set(keys.sweeper_turn(), self._token, nx=True, px=turn_ms)
+        if not taken:
             return 0
         now = self.clock()
         self.payloads.forget_older(now - self.payloads.ttl)  # results gone: nothing to finish
@@ -121,7 +123,7 @@ class Sweeper:
                 self.payloads.delete(job, seg)
                 continue
             self.enqueue.segment(Segment.from_message(message))  # journals it as due now
-            SEGMENTS.labels("resent").inc()
+            SEGMENTS.labels(Outcome.RESENT).inc()
             resent += 1
             log.warning(
                 "job %s segment %s: its message was lost on the way to a worker; sent again",
@@ -134,8 +136,8 @@ class Sweeper:
         while not stop.wait(self.interval):
             try:
                 self.sweep()
-            except RedisError as exc:
-                log.warning("sweep skipped: Redis unreachable (%s)", type(exc).__name__)
+            except BackendUnavailableError as exc:
+                log.warning("sweep skipped: %s", exc)
             except Exception:  # a sweep must never take the worker down
                 log.exception("sweep failed")
 

@@ -8,11 +8,10 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_ready
 
+from pipeline.messages import PLAN_TASK, SEGMENT_TASK, WRITE_TASK, Plan, Segment, SingleWrite
 from worker.app import app
-from worker.enqueue import PLAN_TASK, SEGMENT_TASK, WRITE_TASK
-from worker.messages import Plan, Segment, SingleWrite
+from worker.delivery import Delivery
 from worker.runtime import patiently, runtime
-from worker.segments import Delivery
 
 log = logging.getLogger(__name__)
 

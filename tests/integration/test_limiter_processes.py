@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from worker import keys
+from pipeline import keys
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 CAPACITY = 300.0
@@ -37,10 +37,12 @@ def _hammer(table: str, conn: Connection) -> None:
     Over ``conn``: sends "ready", receives the start time (epoch seconds), sends the admission
     times relative to it.
     """
-    from worker.limiter import RateLimiter
+    from worker.limiter import RateLimiter, RedisBucketBackend
 
     limiter = RateLimiter(
-        redis.Redis.from_url(REDIS_URL), capacity=CAPACITY, burst_seconds=BURST_SECONDS
+        RedisBucketBackend(redis.Redis.from_url(REDIS_URL)),
+        capacity=CAPACITY,
+        burst_seconds=BURST_SECONDS,
     )
     stamps: list[float] = []
     lock = threading.Lock()

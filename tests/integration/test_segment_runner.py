@@ -13,13 +13,16 @@ from typing import Any
 import pytest
 import redis
 
+from pipeline import keys
+from pipeline.config import PipelineConfig
+from pipeline.ledger import Ledger
+from pipeline.messages import Plan, Segment, SingleWrite
+from pipeline.payloads import PayloadStore
+from pipeline.states import Outcome
 from producers import Producer
-from storage import Dynamo, DynamoConfig, DynamoNamespacedStore, PipelineConfig
+from storage import Dynamo, DynamoConfig, DynamoNamespacedStore
 from tests.doubles import FakeClient, FakeClock, client_error
-from worker import keys
-from worker.ledger import Ledger
-from worker.messages import Plan, Segment, SingleWrite
-from worker.payloads import PayloadStore
+from worker.delivery import Delivery
 from worker.segments import SegmentRunner
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -37,6 +40,17 @@ class ListEnqueuer:
 
     def plan(self, plan: Plan) -> None:
         raise AssertionError("not expected")
+
+
+class PayloadFirstRunner(SegmentRunner):
+    """Stores a segment's items as the enqueuer does, then runs the message that names them."""
+
+    def run(self, seg: Segment, delivery: Delivery | None = None) -> Outcome:
+        if seg.ops is not None:
+            message = seg.without_ops().to_message()
+            self.payloads.sent(seg.job, seg.seg, message, 0.0, ops=seg.ops)
+            seg = seg.without_ops()
+        return super().run(seg, delivery)
 
 
 @pytest.fixture
@@ -63,11 +77,12 @@ def _runner(
     enq = ListEnqueuer()
     pcfg = replace(PipelineConfig(), **cfg)
     return (
-        SegmentRunner(
+        PayloadFirstRunner(
             store=store,
             ledger=ledger,
             enqueue=enq,
             cfg=pcfg,
+            payloads=PayloadStore(ledger.r, ttl=600),
             rng=random.Random(1),
             sleep=clock.sleep,
             clock=clock,
@@ -205,20 +220,15 @@ def test_a_segment_waits_for_its_turn_in_the_partition(ledger: Ledger) -> None:
     job = _job(ledger, {"p.0": 2, "p.1": 2})
     second = _segment(job, 2, seg="p.1", part="p", idx=1)
     assert runner.run(second) == "deferred"
-    assert enq.segments == [(second, 1.0)] and client.ops() == []
+    assert enq.segments == [(second.without_ops(), 1.0)] and client.ops() == []
     assert runner.run(_segment(job, 2, seg="p.0", part="p", idx=0)) == "done"
     assert runner.run(second) == "done"
     assert ledger.status(job).state == "succeeded"
 
 
-def _with_payloads(runner: SegmentRunner, ledger: Ledger) -> PayloadStore:
-    runner.payloads = PayloadStore(ledger.r, ttl=600)
-    return runner.payloads
-
-
 def test_a_named_payload_is_loaded_written_and_removed(ledger: Ledger) -> None:
     runner, _, client = _runner(ledger, _ok)
-    payloads = _with_payloads(runner, ledger)
+    payloads = runner.payloads
     job = _job(ledger, {"s0": 60})
     seg = _segment(job, 60)
     assert seg.ops is not None
@@ -234,7 +244,6 @@ def test_a_named_payload_is_loaded_written_and_removed(ledger: Ledger) -> None:
 
 def test_a_payload_gone_before_writing_is_dead_lettered_with_the_reason(ledger: Ledger) -> None:
     runner, _, client = _runner(ledger, _ok)
-    _with_payloads(runner, ledger)
     job = _job(ledger, {"s0": 60})
     assert runner.run(_segment(job, 60).without_ops()) == "dead"
     st = ledger.status(job)
@@ -254,7 +263,6 @@ def test_a_payload_gone_before_writing_is_dead_lettered_with_the_reason(ledger: 
 
 def test_a_corrupt_payload_is_dead_lettered_not_guessed_at(ledger: Ledger) -> None:
     runner, _, _ = _runner(ledger, _ok)
-    _with_payloads(runner, ledger)
     job = _job(ledger, {"s0": 2})
     ledger.r.set(keys.segment_payload(job, "s0"), b"DFP1\x00\x00")
     assert runner.run(_segment(job, 2).without_ops()) == "dead"

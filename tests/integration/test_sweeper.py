@@ -10,15 +10,15 @@ from typing import Any
 
 import redis
 
+from pipeline import keys
+from pipeline.config import PipelineConfig
+from pipeline.enqueue import CeleryEnqueuer
+from pipeline.ledger import Ledger
+from pipeline.payloads import PayloadStore
 from producers import Producer
-from storage import PipelineConfig
 from tests.doubles import metric
 from tests.support.pipeline import PipelineEnv, start_workers, stop_all
-from worker import keys
 from worker.app import make_app
-from worker.enqueue import CeleryEnqueuer
-from worker.ledger import Ledger
-from worker.payloads import PayloadStore
 from worker.sweeper import Sweeper, in_broker
 
 

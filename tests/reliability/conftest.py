@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 import redis
 
+from pipeline.ledger import JobStatus
 from producers import Job, Producer
 from storage import DynamoConfig
 from tests.faults import FaultProxy
 from tests.support.pipeline import PipelineEnv, Worker, fresh_env, start_workers
-from worker.ledger import JobStatus
 
 REDIS_DB = 11
 QUICK = {

@@ -17,12 +17,12 @@ import pytest
 import yaml
 from kombu import Connection, Exchange, Queue
 
+from pipeline import keys
+from pipeline.enqueue import SEGMENT_TASK
+from pipeline.messages import Segment
 from tests.faults import FaultProxy
 from tests.reliability.conftest import Fleet, producer, read_back, wait_for
 from tests.support.pipeline import ROOT
-from worker import keys
-from worker.enqueue import SEGMENT_TASK
-from worker.messages import Segment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import pytest
 
+from pipeline import keys
 from producers import Producer
 from tests.faults import FaultConfig, FaultProxy
 from tests.reliability.conftest import Fleet, assert_exact, read_back, wait_for
-from worker import keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

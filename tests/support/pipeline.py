@@ -19,7 +19,8 @@ from pathlib import Path
 
 import redis
 
-from storage import DynamoConfig, DynamoNamespacedStore, PipelineConfig
+from pipeline.config import PipelineConfig
+from storage import DynamoConfig, DynamoNamespacedStore
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 60.0

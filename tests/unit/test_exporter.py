@@ -11,10 +11,11 @@ from kombu.transport import redis as kombu_redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline import keys
+from pipeline.config import PipelineConfig
 from storage.errors import BackendUnavailableError, ConfigError
-from storage.settings import PipelineConfig
 from tests.support.ops import free_port, scrape
-from worker import keys, observability
+from worker import observability
 from worker.exporter import PipelineCollector
 
 

@@ -16,18 +16,16 @@ from typing import Any
 import pytest
 import redis
 
+from pipeline import keys
 from storage.errors import BackendUnavailableError, ConfigError
-from worker import keys
 from worker.limiter import (
     COALESCE_SECONDS,
-    RATE_WCU,
-    THROTTLE_CUTS,
-    WAIT_SECONDS,
     BucketParams,
+    MemoryBucketBackend,
     RateLimiter,
+    RedisBucketBackend,
 )
-from worker.limiter_memory import MemoryBucketBackend
-from worker.limiter_redis import RedisBucketBackend
+from worker.limiter.rate_limiter import RATE_WCU, THROTTLE_CUTS, WAIT_SECONDS
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -89,7 +87,7 @@ def builder(
 
     def build(**kwargs: Any) -> RateLimiter:
         kwargs.setdefault("sleep", clock.sleep)
-        return RateLimiter(None, backend=backend, clock=clock, **kwargs)
+        return RateLimiter(backend, clock=clock, **kwargs)
 
     return build
 
@@ -295,27 +293,27 @@ def test_bad_arguments_are_refused(make: Any, table: str) -> None:
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:1/15", "redis://:s3cret@127.0.0.1:1/15"])
 def test_redis_down_raises_never_fails_open(url: str) -> None:
     client: redis.Redis[Any] = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-    lim = RateLimiter(client, capacity=100.0)
+    lim = RateLimiter(RedisBucketBackend(client), capacity=100.0)
     for call in (
         lambda: lim.acquire("orders", 1.0),
         lambda: lim.feedback("orders", units=1.0, throttled=True),
     ):
         with pytest.raises(BackendUnavailableError) as err:
             call()
-        assert "rate limiter" in str(err.value)
+        assert "RateLimiter" in str(err.value) and "without the limit" in str(err.value)
         assert "'orders'" in str(err.value)
         assert "127.0.0.1:1" in str(err.value)
         assert "s3cret" not in str(err.value)
 
 
 def test_redis_key_expires_when_idle(redis_db: redis.Redis[Any], table: str) -> None:
-    lim = RateLimiter(redis_db, capacity=100.0, idle_ttl=120.0)
+    lim = RateLimiter(RedisBucketBackend(redis_db), capacity=100.0, idle_ttl=120.0)
     lim.acquire(table, 1.0)
     assert 110_000 < redis_db.pttl(keys.limiter_bucket(table)) <= 120_000
 
 
 def test_memory_bucket_forgets_idle_tables(clock: FakeClock, table: str) -> None:
-    lim = RateLimiter(None, capacity=100.0, idle_ttl=60.0, backend=MemoryBucketBackend(clock))
+    lim = RateLimiter(MemoryBucketBackend(clock), capacity=100.0, idle_ttl=60.0)
     lim.feedback(table, units=0.0, throttled=True)
     clock.t += 61.0
     assert lim.current_rate(table) == 100.0

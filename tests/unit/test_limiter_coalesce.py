@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from tests.unit.test_limiter import FakeClock
-from worker.limiter import RateLimiter
-from worker.limiter_memory import MemoryBucketBackend
+from worker.limiter import MemoryBucketBackend, RateLimiter
 
 
 class CountingBackend:
@@ -42,8 +41,7 @@ def coalescing(clock: FakeClock) -> tuple[RateLimiter, CountingBackend]:
     """A 1,000 WCU/s limiter that sums clean feedback per 50 ms, and its counted backend."""
     backend = CountingBackend(MemoryBucketBackend(clock))
     return RateLimiter(
-        None,
-        backend=backend,
+        backend,
         clock=clock,
         sleep=clock.sleep,
         capacity=1000.0,

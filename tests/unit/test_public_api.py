@@ -22,7 +22,6 @@ DOCUMENTED = {
     # client and config
     "Dynamo",
     "DynamoConfig",
-    "PipelineConfig",
     "make_client",
     # stores
     "KvStore",

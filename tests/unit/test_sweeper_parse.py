@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
-from storage import PipelineConfig
+from pipeline.config import PipelineConfig
 from worker.sweeper import in_broker
 
 

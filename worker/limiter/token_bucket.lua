@@ -1,7 +1,7 @@
 --[[
 token_bucket.lua: the global, adaptive write-capacity limiter of one DynamoDB table.
 
-KEYS[1]  the table's hash (built by worker/keys.py, never here).
+KEYS[1]  the table's hash (built by pipeline/keys.py, never here).
 ARGV[1]  op: "acquire" (grant units and say how long to sleep before spending them, or grant
          nothing and say when to ask again), "feedback" (record consumption and throttles,
          adapt the rate) or "state" (read only, nothing written).
@@ -12,7 +12,7 @@ ARGV[4]  "1" if the call reported by feedback was throttled or partly refused.
 ARGV[5]  feedback: consumed minus granted for that call (WCU), charged to the bucket.
 ARGV[6..16] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
          beta, fallback beta, alpha, min span (s), ahead (s). Why these values:
-         worker/limiter.py.
+         worker/limiter/bucket.py.
 
 Hash fields: tokens (WCU, negative = debt that sleeping callers are paying off), ts (last
 refill), rate (shared WCU/s), win (start of the measurement window), used (WCU consumed in it),
@@ -23,7 +23,7 @@ Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effect
 the script, so calling TIME and then writing is allowed. The key expires after the idle ttl;
 PEXPIRE renews it.
 
-The Python twin of this script is worker/limiter_memory.py. Change both together; the shared
+The Python twin of this script is worker/limiter/memory_backend.py. Change both together; the shared
 unit test suite checks that they give the same answers.
 ]]
 

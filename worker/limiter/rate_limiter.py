@@ -1,98 +1,34 @@
-"""The global adaptive rate limiter: one token bucket per table in Redis, shared by every worker.
+"""The global adaptive rate limiter: one token bucket per table, shared by every worker.
 
-Units are write capacity units (WCU): an item write costs ceil(size / 1 KB); rates are WCU/s.
 The batch writer calls :meth:`RateLimiter.acquire` with a batch's estimated WCU before sending
 it, then :meth:`RateLimiter.feedback` with the WCU DynamoDB reports consumed and whether any of
 it was throttled or unprocessed (the ``storage.batch.Pacer`` protocol). Feedback charges the
 bucket what was really consumed beyond the estimate (indexes cost extra) and refunds what a
-clean call did not use.
-
-Each table's bucket is a Redis hash (``worker.keys.limiter_bucket``) changed atomically by the
-one Lua script ``worker/lua/token_bucket.lua``, so all processes on all machines share it; the
-script reads Redis ``TIME``, never a caller's clock. Cost: one round trip (EVALSHA, well under a
-millisecond on a LAN) per acquire and per feedback, plus about one per caller told to wait. An
-idle bucket expires after ``idle_ttl`` seconds; a table that comes back starts optimistic again.
-
-Grants: the bucket holds ``rate * burst_seconds`` WCU. While less than ``AHEAD_SECONDS`` of the
-rate is owed, a request is granted whatever its size and the bucket goes into debt; the caller
-sleeps until its share is paid. So a batch larger than the bucket (25 items of 400 KB = 10,000
-WCU) is served in its turn instead of waiting forever for a full bucket, and the total stays
-exact: ``burst + rate * t``. Otherwise nothing is taken and the caller is booked a wake-up one
-request after the previous one. Few promises stand at a time, so a cut bites at once.
-
-Adaptation (AIMD on the shared rate, in the same script):
-
-* A throttled or partly refused call **cuts** the rate to ``BETA`` x the WCU/s the table really
-  consumed over the last one to two seconds (``FALLBACK_BETA`` x the rate when under
-  ``MIN_SPAN_SECONDS`` or nothing was reported), and pauses ``AHEAD_SECONDS``: the table's burst
-  is spent. Cutting to the *measured* rate lands near the real capacity in one step. Within
-  two windows of a cut, the measure is what the table let through *since that cut* (its burst
-  is spent by then, while the windows still hold it): a discovery from 40,000 WCU/s lands in two
-  cuts instead of a dozen 10 % steps, which cost ~1.5 s of refused calls.
-* At most one cut per ``CUT_WINDOW_SECONDS``: twenty threads reporting one congestion are one
-  event, not twenty cuts to the floor. A measured target under ``FALLBACK_BETA`` x the rate cuts
-  at once: anchored to consumption, it does not compound, and it ends a 40,000 WCU/s start soon.
-* Each clean ``WINDOW_SECONDS`` (consumption, no throttle) **raises** the rate by ``ALPHA`` of
-  itself, up to the ceiling: proportional, so regaining a cut takes the same few seconds at
-  50 WCU/s as at 40,000 WCU/s (a fixed +10 WCU step would need 100 s to regain 1,000).
-
-Why these constants, against 1,000 WCU/s: a cut lands near 0.9 x ~1,050 (the measure includes
-the table's burst); +2 % per clean second passes 1,000 again in ~3 s, overdraws the table's
-burst, a few calls come back partly refused, and the ~6 s cycle repeats. The simulation in
-``tests/unit/test_limiter.py`` (saturating load, 0.1 s of table burst, 10-30 threads, 10-100 ms
-replies, discovery from 40,000 included) measures 98 % of capacity used, 1.7-3.2 % of calls
-throttled. ``BETA`` 0.85 or ``ALPHA`` 0.01 throttle less and use less.
+clean call did not use. A throttled or partly refused call cuts the table's shared rate to what
+the table really let through; each clean window raises it a little (AIMD, in the bucket's one
+atomic step: ``token_bucket.lua``). A request larger than the bucket is granted into debt and
+paid off by sleeping, so a 10,000 WCU batch is served in its turn instead of waiting forever.
 
 Ceiling: ``capacity`` (``DATAFOLD_WRITE_CAPACITY``) when > 0, with cuts still applying below it;
 else ``max_capacity``, where discovery starts (optimistic: on-demand tables and DynamoDB Local
-never throttle, and there the limiter must cost nothing). The floor is ``min_capacity``. Redis
-unreachable raises :class:`~storage.errors.BackendUnavailableError`: never fail open.
+never throttle, and there the limiter must cost nothing). The floor is ``min_capacity``. A
+backend that cannot reach Redis raises :class:`~storage.errors.BackendUnavailableError`: the
+limiter never fails open. ``docs/design.md`` ("The rate limiter") has the whole design.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from pipeline.config import PipelineConfig
 from storage.errors import ConfigError
-
-if TYPE_CHECKING:
-    from redis import Redis
-
-    from storage.settings import PipelineConfig
-
-WINDOW_SECONDS = 1.0
-"""Measurement window: one clean window raises the rate once."""
-CUT_WINDOW_SECONDS = 0.5
-"""At most one cut per this span: longer than a round trip, so one congestion is one cut."""
-BETA = 0.9
-"""Cut to 90 % of the measured consumption: headroom for the table to refill its burst."""
-FALLBACK_BETA = 0.7
-"""Cut to 70 % of the rate when nothing was measured (the beta of botocore's CUBIC)."""
-ALPHA = 0.02
-"""Raise 2 % of the rate per clean window: back from a cut in ~3-5 s, yet a small overshoot."""
-MIN_SPAN_SECONDS = 0.1
-"""Less measured time than this is noise (a reply's latency): use the fallback cut."""
-AHEAD_SECONDS = 0.05
-"""Grants run at most this far ahead. Promises made before a cut go out at the old rate: ~50 ms
-of them costs a few refused calls, not one per waiting thread. Also the pause after a cut."""
-RETRY_FLOOR_SECONDS = 0.001
-"""A refused caller waits at least this long before asking again: no busy loop on Redis."""
-COALESCE_SECONDS = 0.05
-"""While a table's rate stands at its ceiling (nothing has cut it: DynamoDB Local, on-demand,
-or a configured limit that holds), workers report clean calls at most this often, summed: one
-round trip per batch was half the limiter's cost, ~8 % of a worker's CPU (bench/). Once a cut
-has happened, every call is reported at once again, so the next cut measures everything (the
-other processes' pending reports included) — coalescing there cost ~10 % of utilisation."""
-IDLE_TTL_SECONDS = 300.0
-"""An untouched bucket expires after 5 minutes; the table then starts optimistic again."""
-
-Op = Literal["acquire", "feedback", "state"]
+from worker.limiter.bucket import IDLE_TTL_SECONDS, RETRY_FLOOR_SECONDS, BucketBackend, BucketParams
 
 WAIT_SECONDS = Histogram(
     "datafold_limiter_wait_seconds",
@@ -116,86 +52,11 @@ THROTTLE_CUTS = Counter(
 
 
 @dataclass(frozen=True, slots=True)
-class BucketParams:
-    """What every script call needs besides the op: limits (WCU/s) and the adaptive constants."""
-
-    ceiling: float
-    floor: float
-    burst_seconds: float = 1.0
-    ttl_seconds: float = IDLE_TTL_SECONDS
-    window: float = WINDOW_SECONDS
-    cut_window: float = CUT_WINDOW_SECONDS
-    beta: float = BETA
-    fallback_beta: float = FALLBACK_BETA
-    alpha: float = ALPHA
-    min_span: float = MIN_SPAN_SECONDS
-    ahead: float = AHEAD_SECONDS
-
-    def argv(self) -> list[str]:
-        """ARGV[6..16] of the Lua script, in its order."""
-        return [
-            repr(self.ceiling),
-            repr(self.floor),
-            repr(self.burst_seconds),
-            str(max(1, round(self.ttl_seconds * 1000))),
-            repr(self.window),
-            repr(self.cut_window),
-            repr(self.beta),
-            repr(self.fallback_beta),
-            repr(self.alpha),
-            repr(self.min_span),
-            repr(self.ahead),
-        ]
-
-
-@dataclass(frozen=True, slots=True)
-class BucketReply:
-    """One script answer. ``tokens`` < 0 is debt being paid off by sleeping callers.
-
-    For acquire: ``granted`` means the units are charged, spend them after ``wait`` seconds;
-    otherwise nothing was charged, ask again after ``wait`` seconds.
-    """
-
-    wait: float
-    rate: float
-    tokens: float
-    cut: bool
-    window_units: float
-    prev_units: float
-    prev_span: float
-    last_cut: float
-    granted: bool = False
-
-    @classmethod
-    def parse(cls, raw: Sequence[str | bytes]) -> BucketReply:
-        v = [float(x) for x in raw]
-        return cls(v[0], v[1], v[2], v[3] != 0.0, v[4], v[5], v[6], v[7], v[8] != 0.0)
-
-
-@dataclass(frozen=True, slots=True)
 class Grant:
     """Answer of :meth:`RateLimiter.try_acquire`: charged or not, and how long to wait."""
 
     granted: bool
     wait: float
-
-
-class BucketBackend(Protocol):
-    """Where buckets live: ``worker.limiter_redis`` (shared by every process, production) or
-    ``worker.limiter_memory`` (one process: tests, local runs)."""
-
-    def run(
-        self,
-        table: str,
-        op: Op,
-        params: BucketParams,
-        *,
-        units: float = 0.0,
-        throttled: bool = False,
-        charge: float = 0.0,
-    ) -> BucketReply:
-        """Apply ``op`` to the table's bucket atomically and return its state after it."""
-        ...
 
 
 class RateLimiter:
@@ -204,14 +65,14 @@ class RateLimiter:
     ``capacity`` > 0 is a fixed ceiling in WCU/s; 0 means discover, starting at
     ``max_capacity``. The rate never goes below ``min_capacity``. ``burst_seconds`` of the
     current rate may be spent at once. ``sleep`` and ``clock`` are injected for tests;
-    ``backend`` replaces the Redis backend built from ``redis_client``.
+    ``backend`` holds the buckets (:mod:`worker.limiter.redis_backend` for a fleet).
     ``coalesce_seconds`` > 0 sums clean feedback per table and reports it at most that often
     (workers use :data:`COALESCE_SECONDS`); 0 reports every call at once.
     """
 
     def __init__(
         self,
-        redis_client: Redis[Any] | None,
+        backend: BucketBackend,
         *,
         capacity: float = 0.0,
         max_capacity: float = 40000.0,
@@ -220,7 +81,6 @@ class RateLimiter:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         idle_ttl: float = IDLE_TTL_SECONDS,
-        backend: BucketBackend | None = None,
         coalesce_seconds: float = 0.0,
     ) -> None:
         if not capacity >= 0:
@@ -233,12 +93,6 @@ class RateLimiter:
         ):
             if not value > 0:
                 raise ConfigError(f"limiter {name} must be greater than 0, not {value}")
-        if backend is None:
-            if redis_client is None:
-                raise ValueError("RateLimiter needs a redis_client or a backend")
-            from worker.limiter_redis import RedisBucketBackend  # it imports this module
-
-            backend = RedisBucketBackend(redis_client)
         ceiling = capacity if capacity > 0 else max_capacity
         self.params = BucketParams(
             ceiling=ceiling,
@@ -257,11 +111,11 @@ class RateLimiter:
 
     @classmethod
     def from_config(
-        cls, redis_client: Redis[Any], config: PipelineConfig, **kwargs: Any
+        cls, backend: BucketBackend, config: PipelineConfig, **kwargs: Any
     ) -> RateLimiter:
         """Build from ``DATAFOLD_WRITE_CAPACITY`` / ``_MAX_`` / ``_MIN_WRITE_CAPACITY``."""
         return cls(
-            redis_client,
+            backend,
             capacity=config.write_capacity,
             max_capacity=config.max_write_capacity,
             min_capacity=config.min_write_capacity,

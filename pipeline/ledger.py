@@ -19,13 +19,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import redis
+from pipeline import keys
+from pipeline.redis_boundary import Redis, guard
+from pipeline.states import JobKind, JobState
+from storage.errors import JobNotFoundError
 
-from storage.errors import BackendUnavailableError, JobNotFoundError
-from worker import keys
-
-FINAL_STATES = frozenset({"succeeded", "partial", "failed"})
-STATES = ("queued", "running", "succeeded", "partial", "failed")
 MAX_REJECTED_KEPT = 1000
 _COUNTERS = ("items", "written", "deleted", "dead_lettered", "superseded", "rejected", "requeues")
 
@@ -71,7 +69,7 @@ class JobStatus:
     line for the same key in the same job, or by a newer single write)."""
 
     id: str
-    state: str
+    state: JobState
     kind: str = ""
     namespace: str = ""
     user_id: str = ""
@@ -91,7 +89,7 @@ class JobStatus:
 
     @property
     def finished(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.state.final
 
     @property
     def processed(self) -> int:
@@ -117,7 +115,7 @@ class Ledger:
 
     def __init__(
         self,
-        client: redis.Redis[Any],
+        client: Redis[Any],
         *,
         ttl: int = 7 * 24 * 3600,
         clock: Callable[[], float] = time.time,
@@ -125,7 +123,7 @@ class Ledger:
         self.r = client
         self.ttl = ttl
         self.clock = clock
-        source = (Path(__file__).parent / "lua" / "ledger.lua").read_text()
+        source = (Path(__file__).parent / "lua" / "ledger.lua").read_text(encoding="utf-8")
         self._script = client.register_script(source)
 
     def _keys(self, job_id: str) -> list[str]:
@@ -138,34 +136,22 @@ class Ledger:
             keys.job_deliveries(job_id),
         ]
 
-    def _run(self, job_id: str, *args: Any) -> Any:
-        try:
-            return self._script(keys=self._keys(job_id), args=list(args))
-        except redis.ConnectionError as exc:
-            raise BackendUnavailableError(
-                f"ledger unreachable: {type(exc).__name__}",
-                operation="Ledger",
-                code="RedisUnavailable",
-            ) from None
+    def _run(self, job_id: str, op: str, *args: Any) -> Any:
+        with guard(f"Ledger.{op}", self.r):
+            return self._script(keys=self._keys(job_id), args=[op, *args])
 
-    def _guard(self, fn: Callable[[], Any]) -> Any:
-        try:
+    def _guard(self, fn: Callable[[], Any], op: str = "read") -> Any:
+        with guard(f"Ledger.{op}", self.r):
             return fn()
-        except redis.ConnectionError as exc:
-            raise BackendUnavailableError(
-                f"ledger unreachable: {type(exc).__name__}",
-                operation="Ledger",
-                code="RedisUnavailable",
-            ) from None
 
     # -- producer side --------------------------------------------------------------------
     def create(
-        self, job_id: str, *, kind: str, namespace: str = "", user_id: str = "", **extra: str
+        self, job_id: str, *, kind: JobKind, namespace: str = "", user_id: str = "", **extra: str
     ) -> None:
         now = self.clock()
         fields: dict[str | bytes, str] = {
             "id": job_id,
-            "state": "queued",
+            "state": JobState.QUEUED,
             "kind": kind,
             "namespace": namespace,
             "user_id": user_id,
@@ -181,7 +167,7 @@ class Ledger:
             pipe.zremrangebyscore(keys.jobs_index(), 0, now - self.ttl)
             pipe.execute()
 
-        self._guard(go)
+        self._guard(go, "create")
 
     def plan(self, job_id: str, segment: str, items: int) -> None:
         """Register a segment of ``items`` items (idempotent)."""
@@ -203,7 +189,7 @@ class Ledger:
                 pipe.expire(keys.job_rejected(job_id), self.ttl)
                 pipe.execute()
 
-            self._guard(go)
+            self._guard(go, "reject_lines")
 
     # -- worker side ----------------------------------------------------------------------
     def is_done(self, job_id: str, segment: str) -> bool:
@@ -273,7 +259,7 @@ class Ledger:
 
         return JobStatus(
             id=job_id,
-            state=d.get("state", "queued"),
+            state=JobState(d.get("state", JobState.QUEUED)),
             kind=d.get("kind", ""),
             namespace=d.get("namespace", ""),
             user_id=d.get("user_id", ""),
@@ -308,7 +294,7 @@ class Ledger:
         pipe = self.r.pipeline()
         for i in ids:
             pipe.hget(keys.job(i.decode()), "state")
-        counts = dict.fromkeys(STATES, 0)
+        counts: dict[str, int] = dict.fromkeys(JobState, 0)
         for st in self._guard(pipe.execute):
             if st is not None:
                 counts[st.decode()] = counts.get(st.decode(), 0) + 1

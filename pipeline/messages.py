@@ -1,13 +1,14 @@
-"""The JSON task messages of the pipeline (JSON only, no pickle), built and read here only.
+"""The JSON task messages of the pipeline (JSON only, never pickle), built and read here only.
 
-A *segment* names hundreds of items of one job, one target table and one user:
-``{"job", "seg", "target": "kv"|"schemas", "ns", "user", "part", "idx", "attempt", "n"}``; its
-items are in Redis beside the message (``worker.payloads``: written once, read once, no base64
-or JSON on the way). A message may instead carry them inline as ``"ops"``, a list of
-``[key_b64, value_b64 | null]`` (null = delete): the form of version 1, still read.
-``part``/``idx`` place the segment in its partition's order (segments of one partition run in
-order, so within a job the last line for a key wins); ``attempt`` counts requeues of
-unprocessed leftovers.
+A *segment* message names hundreds of items of one job, one target table and one user:
+``{"v": 2, "job", "seg", "target": "kv"|"schemas", "ns", "user", "part", "idx", "attempt",
+"n"}``. Its ``n`` items are in Redis beside it (``pipeline.payloads``: written once, read once,
+no base64 or JSON on the way). ``part``/``idx`` place the segment in its partition's order
+(segments of one partition run in order, so within a job the last line for a key wins; ``part``
+null means unordered); ``attempt`` counts requeues of unprocessed leftovers.
+
+Each message kind is one Celery task, named here (:data:`SEGMENT_TASK`, :data:`WRITE_TASK`,
+:data:`PLAN_TASK`): producers send by name and never import worker code.
 """
 
 from __future__ import annotations
@@ -16,9 +17,22 @@ import base64
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pipeline import ids
+from pipeline.states import PlanKind, Target
+
 SEGMENT_VERSION = 2
-READABLE_SEGMENT_VERSIONS = (1, 2)
 MESSAGE_VERSION = 1  # single writes and plans
+
+SEGMENT_TASK = "datafold.segment"
+WRITE_TASK = "datafold.write"
+PLAN_TASK = "datafold.plan"
+WRITES_QUEUE = "writes"
+"""Single writes: a queue of their own, so a big load never starves them."""
+BULK_QUEUE = "bulk"
+"""Segments and plans."""
+
+Op = tuple[bytes, "bytes | None"]
+"""One item: key and value bytes, or key and None for a delete."""
 
 
 def b64(data: bytes) -> str:
@@ -31,12 +45,15 @@ def unb64(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class Segment:
+    """One segment. ``ops`` holds its items in memory (when cutting, or once loaded from the
+    payload store); the message never carries them, only their count."""
+
     job: str
     seg: str
-    target: str  # "kv" (a namespace table) or "schemas" (the schema table)
+    target: Target
     ns: str | None
     user: str
-    ops: list[tuple[bytes, bytes | None]] | None  # None: in the payload store
+    ops: list[Op] | None  # None: in the payload store
     part: str | None = None
     idx: int = 0
     attempt: int = 0
@@ -48,11 +65,11 @@ class Segment:
         return self.count if self.ops is None else len(self.ops)
 
     def to_message(self) -> dict[str, Any]:
-        m = {
+        return {
             "v": SEGMENT_VERSION,
             "job": self.job,
             "seg": self.seg,
-            "target": self.target,
+            "target": str(self.target),
             "ns": self.ns,
             "user": self.user,
             "part": self.part,
@@ -60,30 +77,23 @@ class Segment:
             "attempt": self.attempt,
             "n": self.n,
         }
-        if self.ops is not None:
-            m["ops"] = [[b64(k), None if v is None else b64(v)] for k, v in self.ops]
-        return m
 
     @classmethod
     def from_message(cls, m: dict[str, Any]) -> Segment:
-        if m.get("v") not in READABLE_SEGMENT_VERSIONS:
+        """The segment a message names (``ops`` None). ValueError for any other version."""
+        if m.get("v") != SEGMENT_VERSION:
             raise ValueError(f"unsupported segment message version {m.get('v')!r}")
-        ops = (
-            None
-            if m.get("ops") is None
-            else [(unb64(k), None if v is None else unb64(v)) for k, v in m["ops"]]
-        )
         return cls(
             job=m["job"],
             seg=m["seg"],
-            target=m["target"],
+            target=Target(m["target"]),
             ns=m.get("ns"),
             user=m["user"],
             part=m.get("part"),
             idx=int(m.get("idx", 0)),
             attempt=int(m.get("attempt", 0)),
-            ops=ops,
-            count=int(m.get("n", 0)) if ops is None else 0,
+            ops=None,
+            count=int(m.get("n", 0)),
         )
 
     def without_ops(self) -> Segment:
@@ -93,13 +103,12 @@ class Segment:
     @property
     def letter_ns(self) -> str | None:
         """Namespace recorded in dead letters: None marks the schema table."""
-        return self.ns if self.target == "kv" else None
+        return self.ns if self.target is Target.KV else None
 
-    def child(self, ops: list[tuple[bytes, bytes | None]]) -> Segment:
+    def child(self, ops: list[Op]) -> Segment:
         """The requeued remainder: same place in the order, one more attempt."""
-        return replace(
-            self, seg=f"{self.seg}.r{self.attempt + 1}", ops=ops, attempt=self.attempt + 1
-        )
+        attempt = self.attempt + 1
+        return replace(self, seg=ids.requeued(self.seg, attempt), ops=ops, attempt=attempt)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,15 @@ class SingleWrite:
     value: bytes | None
     seq: int
     attempt: int = 0
+
+    @property
+    def seg(self) -> str:
+        """The id the ledger counts this attempt under."""
+        return ids.single_write(self.attempt)
+
+    def retry(self) -> SingleWrite:
+        """The same write, sent again as its next attempt."""
+        return replace(self, attempt=self.attempt + 1)
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -141,15 +159,16 @@ class SingleWrite:
 
 @dataclass(frozen=True)
 class Plan:
-    """A bulk delete to plan by reading keys: ``what`` is "clear_schemas" or "reset_user"."""
+    """A bulk delete the worker plans by reading keys (:class:`PlanKind`)."""
 
     job: str
-    what: str
+    what: PlanKind
     user: str
 
     def to_message(self) -> dict[str, Any]:
-        return {"v": MESSAGE_VERSION, "job": self.job, "what": self.what, "user": self.user}
+        return {"v": MESSAGE_VERSION, "job": self.job, "what": str(self.what), "user": self.user}
 
     @classmethod
     def from_message(cls, m: dict[str, Any]) -> Plan:
-        return cls(job=m["job"], what=m["what"], user=m["user"])
+        """ValueError for a plan kind this version does not know."""
+        return cls(job=m["job"], what=PlanKind(m["what"]), user=m["user"])

@@ -50,7 +50,7 @@ def job_rejected(job_id: str) -> str:
 
 
 def segment_payload(job_id: str, segment: str) -> str:
-    """String: the items of one segment (``worker.payloads``), until the segment is finished."""
+    """String: the items of one segment (``pipeline.payloads``), until the segment is finished."""
     return f"{PREFIX}:job:{{{job_id}}}:payload:{segment}"
 
 

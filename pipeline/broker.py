@@ -1,29 +1,32 @@
-"""Every Celery setting of datafold-dynamo (values come from ``storage.settings``).
+"""Celery over the broker: every Celery setting of the project, and the app producers send with.
 
 Delivery is at-least-once: ``acks_late`` + ``task_reject_on_worker_lost`` + prefetch 1, and the
 ledger makes redelivery harmless. The Redis ``visibility_timeout`` (``DATAFOLD_VISIBILITY_TIMEOUT``,
 default 300 s) is the recovery time after a worker dies: its unacknowledged messages go back to
-the queue when it expires, plus at most 5 s (the sweep interval below). It exceeds the longest
-countdown (``DATAFOLD_REQUEUE_MAX_DELAY``, 60 s) and the longest segment run (seconds).
+the queue when it expires, plus at most 5 s (the restore interval below). It exceeds the longest
+countdown (``DATAFOLD_REQUEUE_MAX_DELAY``, 60 s).
 JSON only, no pickle: any other content type is refused (``accept_content``), logged, never run.
 
-``settings(cfg)`` builds the whole configuration from a :class:`PipelineConfig`; the module's
-own names are that configuration for the process environment, so ``celery -A worker`` and
-``config_from_object("celeryconfig")`` see the same values.
+Nothing here reads the environment at import: :func:`settings` builds the configuration from a
+:class:`PipelineConfig`, and both :func:`sender_app` (producers) and ``worker.app`` (workers)
+call it, so the two sides always agree.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from storage.settings import PipelineConfig
+from pipeline.config import PipelineConfig
+from pipeline.messages import BULK_QUEUE, PLAN_TASK, SEGMENT_TASK, WRITE_TASK, WRITES_QUEUE
 
-QUEUES = ("writes", "bulk")
+QUEUES = (WRITES_QUEUE, BULK_QUEUE)
 
 
 def settings(cfg: PipelineConfig) -> dict[str, Any]:
+    """The whole Celery configuration for ``cfg``: the same for producers and workers."""
     return {
         "broker_url": cfg.broker_url,
         "broker_connection_retry_on_startup": True,
@@ -56,13 +59,13 @@ def settings(cfg: PipelineConfig) -> dict[str, Any]:
         # Single writes and bulk work on separate queues: a big load never starves single
         # writes (a worker consumes both fairly; `-Q writes` runs a writes-only worker).
         "task_queues": tuple(Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES),
-        "task_default_queue": "bulk",
-        "task_default_exchange": "bulk",
-        "task_default_routing_key": "bulk",
+        "task_default_queue": BULK_QUEUE,
+        "task_default_exchange": BULK_QUEUE,
+        "task_default_routing_key": BULK_QUEUE,
         "task_routes": {
-            "datafold.write": {"queue": "writes", "routing_key": "writes"},
-            "datafold.segment": {"queue": "bulk", "routing_key": "bulk"},
-            "datafold.plan": {"queue": "bulk", "routing_key": "bulk"},
+            WRITE_TASK: {"queue": WRITES_QUEUE, "routing_key": WRITES_QUEUE},
+            SEGMENT_TASK: {"queue": BULK_QUEUE, "routing_key": BULK_QUEUE},
+            PLAN_TASK: {"queue": BULK_QUEUE, "routing_key": BULK_QUEUE},
         },
         # Events for Flower.
         "worker_send_task_events": True,
@@ -72,4 +75,9 @@ def settings(cfg: PipelineConfig) -> dict[str, Any]:
     }
 
 
-globals().update(settings(PipelineConfig.from_env()))
+def sender_app(cfg: PipelineConfig) -> Celery:
+    """A Celery app that only sends (producers): configured like the workers' app, but it
+    registers no task and starts nothing."""
+    app = Celery("datafold")
+    app.conf.update(settings(cfg))
+    return app

@@ -1,6 +1,6 @@
 """The limiter's buckets in process memory: the Lua script's twin, for tests and Redis-less runs.
 
-It follows ``worker/lua/token_bucket.lua`` step by step (same fields, same order, same
+It follows ``token_bucket.lua`` step by step (same fields, same order, same
 arithmetic), under one lock instead of Redis's single thread, with an injected ``clock`` instead
 of Redis ``TIME``. It is a real implementation, not a mock: ``tests/unit/test_limiter.py`` runs
 one suite over both backends and checks they answer alike. Limits are per process, so it is
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from worker.limiter import BucketParams, BucketReply, Op
+from worker.limiter.bucket import BucketParams, BucketReply, Op
 
 
 @dataclass(slots=True)

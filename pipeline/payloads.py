@@ -5,7 +5,7 @@ Why: a JSON task message carries bytes as base64 inside JSON strings, and kombu 
 message twice on the way out (the body, then the envelope around it), once more on delivery
 (the unacknowledged copy ``acks_late`` keeps) and decodes it twice. With 4 KB items that was
 most of the pipeline's CPU per item (BENCHMARKS.md). Now the task message (JSON, small) names
-the segment; its items are one Redis string under ``worker.keys.segment_payload``:
+the segment; its items are one Redis string under ``pipeline.keys.segment_payload``:
 
     b"DFP1" then, per item: key length and value length (4 bytes each, big-endian; a value
     length of 0xFFFFFFFF marks a delete), the key, the value.
@@ -29,10 +29,9 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from redis import Redis, RedisError
-
-from storage.errors import BackendUnavailableError
-from worker import keys
+from pipeline import keys
+from pipeline.messages import Op
+from pipeline.redis_boundary import Redis, guard
 
 MAGIC = b"DFP1"
 LOST = "PayloadLost"
@@ -40,8 +39,6 @@ LOST = "PayloadLost"
 names no item, so it is never replayed."""
 DELETE = 0xFFFFFFFF
 _HEAD = struct.Struct(">II")
-
-Op = tuple[bytes, "bytes | None"]
 
 
 class PayloadError(ValueError):
@@ -152,13 +149,6 @@ class PayloadStore:
         pipe.hdel(keys.segment_messages(), member)
         self._do("delete", pipe.execute)
 
-    @staticmethod
-    def _do(what: str, fn: Any) -> Any:
-        try:
+    def _do(self, what: str, fn: Any) -> Any:
+        with guard(f"Payload.{what}", self.r):
             return fn()
-        except RedisError as exc:
-            raise BackendUnavailableError(
-                f"segment payload {what}: Redis unreachable ({type(exc).__name__})",
-                operation=f"Payload.{what}",
-                code="RedisUnavailable",
-            ) from exc

@@ -1,0 +1,116 @@
+"""The limiter's interface: the adaptive token bucket's parameters and answers, and the
+backend protocol its two implementations share (Redis + Lua, and the in-memory twin).
+
+Units are write capacity units (WCU): an item write costs ceil(size / 1 KB); rates are WCU/s.
+The constants below are the AIMD tuning; ``docs/design.md`` ("The rate limiter") says why each
+has its value, and BENCHMARKS.md what they achieve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+WINDOW_SECONDS = 1.0
+"""Measurement window: one clean window raises the rate once."""
+CUT_WINDOW_SECONDS = 0.5
+"""At most one cut per this span: longer than a round trip, so one congestion is one cut."""
+BETA = 0.9
+"""Cut to 90 % of the measured consumption: headroom for the table to refill its burst."""
+FALLBACK_BETA = 0.7
+"""Cut to 70 % of the rate when nothing was measured (the beta of botocore's CUBIC)."""
+ALPHA = 0.02
+"""Raise 2 % of the rate per clean window: back from a cut in ~3-5 s, yet a small overshoot."""
+MIN_SPAN_SECONDS = 0.1
+"""Less measured time than this is noise (a reply's latency): use the fallback cut."""
+AHEAD_SECONDS = 0.05
+"""Grants run at most this far ahead. Promises made before a cut go out at the old rate: ~50 ms
+of them costs a few refused calls, not one per waiting thread. Also the pause after a cut."""
+RETRY_FLOOR_SECONDS = 0.001
+"""A refused caller waits at least this long before asking again: no busy loop on Redis."""
+COALESCE_SECONDS = 0.05
+"""While a table's rate stands at its ceiling (nothing has cut it: DynamoDB Local, on-demand,
+or a configured limit that holds), workers report clean calls at most this often, summed: one
+round trip per batch was half the limiter's cost, ~8 % of a worker's CPU (bench/). Once a cut
+has happened, every call is reported at once again, so the next cut measures everything (the
+other processes' pending reports included) — coalescing there cost ~10 % of utilisation."""
+IDLE_TTL_SECONDS = 300.0
+"""An untouched bucket expires after 5 minutes; the table then starts optimistic again."""
+
+Op = Literal["acquire", "feedback", "state"]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketParams:
+    """What every script call needs besides the op: limits (WCU/s) and the adaptive constants."""
+
+    ceiling: float
+    floor: float
+    burst_seconds: float = 1.0
+    ttl_seconds: float = IDLE_TTL_SECONDS
+    window: float = WINDOW_SECONDS
+    cut_window: float = CUT_WINDOW_SECONDS
+    beta: float = BETA
+    fallback_beta: float = FALLBACK_BETA
+    alpha: float = ALPHA
+    min_span: float = MIN_SPAN_SECONDS
+    ahead: float = AHEAD_SECONDS
+
+    def argv(self) -> list[str]:
+        """ARGV[6..16] of the Lua script, in its order."""
+        return [
+            repr(self.ceiling),
+            repr(self.floor),
+            repr(self.burst_seconds),
+            str(max(1, round(self.ttl_seconds * 1000))),
+            repr(self.window),
+            repr(self.cut_window),
+            repr(self.beta),
+            repr(self.fallback_beta),
+            repr(self.alpha),
+            repr(self.min_span),
+            repr(self.ahead),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketReply:
+    """One script answer. ``tokens`` < 0 is debt being paid off by sleeping callers.
+
+    For acquire: ``granted`` means the units are charged, spend them after ``wait`` seconds;
+    otherwise nothing was charged, ask again after ``wait`` seconds.
+    """
+
+    wait: float
+    rate: float
+    tokens: float
+    cut: bool
+    window_units: float
+    prev_units: float
+    prev_span: float
+    last_cut: float
+    granted: bool = False
+
+    @classmethod
+    def parse(cls, raw: Sequence[str | bytes]) -> BucketReply:
+        v = [float(x) for x in raw]
+        return cls(v[0], v[1], v[2], v[3] != 0.0, v[4], v[5], v[6], v[7], v[8] != 0.0)
+
+
+class BucketBackend(Protocol):
+    """Where buckets live: :mod:`worker.limiter.redis_backend` (shared by every process:
+    production) or :mod:`worker.limiter.memory_backend` (one process: tests, local runs)."""
+
+    def run(
+        self,
+        table: str,
+        op: Op,
+        params: BucketParams,
+        *,
+        units: float = 0.0,
+        throttled: bool = False,
+        charge: float = 0.0,
+    ) -> BucketReply:
+        """Apply ``op`` to the table's bucket atomically and return its state after it."""
+        ...
