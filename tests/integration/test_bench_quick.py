@@ -25,7 +25,7 @@ SECTIONS = (
 
 
 def test_quick_bench_writes_report_and_chart_with_every_section(tmp_path: Path) -> None:
-    out = tmp_path / "BENCH.md"
+    out = tmp_path / "BENCHMARKS.md"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
         cwd=ROOT,
