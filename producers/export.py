@@ -23,13 +23,13 @@ import dataclasses
 import io
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
 
 from producers.export_format import ExportVerifier, SchemaRecord, Trailer
 from producers.inputs import BadLine, read_jsonl
+from producers.progress import ExportProgress
 from storage import errors
 from storage.kv import DynamoKvStore
 from storage.namespaced import DynamoNamespacedStore
@@ -88,35 +88,6 @@ def schema_line(s: Schema) -> bytes:
 
 def trailer_line(items: dict[str, int], schemas: int, sha256: str) -> bytes:
     return _line({"kind": "trailer", **_fields(Trailer(0, items, schemas, sha256))})
-
-
-class ExportProgress:
-    """One line redrawn on a terminal (at most every ``every`` seconds): namespace, items,
-    schemas, MiB, items/s. Give it a tty only; nothing is printed on ``close`` but a newline."""
-
-    def __init__(
-        self, out: TextIO, *, every: float = 0.2, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.out, self.every, self.clock = out, every, clock
-        self.start = self._last = clock()
-
-    def update(
-        self, where: str, items: int, schemas: int, nbytes: int, *, force: bool = False
-    ) -> None:
-        now = self.clock()
-        if not force and now - self._last < self.every:
-            return
-        self._last = now
-        rate = items / (now - self.start) if now > self.start else 0.0
-        self.out.write(
-            f"\rexport {where}: {items:,} items, {schemas:,} schemas, "
-            f"{nbytes / 2**20:,.1f} MiB, {rate:,.0f} items/s\x1b[K"
-        )
-        self.out.flush()
-
-    def close(self) -> None:
-        self.out.write("\n")
-        self.out.flush()
 
 
 class _Out:

@@ -1,4 +1,5 @@
-"""Streaming readers of load files: JSONL (plain and export format) and CSV.
+"""Streaming readers of load files: JSONL (plain and export format) here, CSV in
+:mod:`producers.csv_input`; their record types and bounds are in :mod:`producers.records`.
 
 Memory stays flat whatever the file size: lines are read with a bounded ``readline`` of at most
 ``max_line`` (default :data:`MAX_LINE_BYTES`, 1 MiB) bytes, a longer line is rejected as a
@@ -16,15 +17,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import json
 import os
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from producers.csv_input import read_csv
 from producers.export_format import (
     ExportVerifier,
     SchemaRecord,
@@ -32,8 +31,19 @@ from producers.export_format import (
     parse_schema,
     parse_trailer,
 )
+from producers.records import (
+    BOM,
+    ITEM_OVERHEAD_BYTES,
+    MAX_LINE_BYTES,
+    BadLine,
+    OnLine,
+    Record,
+    bounded_lines,
+    compact_json,
+    item_record,
+)
 from storage.errors import InputError
-from storage.limits import MAX_ITEM_BYTES, MAX_SORT_KEY_BYTES, NAMESPACE_RE
+from storage.limits import NAMESPACE_RE
 
 __all__ = [
     "ITEM_OVERHEAD_BYTES",
@@ -50,35 +60,7 @@ __all__ = [
     "read_records",
 ]
 
-MAX_LINE_BYTES = 1024 * 1024
-"""Longest accepted line, newline excluded: room for a 400 KiB item base64- or JSON-encoded."""
-ITEM_OVERHEAD_BYTES = 100
-"""Item bytes besides key and value: PK with a user id up to 64 bytes, the attribute names and
-``Seq`` (87 bytes by ``storage.limits.item_size``), rounded up."""
-_SKIP_CHUNK = 64 * 1024
-_BOM = b"\xef\xbb\xbf"
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One item to write. ``namespace`` is set only by export-format lines."""
-
-    line: int
-    key: bytes
-    value: bytes
-    namespace: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BadLine:
-    """A rejected input line (1-based) and why, in one line."""
-
-    line: int
-    reason: str
-
-
 Parsed = Record | SchemaRecord | Trailer | BadLine
-OnLine = Callable[[bytes], None]
 
 
 def open_input(path_or_dash: str | os.PathLike[str]) -> BinaryIO:
@@ -102,46 +84,6 @@ def open_input(path_or_dash: str | os.PathLike[str]) -> BinaryIO:
         raise InputError(f"cannot open {path}: {e.strerror or e}") from None
 
 
-def _lines(
-    stream: BinaryIO, max_line: int, on_line: OnLine | None = None
-) -> Iterator[tuple[int, bytes | None]]:
-    """``(line number, raw bytes with newline)``, or ``None`` for a line over ``max_line``.
-
-    The rest of an over-long line is skipped in bounded chunks, each passed to ``on_line``.
-    """
-    lineno = 0
-    while raw := stream.readline(max_line + 1):
-        lineno += 1
-        if raw.endswith(b"\n") or len(raw) <= max_line:
-            yield lineno, raw
-            continue
-        while True:
-            if on_line is not None:
-                on_line(raw)
-            if raw.endswith(b"\n"):
-                break
-            raw = stream.readline(_SKIP_CHUNK)
-            if not raw:
-                break
-        yield lineno, None
-
-
-def _record(line: int, key: bytes, value: bytes, namespace: str | None) -> Record | BadLine:
-    if not key:
-        return BadLine(line, "empty key")
-    if len(key) > MAX_SORT_KEY_BYTES:
-        return BadLine(line, f"key is {len(key)} bytes, over the {MAX_SORT_KEY_BYTES}-byte limit")
-    if len(key) + len(value) + ITEM_OVERHEAD_BYTES > MAX_ITEM_BYTES:
-        return BadLine(
-            line, f"value is {len(value)} bytes, item over the {MAX_ITEM_BYTES}-byte limit"
-        )
-    return Record(line, key, value, namespace)
-
-
-def _compact(v: Any) -> bytes:
-    return json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
 def _field(obj: dict[str, Any], name: str) -> bytes | str | None:
     """The bytes of ``name`` (text or JSON) or ``name_b64``; a reason string if bad; None if
     neither is there."""
@@ -162,7 +104,7 @@ def _field(obj: dict[str, Any], name: str) -> bytes | str | None:
     if name == "key" and not isinstance(v, str):
         return "key is not a string (use key_b64 for raw bytes)"
     try:
-        return v.encode("utf-8") if name == "key" else _compact(v)
+        return v.encode("utf-8") if name == "key" else compact_json(v)
     except UnicodeEncodeError:
         return f"{name} is not valid Unicode (lone surrogate)"
     except RecursionError:
@@ -180,7 +122,7 @@ def _item(line: int, obj: dict[str, Any], namespace: str | None) -> Record | Bad
         return BadLine(line, "no value")
     if isinstance(value, str):
         return BadLine(line, value)
-    return _record(line, key, value, namespace)
+    return item_record(line, key, value, namespace)
 
 
 def _reject_constant(name: str) -> Any:
@@ -189,8 +131,8 @@ def _reject_constant(name: str) -> Any:
 
 def _parse(line: int, raw: bytes) -> Parsed | None:
     """One JSONL line; ``None`` when blank."""
-    if line == 1 and raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]
+    if line == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM) :]
     try:
         text = raw.decode("utf-8").rstrip("\r\n")  # so error columns stay on this line
     except UnicodeDecodeError:
@@ -240,7 +182,7 @@ def read_jsonl(
     outside the checksum) and still go to ``on_line``, so the verifier notices them.
     """
     trailer_seen = False
-    for line, raw in _lines(stream, max_line, on_line):
+    for line, raw in bounded_lines(stream, max_line, on_line):
         if raw is None:
             yield BadLine(line, f"line is over {max_line} bytes")
             continue
@@ -259,117 +201,6 @@ def read_jsonl(
             on_line(raw)
         if rec is not None:
             yield rec
-
-
-class _LineTooLong(Exception):
-    def __init__(self, line: int, *, whole_line: bool) -> None:
-        self.line = line
-        self.whole_line = whole_line  # False: a multi-line record grew too long
-
-
-class _CsvLines:
-    """Decoded, bounded lines for ``csv.reader``; raises :class:`_LineTooLong` (the csv reader
-    passes it through and starts afresh on its next call) for a line, or a multi-line record,
-    over ``max_line`` bytes."""
-
-    def __init__(self, stream: BinaryIO, max_line: int) -> None:
-        self._lines = _lines(stream, max_line)
-        self.max_line = max_line
-        self.line = 0
-        self.record_bytes = 0
-
-    def __iter__(self) -> _CsvLines:
-        return self
-
-    def __next__(self) -> str:
-        self.line, raw = next(self._lines)
-        if raw is None:
-            raise _LineTooLong(self.line, whole_line=True)
-        if self.record_bytes + len(raw) > self.max_line + 2:
-            raise _LineTooLong(self.line, whole_line=False)
-        self.record_bytes += len(raw)
-        if self.line == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
-        return raw.decode("utf-8", "surrogateescape")
-
-
-def read_csv(
-    stream: BinaryIO, *, key_column: str, max_line: int = MAX_LINE_BYTES
-) -> Iterator[Record | BadLine]:
-    """Records of a CSV stream with a header row; the header is read at once, here.
-
-    Each row becomes key = its ``key_column`` field (UTF-8) and value = the row as a compact
-    JSON object of strings keyed by header names. Blank lines are skipped. Bad rows (wrong field
-    count, not UTF-8, over ``max_line`` bytes, malformed quoting, key or item rules) are
-    :class:`BadLine` at the physical line where the row starts. Raises :class:`InputError` if the
-    header is unreadable, repeats a name or lacks ``key_column``; an empty stream yields nothing.
-    Side effect: raises ``csv.field_size_limit`` (process-wide) to at least ``max_line``.
-    """
-    csv.field_size_limit(max(csv.field_size_limit(), max_line))
-    lines = _CsvLines(stream, max_line)
-    reader = csv.reader(lines)
-    header: list[str] | None = []
-    try:
-        while header == []:  # blank lines before the header
-            lines.record_bytes = 0
-            header = next(reader, None)
-    except (_LineTooLong, csv.Error) as e:
-        raise InputError(
-            f"CSV header is unreadable ({_csv_reason(e, max_line)})", line=lines.line
-        ) from None
-    if header is None:
-        return iter(())
-    try:
-        for name in header:
-            name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError("CSV header is not UTF-8", line=lines.line) from None
-    dupes = sorted(name for name, n in Counter(header).items() if n > 1)
-    if dupes:
-        raise InputError(f"CSV header repeats column {dupes[0]!r}", line=lines.line)
-    if key_column not in header:
-        shown = ", ".join(header[:20]) + (f", … ({len(header)} in all)" if len(header) > 20 else "")
-        raise InputError(f"CSV has no column {key_column!r} (columns: {shown})", line=lines.line)
-    return _csv_rows(reader, lines, header, header.index(key_column))
-
-
-def _csv_reason(e: Exception, max_line: int, start: int | None = None) -> str:
-    if isinstance(e, _LineTooLong):
-        if e.whole_line:
-            return f"line is over {max_line} bytes"
-        return f"row is over {max_line} bytes (lines {start}-{e.line})"
-    return f"bad CSV ({str(e)[:120]})"
-
-
-def _csv_rows(
-    reader: Iterator[list[str]], lines: _CsvLines, header: list[str], key_index: int
-) -> Iterator[Record | BadLine]:
-    while True:
-        start, lines.record_bytes = lines.line + 1, 0
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except _LineTooLong as e:
-            yield BadLine(start, _csv_reason(e, lines.max_line, start))
-            continue
-        except csv.Error as e:
-            if lines.line < start:  # nothing consumed: the reader cannot move on
-                raise InputError(_csv_reason(e, lines.max_line), line=start) from None
-            yield BadLine(start, _csv_reason(e, lines.max_line))
-            continue
-        if not row:
-            continue
-        if len(row) != len(header):
-            yield BadLine(start, f"row has {len(row)} fields, header has {len(header)}")
-            continue
-        try:
-            key = row[key_index].encode("utf-8")
-            value = _compact(dict(zip(header, row, strict=True)))
-        except UnicodeEncodeError:
-            yield BadLine(start, "not UTF-8")
-            continue
-        yield _record(start, key, value, None)
 
 
 def read_records(

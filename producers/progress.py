@@ -1,8 +1,10 @@
-"""A terminal progress bar for jobs: items/s, retries, dead letters, then a summary."""
+"""Progress on a terminal: a job's bar (items/s, retries, dead letters, then a summary), and an
+export's line."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from pipeline.ledger import JobStatus
@@ -57,4 +59,33 @@ class ProgressBar:
         if self.tty:
             self.out.write("\r" + self.render(st) + "\x1b[K\n")
         self.out.write(summary(st) + "\n")
+        self.out.flush()
+
+
+class ExportProgress:
+    """One line redrawn on a terminal (at most every ``every`` seconds): namespace, items,
+    schemas, MiB, items/s. Give it a tty only; nothing is printed on ``close`` but a newline."""
+
+    def __init__(
+        self, out: TextIO, *, every: float = 0.2, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.out, self.every, self.clock = out, every, clock
+        self.start = self._last = clock()
+
+    def update(
+        self, where: str, items: int, schemas: int, nbytes: int, *, force: bool = False
+    ) -> None:
+        now = self.clock()
+        if not force and now - self._last < self.every:
+            return
+        self._last = now
+        rate = items / (now - self.start) if now > self.start else 0.0
+        self.out.write(
+            f"\rexport {where}: {items:,} items, {schemas:,} schemas, "
+            f"{nbytes / 2**20:,.1f} MiB, {rate:,.0f} items/s\x1b[K"
+        )
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write("\n")
         self.out.flush()
