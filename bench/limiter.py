@@ -211,8 +211,8 @@ def run(env: BenchEnv) -> Section:
             "pool of BatchWriteItem with botocore's adaptive retry mode, both resending "
             "unprocessed items at once (what those tools do). Utilisation = WCU admitted / "
             "(elapsed x capacity); waste = item writes refused (throttled calls or unprocessed "
-            "items) / item writes sent. The 10 %, 85 % and 5 % targets come from DESIGN.md's "
-            "claims for the limiter, not from the issue."
+            "items) / item writes sent. The 10 %, 85 % and 5 % targets are the limiter's own, "
+            'stated in docs/design.md ("The rate limiter"), not taken from the issue.'
         ),
     )
     accuracy(env, sec)

@@ -15,7 +15,7 @@ REGION = {"DATAFOLD_DYNAMODB_REGION": "eu-west-3"}
 def test_defaults_from_a_minimal_environment() -> None:
     config = DynamoConfig.from_env(REGION)
     assert config == DynamoConfig(region="eu-west-3")
-    # The documented defaults (DESIGN.md: upstream names, and the knobs' documented values).
+    # The documented defaults (docs/design.md, "Data model and defaults": upstream names, knobs).
     assert config.endpoint_url is None
     assert config.schema_table == "DataFoldSchemas"
     assert config.table_prefix == "DataFoldStorage"
