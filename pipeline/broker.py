@@ -8,7 +8,7 @@ countdown (``DATAFOLD_REQUEUE_MAX_DELAY``, 60 s).
 JSON only, no pickle: any other content type is refused (``accept_content``), logged, never run.
 
 Nothing here reads the environment at import: :func:`settings` builds the configuration from a
-:class:`PipelineConfig`, and both :func:`sender_app` (producers) and ``worker.app`` (workers)
+:class:`PipelineConfig`, and both :func:`sender_app` (producers) and ``worker.celery_app`` (workers)
 call it, so the two sides always agree.
 """
 
@@ -32,8 +32,8 @@ def settings(cfg: PipelineConfig) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": cfg.visibility_timeout,
-            "socket_timeout": 10,
-            "socket_connect_timeout": 5,
+            "socket_timeout": cfg.redis_timeout,
+            "socket_connect_timeout": cfg.redis_connect_timeout,
             "health_check_interval": 10,
             # Sweep for expired unacknowledged messages every 5 s (kombu's default is about
             # 100 s), so recovery after a worker dies is visibility_timeout + at most 5 s.

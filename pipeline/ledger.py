@@ -5,7 +5,7 @@ checks the set of finished segment ids, so a redelivered segment is never counte
 ids are deterministic, and planning one is idempotent. A job is complete when it is sealed (all
 segments planned) and as many segments are done as were planned; requeued children are planned
 inside the same atomic step that finishes their parent. Everything expires ``ttl`` seconds after
-the job's last change.
+the job's last change. What it reports is :mod:`pipeline.status`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,88 +21,10 @@ from typing import Any
 from pipeline import keys
 from pipeline.redis_boundary import Redis, guard
 from pipeline.states import JobKind, JobState
+from pipeline.status import COUNTERS, DeadLetter, JobStatus
 from storage.errors import JobNotFoundError
 
 MAX_REJECTED_KEPT = 1000
-_COUNTERS = ("items", "written", "deleted", "dead_lettered", "superseded", "rejected", "requeues")
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """An item the pipeline gave up on, with why. ``value`` is kept so it can be replayed."""
-
-    key: bytes
-    value: bytes | None
-    reason: str
-    code: str
-    namespace: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "key": self.key.hex(),
-                "value": None if self.value is None else self.value.hex(),
-                "reason": self.reason,
-                "code": self.code,
-                "namespace": self.namespace,
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> DeadLetter:
-        d = json.loads(raw)
-        return cls(
-            bytes.fromhex(d["key"]),
-            None if d["value"] is None else bytes.fromhex(d["value"]),
-            d["reason"],
-            d["code"],
-            d.get("namespace"),
-        )
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """A snapshot of one job. ``items`` = accepted input items; when finished,
-    ``items == written + deleted + superseded + dead_lettered`` (superseded: replaced by a later
-    line for the same key in the same job, or by a newer single write)."""
-
-    id: str
-    state: JobState
-    kind: str = ""
-    namespace: str = ""
-    user_id: str = ""
-    items: int = 0
-    written: int = 0
-    deleted: int = 0
-    dead_lettered: int = 0
-    superseded: int = 0
-    rejected: int = 0
-    requeues: int = 0
-    segments_planned: int = 0
-    segments_done: int = 0
-    created_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        return self.state.final
-
-    @property
-    def processed(self) -> int:
-        return self.written + self.deleted + self.superseded + self.dead_lettered
-
-    @property
-    def elapsed(self) -> float:
-        end = self.finished_at or time.time()
-        return max(0.0, end - (self.started_at or self.created_at or end))
-
-    def as_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
-        d["processed"] = self.processed
-        return d
 
 
 def new_job_id() -> str:
@@ -263,7 +184,7 @@ class Ledger:
             kind=d.get("kind", ""),
             namespace=d.get("namespace", ""),
             user_id=d.get("user_id", ""),
-            **{c: num(c) for c in _COUNTERS},
+            **{c: num(c) for c in COUNTERS},
             segments_planned=planned,
             segments_done=done,
             created_at=ts("created_at") or 0.0,

@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Any
 
-from pipeline.ledger import JobStatus
 from pipeline.states import JobState
+from pipeline.status import JobStatus
 from producers.api import Producer
 from producers.export import ExportCounts, export_to_path
 from producers.job import Job

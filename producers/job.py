@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
-from pipeline.ledger import DeadLetter, JobStatus, Ledger
+from pipeline.ledger import Ledger
+from pipeline.status import DeadLetter, JobStatus
 from storage.errors import JobNotFoundError
 
 __all__ = ["DeadLetter", "Job", "JobStatus"]

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from pipeline.ledger import JobStatus
+from pipeline.status import JobStatus
 
 WIDTH = 30
 

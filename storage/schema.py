@@ -19,30 +19,7 @@ from storage.batch import BatchWriter, Rejected, WriteOp
 from storage.client import Dynamo
 from storage.limits import MAX_SORT_KEY_BYTES, check_item, check_partition
 from storage.settings import DynamoConfig
-from storage.tables import ensure_table, require_table
-
-UPDATED_INDEX = "ByUpdatedAt"
-SCHEMA_TABLE_SPEC: dict[str, Any] = {
-    "AttributeDefinitions": [
-        {"AttributeName": "PK", "AttributeType": "S"},
-        {"AttributeName": "SK", "AttributeType": "S"},
-        {"AttributeName": "UpdatedAt", "AttributeType": "N"},
-    ],
-    "KeySchema": [
-        {"AttributeName": "PK", "KeyType": "HASH"},
-        {"AttributeName": "SK", "KeyType": "RANGE"},
-    ],
-    "GlobalSecondaryIndexes": [
-        {
-            "IndexName": UPDATED_INDEX,
-            "KeySchema": [
-                {"AttributeName": "PK", "KeyType": "HASH"},
-                {"AttributeName": "UpdatedAt", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-        }
-    ],
-}
+from storage.tables import SCHEMA_TABLE_SPEC, UPDATED_INDEX, ensure_table, require_table
 
 
 @dataclass(frozen=True)

@@ -173,3 +173,26 @@ KV_TABLE_SPEC: dict[str, Any] = {
         {"AttributeName": "SK", "KeyType": "RANGE"},
     ],
 }
+
+UPDATED_INDEX = "ByUpdatedAt"
+SCHEMA_TABLE_SPEC: dict[str, Any] = {
+    "AttributeDefinitions": [
+        {"AttributeName": "PK", "AttributeType": "S"},
+        {"AttributeName": "SK", "AttributeType": "S"},
+        {"AttributeName": "UpdatedAt", "AttributeType": "N"},
+    ],
+    "KeySchema": [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": UPDATED_INDEX,
+            "KeySchema": [
+                {"AttributeName": "PK", "KeyType": "HASH"},
+                {"AttributeName": "UpdatedAt", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ],
+}

@@ -1,5 +1,5 @@
 """Each worker serves ``/metrics`` when ``DATAFOLD_METRICS_PORT`` > 0 (Celery signals, wired by
-``worker.app``'s ``include``).
+``worker.celery_app``'s ``include``).
 
 What is served: every metric of ``storage.metrics``, ``worker.metrics`` and the limiter, plus
 the live Redis readings of :class:`worker.exporter.PipelineCollector` (queue depth, jobs by

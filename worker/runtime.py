@@ -22,7 +22,7 @@ from pipeline.redis_boundary import Redis, connect
 from storage.errors import BackendUnavailableError
 from storage.namespaced import DynamoNamespacedStore
 from storage.settings import DynamoConfig
-from worker.app import app
+from worker.celery_app import app
 from worker.limiter import COALESCE_SECONDS, RateLimiter, RedisBucketBackend
 from worker.planner import Planner
 from worker.segments import SegmentRunner

@@ -20,10 +20,11 @@ from dataclasses import replace
 
 from pipeline.config import PipelineConfig
 from pipeline.enqueue import Enqueuer
-from pipeline.ledger import DeadLetter, Ledger
+from pipeline.ledger import Ledger
 from pipeline.messages import Segment
 from pipeline.payloads import LOST, PayloadError, PayloadStore
 from pipeline.states import Outcome, Target
+from pipeline.status import DeadLetter
 from storage import errors
 from storage.batch import BatchResult, Rejected, WriteOp, dedupe
 from storage.namespaced import DynamoNamespacedStore

@@ -13,9 +13,10 @@ import random
 
 from pipeline.config import PipelineConfig
 from pipeline.enqueue import Enqueuer
-from pipeline.ledger import DeadLetter, Ledger
+from pipeline.ledger import Ledger
 from pipeline.messages import SingleWrite
 from pipeline.states import Outcome
+from pipeline.status import DeadLetter
 from storage import errors
 from storage.namespaced import DynamoNamespacedStore
 from worker.delivery import Delivery, requeue_delay

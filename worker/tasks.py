@@ -9,7 +9,7 @@ from typing import Any
 from celery.signals import worker_process_init, worker_ready
 
 from pipeline.messages import PLAN_TASK, SEGMENT_TASK, WRITE_TASK, Plan, Segment, SingleWrite
-from worker.app import app
+from worker.celery_app import app
 from worker.delivery import Delivery
 from worker.runtime import patiently, runtime
 

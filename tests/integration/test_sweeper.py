@@ -18,7 +18,7 @@ from pipeline.payloads import PayloadStore
 from producers import Producer
 from tests.doubles import metric
 from tests.support.pipeline import PipelineEnv, start_workers, stop_all
-from worker.app import make_app
+from worker.celery_app import make_app
 from worker.sweeper import Sweeper, in_broker
 
 

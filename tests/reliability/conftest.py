@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from pipeline.ledger import JobStatus
+from pipeline.status import JobStatus
 from producers import Job, Producer
 from storage import DynamoConfig
 from tests.faults import FaultProxy

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from pipeline.config import PipelineConfig
-from pipeline.ledger import DeadLetter, JobStatus
 from pipeline.messages import Segment, SingleWrite
 from pipeline.segmenter import Segmenter
+from pipeline.status import DeadLetter, JobStatus
 from producers.progress import ProgressBar, summary
 from storage.errors import ConfigError
 from tests.support.pipeline import ROOT

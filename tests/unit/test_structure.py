@@ -96,7 +96,9 @@ def test_producers_and_pipeline_never_build_the_worker_app() -> None:
 
 
 def test_importing_a_worker_submodule_builds_no_app() -> None:
-    code = "import sys, worker.limiter, worker.segments; assert 'worker.app' not in sys.modules"
+    code = (
+        "import sys, worker.limiter, worker.segments; assert 'worker.celery_app' not in sys.modules"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
 

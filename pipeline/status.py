@@ -1,0 +1,91 @@
+"""What the ledger reports: a job's status, and the dead letters of items it gave up on."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.states import JobState
+
+COUNTERS = ("items", "written", "deleted", "dead_lettered", "superseded", "rejected", "requeues")
+"""The job hash's counters (HINCRBY in ``ledger.lua``)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An item the pipeline gave up on, with why. ``value`` is kept so it can be replayed."""
+
+    key: bytes
+    value: bytes | None
+    reason: str
+    code: str
+    namespace: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "key": self.key.hex(),
+                "value": None if self.value is None else self.value.hex(),
+                "reason": self.reason,
+                "code": self.code,
+                "namespace": self.namespace,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> DeadLetter:
+        d = json.loads(raw)
+        return cls(
+            bytes.fromhex(d["key"]),
+            None if d["value"] is None else bytes.fromhex(d["value"]),
+            d["reason"],
+            d["code"],
+            d.get("namespace"),
+        )
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of one job. ``items`` = accepted input items; when finished,
+    ``items == written + deleted + superseded + dead_lettered`` (superseded: replaced by a later
+    line for the same key in the same job, or by a newer single write)."""
+
+    id: str
+    state: JobState
+    kind: str = ""
+    namespace: str = ""
+    user_id: str = ""
+    items: int = 0
+    written: int = 0
+    deleted: int = 0
+    dead_lettered: int = 0
+    superseded: int = 0
+    rejected: int = 0
+    requeues: int = 0
+    segments_planned: int = 0
+    segments_done: int = 0
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state.final
+
+    @property
+    def processed(self) -> int:
+        return self.written + self.deleted + self.superseded + self.dead_lettered
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished_at or time.time()
+        return max(0.0, end - (self.started_at or self.created_at or end))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
+        d["processed"] = self.processed
+        return d
