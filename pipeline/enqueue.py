@@ -26,6 +26,7 @@ from pipeline.messages import (
     SingleWrite,
 )
 from pipeline.payloads import PayloadStore
+from pipeline.redis_boundary import guard
 from storage.errors import BackendUnavailableError
 
 
@@ -46,13 +47,16 @@ class CeleryEnqueuer:
 
     def _send(self, name: str, message: dict[str, Any], queue: str, countdown: float) -> None:
         try:
-            self.app.send_task(
-                name,
-                args=[message],
-                queue=queue,
-                countdown=countdown if countdown > 0 else None,
-                serializer="json",
-            )
+            # kombu wraps connection errors as OperationalError, not a Redis reply error (OOM
+            # under noeviction, READONLY after a failover): the guard takes those.
+            with guard("Enqueue"):
+                self.app.send_task(
+                    name,
+                    args=[message],
+                    queue=queue,
+                    countdown=countdown if countdown > 0 else None,
+                    serializer="json",
+                )
         except OperationalError as exc:
             raise BackendUnavailableError(
                 f"broker unreachable: {type(exc).__name__}",

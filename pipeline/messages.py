@@ -59,6 +59,9 @@ class Segment:
     attempt: int = 0
     count: int = 0  # items, when ``ops`` is None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", Target(self.target))  # ValueError if not a target
+
     @property
     def n(self) -> int:
         """How many items the segment holds."""
@@ -164,6 +167,9 @@ class Plan:
     job: str
     what: PlanKind
     user: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "what", PlanKind(self.what))  # ValueError if unknown
 
     def to_message(self) -> dict[str, Any]:
         return {"v": MESSAGE_VERSION, "job": self.job, "what": str(self.what), "user": self.user}

@@ -1,7 +1,7 @@
 """The one boundary between the project and Redis: how a client is built, and how a Redis
 failure becomes the project's own error.
 
-Every Redis call in the project runs inside :func:`guard` (or :func:`call`), which turns any
+Every Redis call in the project runs inside :func:`guard`, which turns any
 ``redis.RedisError`` — a refused connection, a socket *timeout*, a reply error, a script error —
 into :class:`~storage.errors.BackendUnavailableError` (retryable) naming the operation and the
 server as ``host:port/db``, never its password. Callers above this line catch one error; the
@@ -13,16 +13,15 @@ Every client is built by :func:`connect`, with the timeouts of :class:`PipelineC
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
 from pipeline.config import PipelineConfig
 from storage.errors import BackendUnavailableError
 
-T = TypeVar("T")
 Redis = redis.Redis
 
 UNAVAILABLE = "RedisUnavailable"
@@ -30,8 +29,9 @@ UNAVAILABLE = "RedisUnavailable"
 
 
 def connect(url: str, cfg: PipelineConfig, *, timeout: float | None = None) -> Redis[Any]:
-    """A client of ``url`` (bytes replies) with the configured timeouts; ``timeout`` shortens
-    both for callers that must answer fast (a metrics scrape). Connects lazily."""
+    """A client of ``url`` (bytes replies) with the configured timeouts. ``timeout`` shortens
+    both for callers that must answer fast (a metrics scrape), which also get no retry after
+    a timeout: their bound is the timeout itself. Connects lazily."""
     sock = cfg.redis_timeout if timeout is None else min(timeout, cfg.redis_timeout)
     conn = cfg.redis_connect_timeout if timeout is None else min(timeout, cfg.redis_connect_timeout)
     return redis.Redis.from_url(
@@ -39,7 +39,7 @@ def connect(url: str, cfg: PipelineConfig, *, timeout: float | None = None) -> R
         socket_timeout=sock,
         socket_connect_timeout=conn,
         health_check_interval=10,
-        retry_on_timeout=True,
+        retry_on_timeout=timeout is None,
     )
 
 
@@ -69,14 +69,8 @@ def guard(
         at = f" at {where(client)}" if client is not None else ""
         tail = f"; {consequence}" if consequence else ""
         raise BackendUnavailableError(
-            f"Redis unreachable{at} ({type(exc).__name__}){tail}",
+            f"Redis call failed{at} ({type(exc).__name__}){tail}",
             operation=operation,
             table=table,
             code=UNAVAILABLE,
         ) from exc
-
-
-def call(operation: str, fn: Callable[[], T], client: Redis[Any] | None = None) -> T:
-    """``fn()`` inside :func:`guard`."""
-    with guard(operation, client):
-        return fn()

@@ -72,6 +72,9 @@ class JobStatus:
     finished_at: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", JobState(self.state))
+
     @property
     def finished(self) -> bool:
         return self.state.final

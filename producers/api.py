@@ -25,7 +25,6 @@ from pipeline.redis_boundary import Redis, connect, guard
 from pipeline.segmenter import DEFAULT_PARTITIONS, Segmenter
 from pipeline.states import JobKind, PlanKind, Target
 from producers.export import ExportCounts, export_user
-from producers.file_load import MAX_STRICT_REPORT as MAX_STRICT_REPORT
 from producers.file_load import FileLoader
 from producers.job import Job
 from storage import errors

@@ -15,7 +15,7 @@ Metrics (gauges; labels are bounded: queue names and job states only):
   out rather than reported as zero).
 
 Every worker and the standalone exporter report the same values: aggregate with ``max``, never
-``sum``, in queries. Cost per scrape: one pipelined round trip to the broker (9 LLEN + HLEN), one
+``sum``, in queries. Cost per scrape: one pipelined round trip to the broker (8 LLEN + HLEN), one
 ZREVRANGE and one pipelined HGET per job in the ledger (10,000 jobs: a few ms of Redis time).
 Redis calls time out after ``REDIS_TIMEOUT_SECONDS`` so a scrape never hangs.
 """

@@ -13,9 +13,12 @@ import pytest
 import redis
 
 from pipeline.config import PipelineConfig
+from pipeline.enqueue import CeleryEnqueuer
 from pipeline.ledger import Ledger
+from pipeline.messages import Plan
 from pipeline.payloads import PayloadStore
 from pipeline.redis_boundary import UNAVAILABLE, connect, guard, where
+from pipeline.states import PlanKind
 from producers import Producer
 from storage import DynamoConfig
 from storage.errors import BackendUnavailableError
@@ -106,6 +109,21 @@ def test_a_reply_error_is_a_backend_error_too() -> None:
         raise redis.ResponseError("WRONGTYPE Operation against a key")
 
 
+def test_a_broker_reply_error_on_send_is_a_backend_error_too() -> None:
+    class App:
+        def send_task(self, *args: Any, **kwargs: Any) -> None:
+            raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
+
+    class Payloads:
+        def sent(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    enq = CeleryEnqueuer(App(), Payloads())  # type: ignore[arg-type]
+    with pytest.raises(BackendUnavailableError) as err:
+        enq.plan(Plan("j", PlanKind.CLEAR_SCHEMAS, "u"))
+    assert err.value.operation == "Enqueue" and err.value.code == UNAVAILABLE
+
+
 def test_clients_take_their_timeouts_from_the_config() -> None:
     cfg = PipelineConfig.from_env(
         {"DATAFOLD_REDIS_TIMEOUT": "7", "DATAFOLD_REDIS_CONNECT_TIMEOUT": "2"}
@@ -115,6 +133,7 @@ def test_clients_take_their_timeouts_from_the_config() -> None:
     # A caller that must answer fast (a metrics scrape) may only shorten them.
     kw = connect("redis://h:1/2", cfg, timeout=3.0).connection_pool.connection_kwargs
     assert (kw["socket_timeout"], kw["socket_connect_timeout"]) == (3.0, 2.0)
+    assert kw["retry_on_timeout"] is False  # its bound is the timeout itself
     assert PipelineConfig().redis_timeout == 10.0 and PipelineConfig().redis_connect_timeout == 5.0
 
 

@@ -12,6 +12,7 @@ import pytest
 from pipeline import ids
 from pipeline.messages import Plan, Segment
 from pipeline.states import FINAL_STATES, JobKind, JobState, Outcome, PlanKind, Target
+from pipeline.status import JobStatus
 
 LEDGER_LUA = Path(__file__).resolve().parents[2] / "pipeline" / "lua" / "ledger.lua"
 
@@ -34,6 +35,15 @@ def test_members_travel_as_their_plain_values() -> None:
     assert not JobState.RUNNING.final
     # A plan's kind names the job kind of the same name.
     assert {JobKind(k).value for k in PlanKind} == {k.value for k in PlanKind}
+
+
+def test_plain_strings_become_members_when_built_directly() -> None:
+    seg = Segment(job="j", seg="s", target="kv", ns="n", user="u", ops=[])  # type: ignore[arg-type]
+    assert seg.target is Target.KV and seg.letter_ns == "n"
+    assert Plan("j", "reset_user", "u").what is PlanKind.RESET_USER  # type: ignore[arg-type]
+    assert JobStatus(id="j", state="succeeded").finished  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Plan("j", "drop_everything", "u")  # type: ignore[arg-type]
 
 
 def test_messages_refuse_values_outside_the_vocabulary() -> None:

@@ -61,6 +61,21 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
     assert wrong == []
 
 
+def test_only_the_redis_boundary_imports_redis() -> None:
+    importers = set()
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                mods = [node.module or ""]
+            else:
+                continue
+            if any(m == "redis" or m.startswith("redis.") for m in mods):
+                importers.add(name)
+    assert importers == {"pipeline.redis_boundary"}
+
+
 def test_no_import_cycle() -> None:
     graph = _graph()
     done: set[str] = set()
