@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from storage import errors
@@ -29,97 +28,18 @@ from storage.client import Dynamo
 from storage.limits import BATCH_WRITE_MAX_ITEMS, write_units
 from storage.metrics import BATCH_ITEMS, CONSUMED_WCU, RETRIES, THROTTLES
 from storage.retry import FullJitter
+from storage.writes import BatchResult, Rejected, WriteOp, dedupe, request_ident
 
-
-@dataclass(frozen=True, slots=True)
-class WriteOp:
-    """One put (``value`` is bytes) or delete (``value`` is None) as a DynamoDB WriteRequest."""
-
-    key: bytes | str
-    value: bytes | None
-    request: dict[str, Any]
-    size: int
-
-    @property
-    def ident(self) -> tuple[Any, Any]:
-        return request_ident(self.request)
-
-    @property
-    def is_delete(self) -> bool:
-        return "DeleteRequest" in self.request
-
-
-def request_ident(request: dict[str, Any]) -> tuple[Any, Any]:
-    """(PK, SK) of a WriteRequest: two requests with the same ident may not share a batch."""
-    attrs = (
-        request["PutRequest"]["Item"]
-        if "PutRequest" in request
-        else request["DeleteRequest"]["Key"]
-    )
-    pk, sk = attrs["PK"], attrs["SK"]
-    return next(iter(pk.values())), next(iter(sk.values()))
-
-
-@dataclass(slots=True)
-class Rejected:
-    """An item DynamoDB (or a pre-flight check) refused on its own: a poison item."""
-
-    op: WriteOp
-    error: errors.StorageError
-
-
-@dataclass
-class BatchResult:
-    """What a batch write did. ``unprocessed`` and ``rejected`` hold every item not written."""
-
-    written: int = 0
-    deleted: int = 0
-    unprocessed: list[WriteOp] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    consumed_wcu: float = 0.0
-    retry_rounds: int = 0
-    throttled_calls: int = 0
-    last_error: errors.StorageError | None = None
-
-    @property
-    def complete(self) -> bool:
-        return not self.unprocessed and not self.rejected
-
-    def merge(self, other: BatchResult) -> BatchResult:
-        self.written += other.written
-        self.deleted += other.deleted
-        self.unprocessed.extend(other.unprocessed)
-        self.rejected.extend(other.rejected)
-        self.consumed_wcu += other.consumed_wcu
-        self.retry_rounds += other.retry_rounds
-        self.throttled_calls += other.throttled_calls
-        self.last_error = other.last_error or self.last_error
-        return self
-
-    def raise_if_incomplete(self, table: str, operation: str = "BatchWriteItem") -> None:
-        """Raise :class:`BatchIncompleteError` carrying every item left, if any."""
-        if self.complete:
-            return
-        left: list[Any] = [
-            op.key if op.is_delete else (op.key, op.value) for op in self.unprocessed
-        ]
-        left += [r.op.key if r.op.is_delete else (r.op.key, r.op.value) for r in self.rejected]
-        reason = self.last_error or (self.rejected[0].error if self.rejected else None)
-        raise errors.BatchIncompleteError(
-            f"batch not fully written: {len(self.unprocessed)} unprocessed, "
-            f"{len(self.rejected)} rejected; last error: {reason}",
-            items=left,
-            operation=operation,
-            table=table,
-            code=reason.code if reason else None,
-        )
+__all__ = ["BatchResult", "BatchWriter", "Pacer", "Rejected", "Stop", "WriteOp", "dedupe"]
 
 
 class Pacer(Protocol):
     """What a rate limiter offers the batch writer (see ``worker.limiter``)."""
 
-    def acquire(self, table: str, units: float) -> float:
-        """Block until ``units`` WCU may be spent on ``table``; return seconds waited."""
+    def acquire(self, table: str, units: float, deadline: float | None = None) -> float:
+        """Block until ``units`` WCU may be spent on ``table``; return seconds waited.
+        :class:`~storage.errors.StoppedError` (nothing charged) if that would pass
+        ``deadline`` (the pacer's own clock)."""
         ...
 
     def feedback(self, table: str, *, units: float, throttled: bool) -> None:
@@ -127,13 +47,8 @@ class Pacer(Protocol):
         ...
 
 
-def dedupe(ops: Iterable[WriteOp]) -> list[WriteOp]:
-    """Keep the last request per (PK, SK): DynamoDB refuses a batch naming a key twice."""
-    last: dict[tuple[Any, Any], WriteOp] = {}
-    for op in ops:
-        last.pop(op.ident, None)
-        last[op.ident] = op
-    return list(last.values())
+Stop = Callable[[], "str | None"]
+"""Asked before each call of a bounded run: None to go on, or why to stop."""
 
 
 class BatchWriter:
@@ -159,10 +74,19 @@ class BatchWriter:
         self._lock = threading.Lock()
 
     def write(
-        self, table: str, ops: Iterable[WriteOp], *, unique_keys: bool = False
+        self,
+        table: str,
+        ops: Iterable[WriteOp],
+        *,
+        unique_keys: bool = False,
+        stop: Stop | None = None,
+        deadline: float | None = None,
     ) -> BatchResult:
         """Write every op (last one per key wins); return what happened to each item.
-        ``unique_keys``: the caller has de-duplicated ``ops`` already (:func:`dedupe`)."""
+        ``unique_keys``: the caller has de-duplicated ``ops`` already (:func:`dedupe`).
+        ``stop`` is asked right before every call: a reason (str) stops the run, and every
+        item not yet sent is handed back in ``unprocessed`` with a :class:`StoppedError`;
+        ``deadline`` bounds each wait for capacity the same way."""
         unique = list(ops) if unique_keys else dedupe(ops)
         chunks = [
             unique[i : i + BATCH_WRITE_MAX_ITEMS]
@@ -170,9 +94,11 @@ class BatchWriter:
         ]
         result = BatchResult()
         if self.threads > 1 and len(chunks) > 1:
-            parts = list(self._executor().map(lambda c: self._write_chunk(table, c), chunks))
+            parts = list(
+                self._executor().map(lambda c: self._write_chunk(table, c, stop, deadline), chunks)
+            )
         else:
-            parts = [self._write_chunk(table, chunk) for chunk in chunks]
+            parts = [self._write_chunk(table, chunk, stop, deadline) for chunk in chunks]
         for part in parts:
             self._count(table, part)
             result.merge(part)
@@ -189,14 +115,37 @@ class BatchWriter:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="batch")
             return self._pool
 
-    def _write_chunk(self, table: str, chunk: Sequence[WriteOp]) -> BatchResult:
+    def _write_chunk(
+        self,
+        table: str,
+        chunk: Sequence[WriteOp],
+        stop: Stop | None = None,
+        deadline: float | None = None,
+    ) -> BatchResult:
         result = BatchResult()
         pending = list(chunk)
         rounds = idle = 0
         while pending:
             units = float(sum(write_units(op.size) for op in pending))
-            if self.pacer is not None:
-                self.pacer.acquire(table, units)
+            try:
+                if self.pacer is not None:
+                    self.pacer.acquire(table, units, deadline)
+                reason = stop() if stop is not None else None
+                if reason is not None:
+                    raise errors.StoppedError(
+                        reason, operation="BatchWriteItem", table=table, code="Stopped"
+                    )
+            except errors.StoppedError as exc:
+                if exc.code != "Stopped" and len(pending) > 1:
+                    # Too big for the capacity left before the deadline: smaller batches may
+                    # fit, so a slow table still makes progress in every bounded run.
+                    mid = len(pending) // 2
+                    result.merge(self._write_chunk(table, pending[:mid], stop, deadline))
+                    result.merge(self._write_chunk(table, pending[mid:], stop, deadline))
+                    break
+                result.unprocessed.extend(pending)
+                result.last_error = exc
+                break
             params: dict[str, Any] = {"RequestItems": {table: [op.request for op in pending]}}
             if self.dynamo.config.wants_consumed_capacity:
                 params["ReturnConsumedCapacity"] = "TOTAL"

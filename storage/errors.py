@@ -7,7 +7,8 @@
     ├── RetryableError                worth trying again later; the retry layers do so
     │   ├── ThrottledError            ProvisionedThroughputExceeded, Throttling, RequestLimit
     │   ├── TransientError            5xx, InternalServerError, timeouts, dropped connections
-    │   └── BackendUnavailableError   Redis (broker, ledger, limiter) unreachable: fail loudly
+    │   ├── BackendUnavailableError   Redis (broker, ledger, limiter) unreachable: fail loudly
+    │   └── StoppedError              the caller's deadline passed or it lost its right to write
     └── PermanentError                trying again gives the same answer
         ├── TableNotFoundError        the table does not exist (names table and endpoint/region)
         ├── ValidationError           DynamoDB refused the request (ValidationException)
@@ -100,6 +101,11 @@ class TransientError(RetryableError):
 
 class BackendUnavailableError(RetryableError):
     """Redis (broker, ledger or rate limiter) cannot be reached; the pipeline never fails open."""
+
+
+class StoppedError(RetryableError):
+    """A bounded run stopped before its items were sent: its deadline passed (no capacity in
+    time) or its ``stop`` check said so. The items are handed back, never dropped."""
 
 
 class PermanentError(StorageError):

@@ -34,6 +34,7 @@ class KvStore(Protocol):
     def put(self, key: bytes, value: bytes, *, seq: int | None = None) -> None: ...
     def delete(self, key: bytes, *, seq: int | None = None) -> bool: ...
     def exists(self, key: bytes) -> bool: ...
+    def seq_of(self, key: bytes) -> int | None: ...
     def scan_prefix(
         self, prefix: bytes, *, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]: ...
@@ -131,6 +132,22 @@ class DynamoKvStore:
         )
         item: dict[str, Any] | None = resp.get("Item")
         return item is not None and bool(item) and "Tomb" not in item
+
+    def seq_of(self, key: bytes) -> int | None:
+        """The sequence of the last ordered write of ``key`` (put or tombstone), None if it has
+        none: one strongly consistent GetItem projecting ``Seq``. A write whose answer was lost
+        recognises its own landing by it."""
+        check_key(key, table=self.table, operation="GetItem")
+        resp = self.dynamo.call(
+            "GetItem",
+            self.table,
+            key,
+            Key=self._key(key),
+            ProjectionExpression="Seq",
+            ConsistentRead=True,
+        )
+        seq = (resp.get("Item") or {}).get("Seq")
+        return None if seq is None else int(seq["N"])
 
     def _query(self, prefix: bytes, **extra: Any) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {

@@ -96,7 +96,7 @@ def check_key(key: bytes, *, table: str, operation: str) -> None:
         )
 
 
-def check_partition(user_id: str, *, table: str, operation: str) -> None:
+def check_partition(user_id: str, *, table: str | None = None, operation: str) -> None:
     size = len(user_id.encode("utf-8"))
     if size == 0 or size > MAX_PARTITION_KEY_BYTES:
         raise InvalidKeyError(

@@ -84,6 +84,11 @@ class MemoryKvStore:
     def exists(self, key: bytes) -> bool:
         return self.get(key) is not None
 
+    def seq_of(self, key: bytes) -> int | None:
+        check_key(key, table=self.table, operation="GetItem")
+        with self._t.lock:
+            return self._t.items.get((self.user_id, key), (None, None))[1]
+
     def _newer(self, key: bytes, seq: int | None) -> None:
         if seq is None:
             return

@@ -231,6 +231,7 @@ class KvContract:
         assert alice.get(b"k") == b"v5"
         alice.put(b"k", b"v6", seq=6)
         assert alice.get(b"k") == b"v6"
+        assert alice.seq_of(b"k") == 6 and alice.seq_of(b"never") is None
 
     def test_a_sequenced_delete_leaves_a_tombstone_older_puts_cannot_pass(self, alice: Any) -> None:
         alice.put(b"k", b"v1", seq=1)
@@ -242,6 +243,7 @@ class KvContract:
             alice.put(b"k", b"late", seq=2)
         assert alice.get(b"k") is None
         assert alice.delete(b"k", seq=4) is False
+        assert alice.seq_of(b"k") == 4  # the tombstone's
         alice.put(b"k", b"v5", seq=5)
         assert alice.get(b"k") == b"v5"
 

@@ -112,5 +112,7 @@ class BucketBackend(Protocol):
         throttled: bool = False,
         charge: float = 0.0,
     ) -> BucketReply:
-        """Apply ``op`` to the table's bucket atomically and return its state after it."""
+        """Apply ``op`` to the table's bucket atomically and return its state after it.
+        ``charge``: for feedback, WCU charged beyond the grant; for acquire, the longest wait
+        the caller accepts (-1: any), past which nothing is granted or booked."""
         ...

@@ -84,18 +84,26 @@ class MemoryBucketBackend:
                 b.win, b.used, b.thr = now, 0.0, False
             wait, did_cut, granted = 0.0, False, False
             if op == "acquire":
+                limit = charge  # the longest wait accepted, or -1 for any
                 if b.tokens >= -b.rate * p.ahead - 1e-9:
-                    b.tokens -= units
-                    granted = True
-                    if b.tokens < 0:
-                        wait = -b.tokens / b.rate
-                    if b.nw > now:
-                        b.nw += units / b.rate
+                    need = (units - b.tokens) / b.rate
+                    if limit >= 0 and need > limit:
+                        wait = need
+                    else:
+                        b.tokens -= units
+                        granted = True
+                        if b.tokens < 0:
+                            wait = -b.tokens / b.rate
+                        if b.nw > now:
+                            b.nw += units / b.rate
                 else:
                     drained = now + (-b.tokens / b.rate - p.ahead)
                     wake = min(max(b.nw, drained), drained + p.window)
-                    b.nw = wake + units / b.rate
                     wait = wake - now
+                    if limit >= 0 and wait + units / b.rate > limit:
+                        wait += units / b.rate
+                    else:
+                        b.nw = wake + units / b.rate
             elif op == "feedback":
                 b.used += units
                 b.cu += units

@@ -27,7 +27,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from pipeline.config import PipelineConfig
-from storage.errors import ConfigError
+from storage.errors import ConfigError, StoppedError
 from worker.limiter.bucket import IDLE_TTL_SECONDS, RETRY_FLOOR_SECONDS, BucketBackend, BucketParams
 
 WAIT_SECONDS = Histogram(
@@ -129,12 +129,14 @@ class RateLimiter:
             f"burst={p.burst_seconds}s)"
         )
 
-    def acquire(self, table: str, units: float) -> float:
+    def acquire(self, table: str, units: float, deadline: float | None = None) -> float:
         """Block until ``units`` WCU may be spent on ``table``; return the seconds waited.
 
         One Redis round trip when capacity is free; under contention one more per retry (each
-        after the wait the script computed). Raises :class:`BackendUnavailableError` when
-        Redis cannot be reached.
+        after the wait the script computed). With ``deadline`` (this limiter's clock), a wait
+        that would end past it is not begun (:class:`StoppedError`): nothing is charged or
+        booked for it, so the capacity goes to callers that can use it in time.
+        Raises :class:`BackendUnavailableError` when Redis cannot be reached.
         """
         if not units > 0:
             if units == 0:
@@ -142,7 +144,16 @@ class RateLimiter:
             raise ValueError(f"units must be 0 or more, not {units}")
         start = self._clock()
         while True:
-            grant = self.try_acquire(table, units)
+            left = None if deadline is None else deadline - self._clock()
+            grant = self.try_acquire(table, units, max_wait=left)
+            if left is not None and not grant.granted and grant.wait > left:
+                raise StoppedError(
+                    f"no capacity for {units:g} WCU before the deadline "
+                    f"(next in {grant.wait:.1f}s)",
+                    operation="RateLimiter.acquire",
+                    table=table,
+                    code="CapacityDeadline",
+                )
             if grant.wait > 0:
                 self._sleep(grant.wait)
             if grant.granted:
@@ -152,13 +163,16 @@ class RateLimiter:
         WAIT_SECONDS.labels(table).observe(waited)
         return waited
 
-    def try_acquire(self, table: str, units: float) -> Grant:
+    def try_acquire(self, table: str, units: float, max_wait: float | None = None) -> Grant:
         """One non-blocking step of :meth:`acquire` (for event loops and simulations).
 
         ``Grant(True, w)``: the units are charged, spend them after ``w`` seconds.
-        ``Grant(False, w)``: nothing charged, try again after ``w`` seconds.
+        ``Grant(False, w)``: nothing charged, try again after ``w`` seconds. With ``max_wait``,
+        a grant or a booking that would wait longer is not made: ``Grant(False, w > max_wait)``
+        and the bucket is left as it was.
         """
-        reply = self._backend.run(table, "acquire", self.params, units=units)
+        limit = -1.0 if max_wait is None else max(0.0, max_wait)
+        reply = self._backend.run(table, "acquire", self.params, units=units, charge=limit)
         self._rates[table] = reply.rate
         RATE_WCU.labels(table).set(reply.rate)
         if reply.granted:

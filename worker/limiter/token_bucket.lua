@@ -10,6 +10,8 @@ ARGV[2]  now in seconds, or "" for Redis TIME. Production always sends "": one c
 ARGV[3]  units (WCU): taken by acquire, consumed for feedback.
 ARGV[4]  "1" if the call reported by feedback was throttled or partly refused.
 ARGV[5]  feedback: consumed minus granted for that call (WCU), charged to the bucket.
+         acquire: the longest wait the caller accepts (s), or -1 for any: a grant or a booking
+         that would wait longer is not made at all (nothing charged, nothing booked).
 ARGV[6..16] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
          beta, fallback beta, alpha, min span (s), ahead (s). Why these values:
          worker/limiter/bucket.py.
@@ -87,17 +89,26 @@ end
 
 local wait, did_cut, granted = 0, 0, 0
 if op == 'acquire' then
+    -- limit: the longest wait this caller accepts (-1: any). A grant or a booking that would
+    -- make it wait longer is not made: nothing charged, nothing booked, and the answer's wait
+    -- says how long it would have been.
+    local limit = charge
     if tokens >= -rate * ahead - 1e-9 then
-        -- Granted, whatever the size: the bucket may go into debt, so a request larger than
-        -- the bucket is served in its turn. The caller sleeps until the debt is paid.
-        tokens = tokens - units
-        granted = 1
-        if tokens < 0 then
-            wait = -tokens / rate
-        end
-        -- What a newcomer took, the callers booked below wait for in addition.
-        if nw > now then
-            nw = nw + units / rate
+        local need = (units - tokens) / rate
+        if limit >= 0 and need > limit then
+            wait = need
+        else
+            -- Granted, whatever the size: the bucket may go into debt, so a request larger
+            -- than the bucket is served in its turn. The caller sleeps until the debt is paid.
+            tokens = tokens - units
+            granted = 1
+            if tokens < 0 then
+                wait = -tokens / rate
+            end
+            -- What a newcomer took, the callers booked below wait for in addition.
+            if nw > now then
+                nw = nw + units / rate
+            end
         end
     else
         -- Too much is promised already: nothing taken. Few promises stand, so a cut takes
@@ -106,8 +117,12 @@ if op == 'acquire' then
         -- one instead of all at every grant. A booking holds no capacity.
         local drained = now + (-tokens / rate - ahead)
         local wake = math.min(math.max(nw, drained), drained + window)
-        nw = wake + units / rate
         wait = wake - now
+        if limit >= 0 and wait + units / rate > limit then
+            wait = wait + units / rate
+        else
+            nw = wake + units / rate
+        end
     end
 elseif op == 'feedback' then
     used = used + units

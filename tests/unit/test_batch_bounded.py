@@ -1,0 +1,61 @@
+"""Bounded batch writes: a ``stop`` reason ends the run before the next call and every item not
+sent is handed back; a batch too big for the capacity left before the deadline is split until
+its parts fit, so a slow table still makes progress; nothing is ever dropped."""
+
+from __future__ import annotations
+
+from storage.errors import StoppedError
+from tests.unit.test_batch import FakeTable, items, setup
+
+
+class Pacer:
+    """Grants at most ``fits`` WCU per acquire before the deadline; refuses bigger ones."""
+
+    def __init__(self, fits: float) -> None:
+        self.fits = fits
+        self.granted: list[float] = []
+
+    def acquire(self, table: str, units: float, deadline: float | None = None) -> float:
+        if deadline is not None and units > self.fits:
+            raise StoppedError("no capacity in time", table=table, code="CapacityDeadline")
+        self.granted.append(units)
+        return 0.0
+
+    def feedback(self, table: str, *, units: float, throttled: bool) -> None:
+        pass
+
+
+def test_a_stop_reason_hands_back_everything_not_yet_sent() -> None:
+    table = FakeTable()
+    kv, writer, _ = setup(table)
+    calls = []
+
+    def stop() -> str | None:
+        calls.append(1)
+        return "lease lost" if len(calls) > 2 else None
+
+    ops = [kv.put_op(k, v) for k, v in items(100)]
+    result = writer.write(kv.table, ops, stop=stop)
+    assert len(table.batches) == 2 and result.written == 50
+    assert len(result.unprocessed) == 50 and isinstance(result.last_error, StoppedError)
+    assert result.last_error.code == "Stopped" and "lease lost" in str(result.last_error)
+
+
+def test_a_batch_too_big_for_the_deadline_is_split_until_it_fits() -> None:
+    table = FakeTable()
+    kv, writer, _ = setup(table)
+    writer.pacer = Pacer(fits=7.0)
+    ops = [kv.put_op(k, v) for k, v in items(25)]
+    result = writer.write(kv.table, ops, deadline=1.0)
+    assert result.written == 25 and not result.unprocessed
+    assert max(len(b) for b in table.batches) <= 7
+
+
+def test_an_item_that_can_never_fit_is_handed_back_not_dropped() -> None:
+    table = FakeTable()
+    kv, writer, _ = setup(table)
+    writer.pacer = Pacer(fits=0.5)  # not even one 1-WCU item
+    ops = [kv.put_op(k, v) for k, v in items(3)]
+    result = writer.write(kv.table, ops, deadline=1.0)
+    assert result.written == 0 and len(result.unprocessed) == 3 and table.batches == []
+    assert result.last_error is not None and result.last_error.code == "CapacityDeadline"
