@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from storage.errors import ConfigError
-from storage.settings import env_value
+from storage.settings import DynamoConfig, env_value
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 WORKER_POOLS = ("threads", "prefork", "solo")
@@ -24,7 +24,10 @@ class PipelineConfig:
 
     ``visibility_timeout`` (seconds) bounds how long the unacknowledged messages of a worker that
     died wait before Redis hands them to another worker: it is the recovery time after a crash.
-    It must exceed the longest countdown (``requeue_max_delay``) and the longest segment run.
+    It must exceed the longest countdown (``requeue_max_delay``) and the longest segment run:
+    ``segment_seconds`` (no batch starts later; what is left is requeued) plus one DynamoDB
+    call (:func:`check_run_bound`). ``lease_seconds`` is the term of a segment's lease, renewed
+    every third of it while the segment runs: a holder that vanished is replaced after it.
     ``metrics_port`` > 0 makes each worker serve ``/metrics`` on ``metrics_addr`` (default
     loopback only); ``metrics_multiproc_dir`` (``PROMETHEUS_MULTIPROC_DIR``) switches on
     prometheus_client's multiprocess mode, needed by the prefork pool (``worker.observability``).
@@ -43,7 +46,7 @@ class PipelineConfig:
     requeue_base_delay: float = 1.0
     requeue_max_delay: float = 60.0
     max_deliveries: int = 5
-    visibility_timeout: int = 300
+    visibility_timeout: int = 80
     result_ttl: int = 7 * 24 * 3600
     metrics_port: int = 0
     metrics_addr: str = "127.0.0.1"
@@ -54,6 +57,8 @@ class PipelineConfig:
     sweep_grace: float = 60.0
     redis_timeout: float = 10.0
     redis_connect_timeout: float = 5.0
+    segment_seconds: float = 30.0
+    lease_seconds: float = 15.0
 
     def __post_init__(self) -> None:
         if self.visibility_timeout <= self.requeue_max_delay:
@@ -61,6 +66,13 @@ class PipelineConfig:
                 "DATAFOLD_VISIBILITY_TIMEOUT must exceed DATAFOLD_REQUEUE_MAX_DELAY "
                 f"({self.visibility_timeout} <= {self.requeue_max_delay})"
             )
+        if not self.lease_seconds < self.visibility_timeout:
+            raise ConfigError(
+                "DATAFOLD_LEASE_SECONDS must be under DATAFOLD_VISIBILITY_TIMEOUT "
+                f"({self.lease_seconds} >= {self.visibility_timeout})"
+            )
+        if not (self.segment_seconds > 0 and self.lease_seconds > 0):
+            raise ConfigError("DATAFOLD_SEGMENT_SECONDS and DATAFOLD_LEASE_SECONDS must be > 0")
         if not 1 <= self.segment_size <= 10000:
             raise ConfigError("DATAFOLD_SEGMENT_SIZE must be between 1 and 10000")
         if self.worker_pool not in WORKER_POOLS:
@@ -88,7 +100,9 @@ class PipelineConfig:
             requeue_base_delay=env_value(e, "DATAFOLD_REQUEUE_BASE_DELAY", float, 1.0, "positive"),
             requeue_max_delay=env_value(e, "DATAFOLD_REQUEUE_MAX_DELAY", float, 60.0, "positive"),
             max_deliveries=env_value(e, "DATAFOLD_MAX_DELIVERIES", int, 5, "positive"),
-            visibility_timeout=env_value(e, "DATAFOLD_VISIBILITY_TIMEOUT", int, 300, "positive"),
+            visibility_timeout=env_value(e, "DATAFOLD_VISIBILITY_TIMEOUT", int, 80, "positive"),
+            segment_seconds=env_value(e, "DATAFOLD_SEGMENT_SECONDS", float, 30.0, "positive"),
+            lease_seconds=env_value(e, "DATAFOLD_LEASE_SECONDS", float, 15.0, "positive"),
             result_ttl=env_value(e, "DATAFOLD_RESULT_TTL", int, 7 * 24 * 3600, "positive"),
             metrics_port=env_value(e, "DATAFOLD_METRICS_PORT", int, 0, "non-negative"),
             metrics_addr=env_value(e, "DATAFOLD_METRICS_ADDR", str, "127.0.0.1"),
@@ -102,4 +116,18 @@ class PipelineConfig:
             redis_connect_timeout=env_value(
                 e, "DATAFOLD_REDIS_CONNECT_TIMEOUT", float, 5.0, "positive"
             ),
+        )
+
+
+def check_run_bound(cfg: PipelineConfig, dynamo: DynamoConfig) -> None:
+    """ConfigError unless a segment's longest run ends before its message is handed to another
+    worker: ``segment_seconds`` plus one DynamoDB call started just before it (its retries
+    bounded by ``DATAFOLD_DYNAMODB_RETRY_SECONDS``, plus one read timeout)."""
+    longest = cfg.segment_seconds + dynamo.retry_max_seconds + dynamo.read_timeout
+    if not cfg.visibility_timeout > longest:
+        raise ConfigError(
+            f"DATAFOLD_VISIBILITY_TIMEOUT={cfg.visibility_timeout} is too short: a segment may "
+            f"run {longest:g}s (DATAFOLD_SEGMENT_SECONDS {cfg.segment_seconds:g} + "
+            f"DATAFOLD_DYNAMODB_RETRY_SECONDS {dynamo.retry_max_seconds:g} + "
+            f"DATAFOLD_DYNAMODB_READ_TIMEOUT {dynamo.read_timeout:g}); raise it or lower those"
         )

@@ -1,10 +1,11 @@
 """The enqueue protocol: how services and producers send the pipeline's messages, and its
 Celery implementation (by task name: senders need no worker code).
 
-A segment's items go to the payload store with its journal entry first, in one round trip,
-then its message: a message never names items that are not stored yet, and one lost after this
-is found again by the worker's sweeper. If sending fails, the orphan payload expires with the
-job's results and the journal entry is simply sent by the sweeper.
+Every message is journalled before it is sent (``pipeline.payloads``): one lost after that — in
+the broker, or by a task that failed — is found again by the worker's sweeper. A segment's
+items go to the payload store in the same round trip as its journal entry: a message never
+names items that are not stored yet. If sending fails, the journal entry is simply sent by the
+sweeper, and an orphan payload expires with the job's results.
 """
 
 from __future__ import annotations
@@ -33,13 +34,22 @@ from storage.errors import BackendUnavailableError
 class Enqueuer(Protocol):
     """How services send messages (Celery in production, a list in unit tests)."""
 
-    def segment(self, seg: Segment, countdown: float = 0.0) -> None: ...
+    def segment(self, seg: Segment, countdown: float = 0.0) -> None:
+        """Stage and send a segment."""
+
+    def stage(self, seg: Segment, countdown: float = 0.0) -> None:
+        """Store a segment's items and journal it, due after ``countdown``, without sending:
+        :meth:`send` sends it, or the sweeper when nothing does."""
+
+    def send(self, seg: Segment, countdown: float = 0.0) -> None:
+        """Send the message of a staged segment."""
+
     def single(self, write: SingleWrite, countdown: float = 0.0) -> None: ...
     def plan(self, plan: Plan) -> None: ...
 
 
 class CeleryEnqueuer:
-    """:class:`Enqueuer` over a Celery app's broker; segment items go to ``payloads``."""
+    """:class:`Enqueuer` over a Celery app's broker; journal and items in ``payloads``."""
 
     def __init__(self, app: Celery, payloads: PayloadStore) -> None:
         self.app = app
@@ -65,13 +75,23 @@ class CeleryEnqueuer:
             ) from None
 
     def segment(self, seg: Segment, countdown: float = 0.0) -> None:
-        """Store the segment's items (when it carries them), journal it, send its message."""
+        self.stage(seg, countdown)
+        self.send(seg, countdown)
+
+    def stage(self, seg: Segment, countdown: float = 0.0) -> None:
         message = seg.without_ops().to_message()
         self.payloads.sent(seg.job, seg.seg, message, time.time() + countdown, ops=seg.ops)
-        self._send(SEGMENT_TASK, message, BULK_QUEUE, countdown)
+
+    def send(self, seg: Segment, countdown: float = 0.0) -> None:
+        self._send(SEGMENT_TASK, seg.without_ops().to_message(), BULK_QUEUE, countdown)
 
     def single(self, write: SingleWrite, countdown: float = 0.0) -> None:
-        self._send(WRITE_TASK, write.to_message(), WRITES_QUEUE, countdown)
+        message = write.to_message()
+        due = time.time() + countdown
+        self.payloads.sent(write.job, write.seg, message, due, task=WRITE_TASK)
+        self._send(WRITE_TASK, message, WRITES_QUEUE, countdown)
 
     def plan(self, plan: Plan) -> None:
-        self._send(PLAN_TASK, plan.to_message(), BULK_QUEUE, 0.0)
+        message = plan.to_message()
+        self.payloads.sent(plan.job, plan.seg, message, time.time(), task=PLAN_TASK)
+        self._send(PLAN_TASK, message, BULK_QUEUE, 0.0)

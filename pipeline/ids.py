@@ -8,7 +8,9 @@ redelivered message, or a producer cutting the same input again, names the same 
                               (``scope`` is the namespace; a replay of schemas has scope "")
 ``{scope}/{p}``               the partition itself: its segments run in ``idx`` order
 ``d{n}:{target}:{ns}``        scope of delivery ``n`` of a bulk delete's planner
-``{id}.r{attempt}``           the requeued leftovers of segment ``id`` (attempt 1, 2, ...)
+``{id}.r{attempt}``           the requeued leftovers of segment ``id`` (attempt 1, 2, ...),
+                              cut by its first lease holder; ``{id}.r{attempt}h{n}`` when
+                              cut by the ``n``-th (an earlier holder vanished)
 ``w``, ``w.r{attempt}``       a single write, and its requeued attempts
 ``plan``                      the planner's own step of a bulk delete
 ============================  =================================================================
@@ -36,10 +38,11 @@ def planned_scope(delivery: int, target: str, ns: str | None) -> str:
     return f"d{delivery}:{target}:{ns or ''}"
 
 
-def requeued(parent: str, attempt: int) -> str:
-    """The id of the leftovers of ``parent`` sent again for the ``attempt``-th time. Requeues
-    of a requeue append again: the chain stays readable in logs and dead letters."""
-    return f"{parent}.r{attempt}"
+def requeued(parent: str, attempt: int, holder: int = 1) -> str:
+    """The id of the leftovers of ``parent`` sent again for the ``attempt``-th time by its
+    ``holder``-th lease holder. Requeues of a requeue append again: the chain stays readable in
+    logs and dead letters."""
+    return f"{parent}.r{attempt}" if holder <= 1 else f"{parent}.r{attempt}h{holder}"
 
 
 def single_write(attempt: int) -> str:

@@ -39,6 +39,17 @@ def job_deliveries(job_id: str) -> str:
     return f"{PREFIX}:job:{{{job_id}}}:deliveries"
 
 
+def job_holders(job_id: str) -> str:
+    """Hash: segment id -> token of the delivery that last took its lease and has neither
+    recorded nor released it (a holder that vanished is seen here when its lease expired)."""
+    return f"{PREFIX}:job:{{{job_id}}}:holders"
+
+
+def segment_lease(job_id: str, segment: str) -> str:
+    """String: the token of the delivery allowed to write ``segment`` (expiring; renewed)."""
+    return f"{PREFIX}:job:{{{job_id}}}:lease:{segment}"
+
+
 def job_dead_letters(job_id: str) -> str:
     """List: the job's dead letters, one JSON object each (key, reason, code)."""
     return f"{PREFIX}:job:{{{job_id}}}:dead"

@@ -21,7 +21,7 @@ from typing import Any
 from pipeline import keys
 from pipeline.redis_boundary import Redis, guard
 from pipeline.states import JobKind, JobState
-from pipeline.status import COUNTERS, DeadLetter, JobStatus
+from pipeline.status import COUNTERS, DeadLetter, JobStatus, Lease, LeaseStatus, Recorded
 from storage.errors import JobNotFoundError
 
 MAX_REJECTED_KEPT = 1000
@@ -47,7 +47,7 @@ class Ledger:
         source = (Path(__file__).parent / "lua" / "ledger.lua").read_text(encoding="utf-8")
         self._script = client.register_script(source)
 
-    def _keys(self, job_id: str) -> list[str]:
+    def _keys(self, job_id: str, segment: str = "") -> list[str]:
         return [
             keys.job(job_id),
             keys.job_done_segments(job_id),
@@ -55,11 +55,13 @@ class Ledger:
             keys.job_dead_letters(job_id),
             keys.job_order(job_id),
             keys.job_deliveries(job_id),
+            keys.job_holders(job_id),
+            keys.segment_lease(job_id, segment),
         ]
 
-    def _run(self, job_id: str, op: str, *args: Any) -> Any:
+    def _run(self, job_id: str, op: str, *args: Any, segment: str = "") -> Any:
         with guard(f"Ledger.{op}", self.r):
-            return self._script(keys=self._keys(job_id), args=[op, *args])
+            return self._script(keys=self._keys(job_id, segment), args=[op, *args])
 
     def _guard(self, fn: Callable[[], Any], op: str = "read") -> Any:
         with guard(f"Ledger.{op}", self.r):
@@ -124,6 +126,32 @@ class Ledger:
         """Count one delivery of ``segment``; mark the job running. Returns deliveries so far."""
         return int(self._run(job_id, "deliver", segment, repr(self.clock()), self.ttl))
 
+    def take(self, job_id: str, segment: str, token: str, lease_seconds: float) -> Lease:
+        """Try to take ``segment``'s lease for the delivery ``token`` (see :class:`Lease`)."""
+        raw_status, n = self._run(
+            job_id,
+            "take",
+            segment,
+            token,
+            max(1, round(lease_seconds * 1000)),
+            repr(self.clock()),
+            self.ttl,
+            segment=segment,
+        )
+        status = LeaseStatus(int(raw_status))
+        if status is LeaseStatus.HELD:
+            return Lease(status, expires_in=max(0, int(n)) / 1000)
+        return Lease(status, deliveries=int(n))
+
+    def renew(self, job_id: str, segment: str, token: str, lease_seconds: float) -> bool:
+        """Extend the lease ``token`` holds; False if it no longer holds it."""
+        ms = max(1, round(lease_seconds * 1000))
+        return bool(self._run(job_id, "renew", segment, token, ms, segment=segment))
+
+    def release(self, job_id: str, segment: str, token: str) -> None:
+        """Give the lease back unrecorded: the next delivery takes it without counting one."""
+        self._run(job_id, "release", segment, token, segment=segment)
+
     def finish(
         self,
         job_id: str,
@@ -133,11 +161,18 @@ class Ledger:
         deleted: int = 0,
         superseded: int = 0,
         dead: Iterable[DeadLetter] = (),
+        dead_items: int | None = None,
+        failure: str = "",
         child: str | None = None,
         partition: str | None = None,
         next_index: int = 0,
-    ) -> bool:
-        """Record a finished segment exactly once. False if it was already recorded."""
+        token: str = "",
+    ) -> Recorded:
+        """Record a finished segment exactly once. With ``token``, only while that delivery
+        holds the segment's lease (else FENCED: nothing is recorded), and the lease is freed.
+        ``dead_items`` counts the items dead-lettered (default: one per letter; a letter for a
+        lost payload stands for all its items); ``failure`` marks a step that failed without
+        items (a plan), so the job cannot end ``succeeded``."""
         letters = [d.to_json() for d in dead]
         res = self._run(
             job_id,
@@ -151,9 +186,13 @@ class Ledger:
             next_index,
             repr(self.clock()),
             self.ttl,
+            token,
+            len(letters) if dead_items is None else dead_items,
+            failure,
             *letters,
+            segment=segment,
         )
-        return bool(res)
+        return Recorded(int(res))
 
     # -- reading --------------------------------------------------------------------------
     def status(self, job_id: str) -> JobStatus:
@@ -185,6 +224,7 @@ class Ledger:
             namespace=d.get("namespace", ""),
             user_id=d.get("user_id", ""),
             **{c: num(c) for c in COUNTERS},
+            error=d.get("error", ""),
             segments_planned=planned,
             segments_done=done,
             created_at=ts("created_at") or 0.0,

@@ -2,10 +2,12 @@
 
 A *segment* message names hundreds of items of one job, one target table and one user:
 ``{"v": 2, "job", "seg", "target": "kv"|"schemas", "ns", "user", "part", "idx", "attempt",
-"n"}``. Its ``n`` items are in Redis beside it (``pipeline.payloads``: written once, read once,
-no base64 or JSON on the way). ``part``/``idx`` place the segment in its partition's order
-(segments of one partition run in order, so within a job the last line for a key wins; ``part``
-null means unordered); ``attempt`` counts requeues of unprocessed leftovers.
+"n", "parent", "idle"}``. Its ``n`` items are in Redis beside it (``pipeline.payloads``:
+written once, read once, no base64 or JSON on the way). ``part``/``idx`` place the segment in
+its partition's order (segments of one partition run in order, so within a job the last line
+for a key wins; ``part`` null means unordered); ``attempt`` counts requeues of unprocessed
+leftovers, ``idle`` those in a row that wrote nothing, and ``parent`` names the segment whose
+leftovers a requeued child carries.
 
 Each message kind is one Celery task, named here (:data:`SEGMENT_TASK`, :data:`WRITE_TASK`,
 :data:`PLAN_TASK`): producers send by name and never import worker code.
@@ -58,6 +60,8 @@ class Segment:
     idx: int = 0
     attempt: int = 0
     count: int = 0  # items, when ``ops`` is None
+    parent: str | None = None
+    idle: int = 0  # requeues in a row that made no progress (the bound applies to these)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", Target(self.target))  # ValueError if not a target
@@ -79,6 +83,8 @@ class Segment:
             "idx": self.idx,
             "attempt": self.attempt,
             "n": self.n,
+            "parent": self.parent,
+            "idle": self.idle,
         }
 
     @classmethod
@@ -97,6 +103,8 @@ class Segment:
             attempt=int(m.get("attempt", 0)),
             ops=None,
             count=int(m.get("n", 0)),
+            parent=m.get("parent"),
+            idle=int(m.get("idle", 0)),
         )
 
     def without_ops(self) -> Segment:
@@ -108,10 +116,20 @@ class Segment:
         """Namespace recorded in dead letters: None marks the schema table."""
         return self.ns if self.target is Target.KV else None
 
-    def child(self, ops: list[Op]) -> Segment:
-        """The requeued remainder: same place in the order, one more attempt."""
+    def child(self, ops: list[Op], holder: int = 1, progressed: bool = False) -> Segment:
+        """The requeued remainder: same place in the order, one more attempt. ``holder`` is the
+        delivery number of the lease holder cutting it, so two holders never name (and store)
+        the same child; ``progressed``: this attempt wrote something (resets ``idle``)."""
         attempt = self.attempt + 1
-        return replace(self, seg=ids.requeued(self.seg, attempt), ops=ops, attempt=attempt)
+        return replace(
+            self,
+            seg=ids.requeued(self.seg, attempt, holder),
+            ops=ops,
+            count=0,
+            attempt=attempt,
+            parent=self.seg,
+            idle=0 if progressed else self.idle + 1,
+        )
 
 
 @dataclass(frozen=True)
@@ -171,6 +189,11 @@ class Plan:
     def __post_init__(self) -> None:
         object.__setattr__(self, "what", PlanKind(self.what))  # ValueError if unknown
 
+    @property
+    def seg(self) -> str:
+        """The id the ledger counts the planning step under."""
+        return ids.PLAN
+
     def to_message(self) -> dict[str, Any]:
         return {"v": MESSAGE_VERSION, "job": self.job, "what": str(self.what), "user": self.user}
 
@@ -178,3 +201,14 @@ class Plan:
     def from_message(cls, m: dict[str, Any]) -> Plan:
         """ValueError for a plan kind this version does not know."""
         return cls(job=m["job"], what=PlanKind(m["what"]), user=m["user"])
+
+
+def journal_id(task: str, message: dict[str, Any]) -> str | None:
+    """The id under which a message of ``task`` is journalled and counted (None: not ours)."""
+    if task == SEGMENT_TASK:
+        return str(message["seg"])
+    if task == WRITE_TASK:
+        return ids.single_write(int(message.get("attempt", 0)))
+    if task == PLAN_TASK:
+        return ids.PLAN
+    return None

@@ -16,10 +16,10 @@ job's results (``DATAFOLD_RESULT_TTL``) and is deleted once its segment is recor
 a segment whose payload is gone (Redis evicted it: run Redis with ``noeviction``, as the broker
 needs anyway) is dead-lettered with that reason, never silently dropped.
 
-Each time a segment's message is sent, it is journalled with its payload
-(:meth:`PayloadStore.sent`): the message and when it is due, until the segment is recorded.
-``worker.sweeper`` reads the journal to send again a message the broker lost on its way to a
-worker.
+Every message the pipeline sends (segments, single writes, plans) is journalled before it is
+sent (:meth:`PayloadStore.sent`, with a segment's payload in the same round trip): its task, the
+message and when it is due, until it is recorded. ``worker.sweeper`` reads the journal to send
+again a message the broker lost on its way to a worker, or one a failed task gave up on.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline import keys
-from pipeline.messages import Op
+from pipeline.messages import SEGMENT_TASK, Op
 from pipeline.redis_boundary import Redis, guard
 
 MAGIC = b"DFP1"
@@ -96,19 +96,23 @@ class PayloadStore:
         message: dict[str, Any],
         due: float,
         ops: Sequence[Op] | None = None,
+        *,
+        task: str = SEGMENT_TASK,
     ) -> None:
-        """Journal a segment's message (sent, or about to be), due at ``due`` (epoch s), and
-        store its items first when given (one round trip)."""
+        """Journal a message of ``task`` (sent, or about to be) under its id ``seg``, due at
+        ``due`` (epoch s), and store a segment's items first when given (one round trip).
+        Stored items must match the message's count: a payload is written once per id."""
         member = json.dumps([job, seg])
+        entry = json.dumps([task, message], separators=(",", ":"))
         pipe = self.r.pipeline(transaction=False)
         if ops is not None:
             pipe.set(keys.segment_payload(job, seg), encode(ops), ex=self.ttl)
-        pipe.hset(keys.segment_messages(), member, json.dumps(message, separators=(",", ":")))
+        pipe.hset(keys.segment_messages(), member, entry)
         pipe.zadd(keys.segments_due(), {member: due})
         self._do("journal", pipe.execute)
 
-    def overdue(self, before: float, limit: int) -> list[tuple[str, str, dict[str, Any]]]:
-        """Journalled segments due before ``before``: (job, segment, message), oldest first."""
+    def overdue(self, before: float, limit: int) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Journalled messages due before ``before``: (job, id, task, message), oldest first."""
         members = self._do(
             "journal",
             lambda: self.r.zrangebyscore(keys.segments_due(), "-inf", before, start=0, num=limit),
@@ -120,7 +124,8 @@ class PayloadStore:
         for member, raw in zip(members, raws, strict=True):
             if raw is not None:
                 job, seg = json.loads(member)
-                out.append((job, seg, json.loads(raw)))
+                task, message = json.loads(raw)
+                out.append((job, seg, task, message))
         return out
 
     def get(self, job: str, seg: str) -> list[Op] | None:
@@ -141,7 +146,7 @@ class PayloadStore:
         return len(members)
 
     def delete(self, job: str, seg: str) -> None:
-        """Forget a recorded segment: its payload and its journal entry."""
+        """Forget a recorded message: its journal entry, and its payload if it had one."""
         member = json.dumps([job, seg])
         pipe = self.r.pipeline(transaction=False)
         pipe.delete(keys.segment_payload(job, seg))

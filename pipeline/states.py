@@ -66,3 +66,4 @@ class Outcome(StrEnum):
     DEFERRED = "deferred"  # not its turn in its partition yet: sent again shortly
     DUPLICATE = "duplicate"  # already recorded by another delivery
     RESENT = "resent"  # sent again by the sweeper: its message was lost
+    FENCED = "fenced"  # stopped: another delivery took the segment's lease

@@ -1,15 +1,26 @@
-"""What the ledger reports: a job's status, and the dead letters of items it gave up on."""
+"""What the ledger reports: a job's status, the dead letters of items it gave up on, and the
+answers of its lease and recording steps."""
 
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from pipeline.states import JobState
 
-COUNTERS = ("items", "written", "deleted", "dead_lettered", "superseded", "rejected", "requeues")
+COUNTERS = (
+    "items",
+    "written",
+    "deleted",
+    "dead_lettered",
+    "superseded",
+    "rejected",
+    "requeues",
+    "failures",
+)
 """The job hash's counters (HINCRBY in ``ledger.lua``)."""
 
 
@@ -51,7 +62,8 @@ class DeadLetter:
 class JobStatus:
     """A snapshot of one job. ``items`` = accepted input items; when finished,
     ``items == written + deleted + superseded + dead_lettered`` (superseded: replaced by a later
-    line for the same key in the same job, or by a newer single write)."""
+    line for the same key in the same job, or by a newer single write). ``failures`` counts
+    steps that failed without items (a delete's planning), ``error`` says the last one's why."""
 
     id: str
     state: JobState
@@ -65,6 +77,8 @@ class JobStatus:
     superseded: int = 0
     rejected: int = 0
     requeues: int = 0
+    failures: int = 0
+    error: str = ""
     segments_planned: int = 0
     segments_done: int = 0
     created_at: float = 0.0
@@ -92,3 +106,30 @@ class JobStatus:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
         d["processed"] = self.processed
         return d
+
+
+class LeaseStatus(IntEnum):
+    """What taking a segment's lease found (``ledger.lua``'s ``take`` answers these numbers)."""
+
+    TAKEN = 0
+    RECORDED = 1  # the segment is already recorded: nothing to do
+    HELD = 2  # another live delivery holds it
+    UNPLANNED = 3  # a requeued child its parent's holder never recorded
+
+
+@dataclass(frozen=True)
+class Lease:
+    """``deliveries``: when TAKEN, this delivery's number (1 + holders that vanished);
+    ``expires_in``: when HELD, seconds until the holder's lease runs out unless renewed."""
+
+    status: LeaseStatus
+    deliveries: int = 0
+    expires_in: float = 0.0
+
+
+class Recorded(IntEnum):
+    """What recording a segment did (``ledger.lua``'s ``finish``)."""
+
+    FENCED = -1  # this delivery no longer holds the lease: nothing recorded
+    ALREADY = 0  # recorded before (by another delivery)
+    FIRST = 1

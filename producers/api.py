@@ -28,7 +28,7 @@ from producers.export import ExportCounts, export_user
 from producers.file_load import FileLoader
 from producers.job import Job
 from storage import errors
-from storage.limits import namespace_table
+from storage.limits import check_partition, namespace_table
 from storage.namespaced import DynamoNamespacedStore
 from storage.schema import DynamoSchemaStore
 from storage.settings import DynamoConfig
@@ -62,7 +62,11 @@ class Producer:
         return cls(DynamoConfig.from_env(), PipelineConfig.from_env())
 
     def _user(self, user_id: str | None) -> str:
-        return user_id if user_id is not None else self.dynamo_config.user_id
+        """The user id to act as; InvalidKeyError before any job exists if DynamoDB could
+        never store it (empty, or over the partition key's 2,048 bytes)."""
+        user = user_id if user_id is not None else self.dynamo_config.user_id
+        check_partition(user, operation="Producer")
+        return user
 
     def _ns(self, namespace: str) -> str:
         namespace_table(self.dynamo_config.table_prefix, namespace)  # InvalidNamespaceError
@@ -225,7 +229,7 @@ class Producer:
             raise errors.ValidationError(
                 "reset_user needs an explicit user id", operation="ResetUser"
             )
-        return self._plan(PlanKind.RESET_USER, user_id)
+        return self._plan(PlanKind.RESET_USER, self._user(user_id))
 
     def replay_dead_letters(self, job_id: str) -> Job:
         """Enqueue again every dead letter of ``job_id`` (same namespace and user), but those

@@ -22,6 +22,8 @@ def summary(st: JobStatus) -> str:
         f"  rejected input lines {st.rejected}, requeues {st.requeues}",
         f"  {st.elapsed:.1f}s, {rate:,.0f} items/s",
     ]
+    if st.failures:
+        lines.append(f"  failed: {st.error}")
     return "\n".join(lines)
 
 

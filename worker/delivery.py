@@ -6,6 +6,7 @@ Shared by the segment runner and the single-write runner.
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable
 
 from pipeline.config import PipelineConfig
@@ -13,10 +14,12 @@ from pipeline.config import PipelineConfig
 
 class Delivery:
     """One delivery of a message: its delivery number is taken from the ledger once, however
-    often the service re-runs it (a re-run after a Redis outage is the same delivery)."""
+    often the service re-runs it (a re-run after a Redis outage is the same delivery), and its
+    ``token`` names it as a segment's lease holder."""
 
     def __init__(self) -> None:
         self.number: int | None = None
+        self.token = uuid.uuid4().hex
 
     def count(self, take: Callable[[], int]) -> int:
         if self.number is None:

@@ -18,6 +18,7 @@ from pipeline.config import PipelineConfig
 from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger
 from pipeline.messages import Plan
+from pipeline.payloads import PayloadStore
 from pipeline.segmenter import Segmenter
 from pipeline.states import PlanKind, Target
 from storage import errors
@@ -35,7 +36,9 @@ class Planner:
         ledger: Ledger,
         enqueue: Enqueuer,
         cfg: PipelineConfig,
+        payloads: PayloadStore,
     ) -> None:
+        self.payloads = payloads
         self.store = store
         self.ledger = ledger
         self.enqueue = enqueue
@@ -77,10 +80,37 @@ class Planner:
         return cut.items
 
     def run(self, plan: Plan) -> int:
-        """Plan every delete of ``plan``; return how many keys were planned."""
+        """Plan every delete of ``plan``; return how many keys were planned.
+
+        A failure no retry can help (access denied, a table gone) and a plan whose workers kept
+        vanishing end the planning with the reason in the job (``failures``, ``error``); the
+        segments already planned still run. Retryable errors propagate: the message is
+        delivered again (or sent again by the sweeper from its journal)."""
         if self.ledger.is_done(plan.job, ids.PLAN):
+            self.payloads.delete(plan.job, ids.PLAN)
             return 0
         delivery = self.ledger.deliver(plan.job, ids.PLAN)
+        total, failure = 0, ""
+        try:
+            if delivery > self.cfg.max_deliveries:
+                raise errors.PermanentError(
+                    f"planning delivered {delivery} times without finishing",
+                    operation="Plan",
+                    code="TooManyDeliveries",
+                )
+            total = self._plan(plan, delivery)
+        except errors.RetryableError:
+            raise
+        except errors.StorageError as exc:
+            failure = f"[{exc.code or type(exc).__name__}] {exc}"
+            log.error("job %s: planning %s failed: %s", plan.job, plan.what, exc)
+        self.ledger.finish(plan.job, ids.PLAN, failure=failure)
+        self.ledger.seal(plan.job)
+        self.payloads.delete(plan.job, ids.PLAN)
+        log.info("job %s: planned %d deletes (%s)", plan.job, total, plan.what)
+        return total
+
+    def _plan(self, plan: Plan, delivery: int) -> int:
         total = self._emit(
             plan.job, delivery, Target.SCHEMAS, None, plan.user, self._schema_names(plan.user)
         )
@@ -89,7 +119,4 @@ class Planner:
             for ns in user_store.list_namespaces():
                 kv = user_store.open_namespace(ns, create=False)
                 total += self._emit(plan.job, delivery, Target.KV, ns, plan.user, kv.scan_keys())
-        self.ledger.finish(plan.job, ids.PLAN)
-        self.ledger.seal(plan.job)
-        log.info("job %s: planned %d deletes (%s)", plan.job, total, plan.what)
         return total

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, check_run_bound
 from pipeline.enqueue import CeleryEnqueuer
 from pipeline.ledger import Ledger
 from pipeline.payloads import PayloadStore
@@ -63,6 +63,7 @@ def runtime() -> Runtime:
 def _build() -> Runtime:
     cfg = PipelineConfig.from_env()
     dcfg = DynamoConfig.from_env()
+    check_run_bound(cfg, dcfg)
     r = connect(cfg.redis_url, cfg)
     ledger = Ledger(r, ttl=cfg.result_ttl)
     limiter = RateLimiter.from_config(RedisBucketBackend(r), cfg, coalesce_seconds=COALESCE_SECONDS)
@@ -91,8 +92,8 @@ def _build() -> Runtime:
         limiter,
         store,
         SegmentRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads),
-        SingleWriteRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
-        Planner(store=store, ledger=ledger, enqueue=enq, cfg=cfg),
+        SingleWriteRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads),
+        Planner(store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads),
         sweeper,
     )
 
@@ -106,8 +107,9 @@ def patiently(
 ) -> T:
     """Run ``fn``, retrying while Redis is unreachable (a restart), up to ``budget`` seconds.
 
-    Every service step is idempotent, so running it again after a Redis outage is safe; the
-    message stays unacknowledged meanwhile, so it is redelivered if we give up."""
+    Every service step is idempotent, so running it again after a Redis outage is safe. If we
+    give up, Celery acknowledges the failed task, and the sweeper sends its message again from
+    the journal once Redis is back."""
     deadline = clock() + budget
     delay = 0.5
     while True:

@@ -1,13 +1,15 @@
 """Runs one segment of a bulk job: the service behind the ``datafold.segment`` task.
 
-Steps (``docs/design.md``, "Retry layers"): skip if already counted; wait for the segment's turn in
-its partition; count the delivery (a segment delivered too often — a worker keeps dying on it —
-is dead-lettered, not looped); drop superseded duplicates (last line wins); cut 25-item batches
-and run them in parallel threads under the global limiter, with a short bounded in-task round
-for unprocessed items; requeue what is left as a *new* message with exponential backoff plus
-jitter, up to ``max_requeues``, then dead-letter it with the reason; dead-letter poison items
-alone. The requeued child is enqueued *before* the segment is recorded, so a crash in between
-can only duplicate work (idempotent), never lose it; the ledger counts each segment once.
+Steps (``docs/design.md``, "Retry layers" and "Fencing"): wait for the segment's turn in its
+partition; take its lease (a segment already recorded is a duplicate; one leased by a live
+delivery is deferred, never run twice at once; a delivery counts toward the bound only when the
+previous holder vanished); drop superseded duplicates (last line wins); cut 25-item batches and
+run them in parallel threads under the global limiter, asking the lease and the run's deadline
+before each; requeue what is left as a new segment with backoff (bounded by requeues that made
+no progress), then dead-letter it with the reason; dead-letter poison items alone, and every
+item of a segment no retry can help. The requeued child is staged (items + journal) before the
+segment is recorded and sent after: recording plans it atomically, and a child whose parent
+was never recorded by its holder is never run.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from pipeline.ledger import Ledger
 from pipeline.messages import Segment
 from pipeline.payloads import LOST, PayloadError, PayloadStore
 from pipeline.states import Outcome, Target
-from pipeline.status import DeadLetter
+from pipeline.status import DeadLetter, LeaseStatus, Recorded
 from storage import errors
 from storage.batch import BatchResult, Rejected, WriteOp, dedupe
 from storage.namespaced import DynamoNamespacedStore
 from worker.delivery import Delivery, requeue_delay
+from worker.lease import LeaseKeeper
 from worker.metrics import ITEMS, SEGMENTS
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,8 @@ class SegmentRunner:
                 f"segment payload of {seg.n} items is gone from Redis before they were "
                 "written (evicted? Redis must run with maxmemory-policy noeviction)"
             )
+        if len(ops) != seg.n:
+            return seg, f"segment payload holds {len(ops)} items, its message names {seg.n}"
         return replace(seg, ops=ops), None
 
     def _ops(self, seg: Segment) -> tuple[str, list[WriteOp], list[Rejected]]:
@@ -122,28 +127,46 @@ class SegmentRunner:
     def run(self, seg: Segment, delivery: Delivery | None = None) -> Outcome:
         """Process one delivery of ``seg``; return the outcome (for logs and metrics).
 
-        ``delivery`` is shared by the re-runs of one message delivery (after a Redis outage),
-        so they count as one delivery."""
+        ``delivery`` is shared by the re-runs of one message delivery (after a Redis outage):
+        they are one delivery, holding one lease."""
         outcome = self._run(seg, delivery or Delivery())
         SEGMENTS.labels(outcome).inc()
         return outcome
 
     def _run(self, seg: Segment, delivery: Delivery) -> Outcome:
-        if self.ledger.is_done(seg.job, seg.seg):
-            return Outcome.DUPLICATE
         if not self._ready(seg):
-            self.enqueue.segment(seg, countdown=ORDER_DEFER_SECONDS)
-            return Outcome.DEFERRED
-        deliveries = delivery.count(lambda: self.ledger.deliver(seg.job, seg.seg))
+            return self._defer(seg, ORDER_DEFER_SECONDS)
+        lease = self.ledger.take(seg.job, seg.seg, delivery.token, self.cfg.lease_seconds)
+        if lease.status is LeaseStatus.RECORDED:
+            return Outcome.DUPLICATE
+        if lease.status is LeaseStatus.UNPLANNED:
+            if seg.parent is not None and not self.ledger.is_done(seg.job, seg.parent):
+                return self._defer(seg, ORDER_DEFER_SECONDS)  # its parent is being recorded
+            # Cut by a holder that lost its parent's lease: the parent was run again.
+            self.payloads.delete(seg.job, seg.seg)
+            return Outcome.DUPLICATE
+        if lease.status is LeaseStatus.HELD:
+            return self._defer(seg, max(ORDER_DEFER_SECONDS, lease.expires_in))
+        keeper = LeaseKeeper(
+            self.ledger, seg.job, seg.seg, delivery.token, self.cfg.lease_seconds, clock=self.clock
+        )
+        with keeper:
+            return self._holding(seg, lease.deliveries, keeper, delivery.token)
+
+    def _defer(self, seg: Segment, countdown: float) -> Outcome:
+        """Send the message again for later: not its turn, or another delivery holds it."""
+        self.enqueue.segment(seg, countdown=countdown)
+        return Outcome.DEFERRED
+
+    def _holding(self, seg: Segment, deliveries: int, keeper: LeaseKeeper, token: str) -> Outcome:
+        deadline = self.clock() + self.cfg.segment_seconds
+        run = _Run(self, seg, deliveries, token)
         seg, missing = self._load(seg)
         if missing is not None:
-            if self.ledger.is_done(seg.job, seg.seg):
-                return Outcome.DUPLICATE  # another delivery finished it (and removed the payload)
-            # The items cannot be named: one dead letter, keyed by the segment, says how many.
+            # The items cannot be named: one dead letter, keyed by the segment, stands for all.
             lost = DeadLetter(seg.seg.encode(), None, missing, LOST, seg.letter_ns)
-            self._finish(seg, BatchResult(), [lost], superseded=0, child=None)
             log.error("job %s segment %s: %s", seg.job, seg.seg, missing)
-            return Outcome.DEAD
+            return run.record(BatchResult(), [lost], dead_items=seg.n)
         assert seg.ops is not None
         try:
             table, ops, bad = self._ops(seg)
@@ -151,73 +174,107 @@ class SegmentRunner:
             # The table could not even be opened (DynamoDB unreachable): the whole segment is
             # left over, and goes the same way as unprocessed items.
             left = [WriteOp(k, v, {}, 0) for k, v in seg.ops]
-            return self._leftovers(seg, BatchResult(unprocessed=left, last_error=exc), [], 0)
+            return run.leftovers(BatchResult(unprocessed=left, last_error=exc), [], 0)
+        except errors.StorageError as exc:
+            # No retry can help (access denied, an id DynamoDB refuses): every item says why.
+            code = exc.code or type(exc).__name__
+            dead = [DeadLetter(k, v, str(exc), code, seg.letter_ns) for k, v in seg.ops]
+            log.error("job %s segment %s dead-lettered: %s", seg.job, seg.seg, exc)
+            return run.record(BatchResult(), dead)
         dead = [letter(r.op, str(r.error), r.error.code or "Invalid", seg.letter_ns) for r in bad]
         if deliveries > self.cfg.max_deliveries:
             reason = (
-                f"segment delivered {deliveries} times without finishing "
-                "(a worker died on it each time)"
+                f"segment taken by {deliveries} deliveries without finishing "
+                "(its holder vanished each time)"
             )
             dead += [letter(op, reason, "TooManyDeliveries", seg.letter_ns) for op in ops]
-            self._finish(seg, BatchResult(), dead, superseded=0, child=None)
             log.error("job %s segment %s dead-lettered: %s", seg.job, seg.seg, reason)
-            return Outcome.DEAD
+            return run.record(BatchResult(), dead)
+
+        def stop() -> str | None:
+            if self.clock() >= deadline:
+                return f"segment deadline of {self.cfg.segment_seconds:g}s passed"
+            return keeper.stop_reason()
+
         unique = dedupe(ops)
-        superseded = len(ops) - len(unique)
-        result = self.store.writer.write(table, unique, unique_keys=True)
+        result = self.store.writer.write(
+            table, unique, unique_keys=True, stop=stop, deadline=deadline
+        )
+        if keeper.lost:
+            return Outcome.FENCED  # the new holder writes and counts it all again
         dead += [
             letter(r.op, str(r.error), r.error.code or "Rejected", seg.letter_ns)
             for r in result.rejected
         ]
-        return self._leftovers(seg, result, dead, superseded)
+        return run.leftovers(result, dead, len(ops) - len(unique))
 
-    def _leftovers(
-        self, seg: Segment, result: BatchResult, dead: list[DeadLetter], superseded: int
-    ) -> Outcome:
+
+class _Run:
+    """The end of one held delivery: requeue leftovers, record, count."""
+
+    def __init__(self, runner: SegmentRunner, seg: Segment, deliveries: int, token: str) -> None:
+        self.r, self.seg, self.deliveries, self.token = runner, seg, deliveries, token
+
+    def leftovers(self, result: BatchResult, dead: list[DeadLetter], superseded: int) -> Outcome:
         """Requeue what is left (bounded, with backoff) or dead-letter it; record the segment."""
+        seg, cfg = self.seg, self.r.cfg
         child: Segment | None = None
         if result.unprocessed:
             left = [
                 (op.key if isinstance(op.key, bytes) else op.key.encode("utf-8"), op.value)
                 for op in result.unprocessed
             ]
-            if seg.attempt < self.cfg.max_requeues:
-                child = seg.child(left)
-                self.enqueue.segment(
-                    child, countdown=requeue_delay(seg.attempt, self.cfg, self.rng)
-                )
+            progressed = result.written + result.deleted > 0
+            if progressed or seg.idle < cfg.max_requeues:
+                child = seg.child(left, holder=self.deliveries, progressed=progressed)
             else:
-                reason = f"still unprocessed after {seg.attempt} requeues: {result.last_error}"
+                reason = f"still unprocessed after {seg.idle} requeues: {result.last_error}"
                 code = (result.last_error.code if result.last_error else None) or "Unprocessed"
                 dead += [letter(op, reason, code, seg.letter_ns) for op in result.unprocessed]
-        self._finish(seg, result, dead, superseded=superseded, child=child)
-        if dead:
-            log.warning("job %s segment %s: %d items dead-lettered", seg.job, seg.seg, len(dead))
-        return Outcome.REQUEUED if child else (Outcome.DEAD if dead else Outcome.DONE)
+        return self.record(result, dead, superseded=superseded, child=child)
 
-    def _finish(
+    def record(
         self,
-        seg: Segment,
         result: BatchResult,
         dead: list[DeadLetter],
         *,
-        superseded: int,
-        child: Segment | None,
-    ) -> None:
-        first = self.ledger.finish(
+        superseded: int = 0,
+        child: Segment | None = None,
+        dead_items: int | None = None,
+    ) -> Outcome:
+        seg, r = self.seg, self.r
+        delay = requeue_delay(seg.idle, r.cfg, r.rng) if child else 0.0
+        if child is not None:
+            r.enqueue.stage(child, countdown=delay)
+        recorded = r.ledger.finish(
             seg.job,
             seg.seg,
             written=result.written,
             deleted=result.deleted,
             superseded=superseded,
             dead=dead,
+            dead_items=dead_items,
             child=child.seg if child else None,
             partition=seg.part,
             next_index=seg.idx + 1,
+            token=self.token,
         )
-        self.payloads.delete(seg.job, seg.seg)
-        if first:
-            ITEMS.labels("written").inc(result.written)
-            ITEMS.labels("deleted").inc(result.deleted)
-            ITEMS.labels("superseded").inc(superseded)
-            ITEMS.labels("dead_lettered").inc(len(dead))
+        if recorded is Recorded.FENCED:
+            if child is not None:
+                r.payloads.delete(child.job, child.seg)
+            return Outcome.FENCED
+        r.payloads.delete(seg.job, seg.seg)
+        if recorded is Recorded.ALREADY:
+            if child is not None:
+                r.payloads.delete(child.job, child.seg)
+            return Outcome.DUPLICATE
+        if child is not None:
+            r.enqueue.send(child, countdown=delay)
+        n_dead = len(dead) if dead_items is None else dead_items
+        ITEMS.labels("written").inc(result.written)
+        ITEMS.labels("deleted").inc(result.deleted)
+        ITEMS.labels("superseded").inc(superseded)
+        ITEMS.labels("dead_lettered").inc(n_dead)
+        if dead:
+            log.warning("job %s segment %s: %d items dead-lettered", seg.job, seg.seg, n_dead)
+        return Outcome.REQUEUED if child else (Outcome.DEAD if dead else Outcome.DONE)

@@ -3,8 +3,9 @@
 Each write carries a producer-assigned sequence (Redis INCR, so later-enqueued means larger);
 the store's conditional put/tombstone makes an older write lose to a newer one whatever order
 the workers run them in — a late, older put cannot resurrect a deleted key. A write that lost
-is counted ``superseded``. Retryable failures are requeued with backoff up to the bound, then
-dead-lettered with the reason.
+is counted ``superseded``; one that finds its own sequence already stored (an earlier attempt
+landed but its answer or its recording was lost) is counted as it landed. Retryable failures
+are requeued with backoff up to the bound, then dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pipeline.config import PipelineConfig
 from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger
 from pipeline.messages import SingleWrite
+from pipeline.payloads import PayloadStore
 from pipeline.states import Outcome
-from pipeline.status import DeadLetter
+from pipeline.status import DeadLetter, Recorded
 from storage import errors
 from storage.namespaced import DynamoNamespacedStore
 from worker.delivery import Delivery, requeue_delay
@@ -31,8 +33,10 @@ class SingleWriteRunner:
         ledger: Ledger,
         enqueue: Enqueuer,
         cfg: PipelineConfig,
+        payloads: PayloadStore,
         rng: random.Random | None = None,
     ) -> None:
+        self.payloads = payloads
         self.store = store
         self.ledger = ledger
         self.enqueue = enqueue
@@ -42,6 +46,7 @@ class SingleWriteRunner:
     def run(self, w: SingleWrite, delivery: Delivery | None = None) -> Outcome:
         seg = w.seg
         if self.ledger.is_done(w.job, seg):
+            self.payloads.delete(w.job, seg)  # its journal entry, should it be left
             return Outcome.DUPLICATE
         deliveries = (delivery or Delivery()).count(lambda: self.ledger.deliver(w.job, seg))
         counts = {"written": 0, "deleted": 0, "superseded": 0}
@@ -55,14 +60,17 @@ class SingleWriteRunner:
                     code="TooManyDeliveries",
                 )
             kv = self.store.for_user(w.user).open_namespace(w.ns)
-            if w.value is None:
-                kv.delete(w.key, seq=w.seq)
-                counts["deleted"] = 1
-            else:
-                kv.put(w.key, w.value, seq=w.seq)
-                counts["written"] = 1
-        except errors.ConditionFailedError:
-            counts["superseded"] = 1
+            landed = "deleted" if w.value is None else "written"
+            try:
+                if w.value is None:
+                    kv.delete(w.key, seq=w.seq)
+                else:
+                    kv.put(w.key, w.value, seq=w.seq)
+                counts[landed] = 1
+            except errors.ConditionFailedError:
+                # Our own earlier attempt (its answer lost, or a redelivery) holds the same
+                # sequence: it landed. Anything else is a newer write: this one lost.
+                counts[landed if kv.seq_of(w.key) == w.seq else "superseded"] = 1
         except errors.RetryableError as exc:
             if w.attempt < self.cfg.max_requeues:
                 nxt = w.retry()
@@ -80,7 +88,7 @@ class SingleWriteRunner:
                 )
         except errors.StorageError as exc:
             dead.append(DeadLetter(w.key, w.value, str(exc), exc.code or "Permanent", w.ns))
-        if self.ledger.finish(
+        recorded = self.ledger.finish(
             w.job,
             seg,
             dead=dead,
@@ -88,7 +96,9 @@ class SingleWriteRunner:
             written=counts["written"],
             deleted=counts["deleted"],
             superseded=counts["superseded"],
-        ):
+        )
+        self.payloads.delete(w.job, seg)
+        if recorded is Recorded.FIRST:
             for name, n in counts.items():
                 ITEMS.labels(name).inc(n)
             ITEMS.labels("dead_lettered").inc(len(dead))

@@ -1,14 +1,16 @@
-"""Re-sends segments whose task message was lost between the broker and a worker.
+"""Re-sends messages that were lost between the broker and a worker, or given up by a task.
 
 kombu's Redis transport takes a message off its queue (``BRPOP``) before it records it as
 unacknowledged: a worker killed in that instant loses the message (celery/kombu#305), and its
-job would stay ``running`` for ever. So every segment sent with a stored payload is journalled
-beside it (``pipeline.payloads``: its message, and when it became due), until the segment is
-recorded finished. A sweep, run by one worker at a time every ``DATAFOLD_SWEEP_INTERVAL``
-seconds, takes the journalled segments due more than ``DATAFOLD_SWEEP_GRACE`` seconds ago that
-are neither finished, nor waiting in a queue, nor held unacknowledged by a worker, and sends
-them again. A duplicate is harmless (the ledger counts a segment once; writes are idempotent),
-so when in doubt the sweep sends.
+job would stay ``running`` for ever; a task that fails (Redis gone longer than it waits) is
+acknowledged by Celery all the same. So every message — segment, single write, plan — is
+journalled before it is sent (``pipeline.payloads``: its task, message and when it became due),
+until it is recorded finished. A sweep, run by one worker at a time every
+``DATAFOLD_SWEEP_INTERVAL`` seconds, takes the journalled messages due more than
+``DATAFOLD_SWEEP_GRACE`` seconds ago that are neither recorded, nor waiting in a queue, nor
+held unacknowledged by a worker, and sends them again. A duplicate is harmless (the ledger
+counts each id once; segment leases fence a second delivery; single writes are conditional), so
+when in doubt the sweep sends.
 
 Cost: one ``SET NX`` per interval per worker; when something is overdue, one read of the
 waiting and unacknowledged messages (small JSON each: the items are in the payloads).
@@ -28,7 +30,17 @@ from typing import Any
 from pipeline import keys
 from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger
-from pipeline.messages import BULK_QUEUE, SEGMENT_TASK, Segment
+from pipeline.messages import (
+    BULK_QUEUE,
+    PLAN_TASK,
+    SEGMENT_TASK,
+    WRITE_TASK,
+    WRITES_QUEUE,
+    Plan,
+    Segment,
+    SingleWrite,
+    journal_id,
+)
 from pipeline.payloads import PayloadStore
 from pipeline.redis_boundary import Redis, guard
 from pipeline.states import Outcome
@@ -37,29 +49,29 @@ from worker.metrics import SEGMENTS
 
 log = logging.getLogger(__name__)
 
-SWEPT_QUEUES = (BULK_QUEUE,)
+SWEPT_QUEUES = (BULK_QUEUE, WRITES_QUEUE)
 MAX_PER_SWEEP = 1000
 
 
-def _segment_of(envelope: dict[str, Any]) -> tuple[str, str] | None:
-    """(job, segment) of a Celery message envelope holding a segment task, else None."""
-    if (envelope.get("headers") or {}).get("task") != SEGMENT_TASK:
-        return None
+def _named_by(envelope: dict[str, Any]) -> tuple[str, str] | None:
+    """(job, id) of a Celery message envelope holding one of our tasks, else None."""
+    task = str((envelope.get("headers") or {}).get("task"))
     body: Any = envelope.get("body", "")
     if (envelope.get("properties") or {}).get("body_encoding") == "base64":
         body = base64.b64decode(body)
-    args = json.loads(body)[0]
-    return str(args[0]["job"]), str(args[0]["seg"])
+    message = json.loads(body)[0][0]
+    named = journal_id(task, message)
+    return None if named is None else (str(message["job"]), named)
 
 
 def in_broker(raw_messages: Iterable[bytes], unacked: Iterable[bytes]) -> set[tuple[str, str]]:
-    """Segments named by waiting messages (queue lists) and unacknowledged ones (kombu keeps
+    """(job, id) named by waiting messages (queue lists) and unacknowledged ones (kombu keeps
     ``[envelope, exchange, routing_key]``). A message that cannot be read names nothing."""
     found: set[tuple[str, str]] = set()
     for raw, wrapped in [(m, False) for m in raw_messages] + [(m, True) for m in unacked]:
         try:
             doc = json.loads(raw)
-            seg = _segment_of(doc[0] if wrapped else doc)
+            seg = _named_by(doc[0] if wrapped else doc)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             continue
         if seg is not None:
@@ -116,21 +128,29 @@ class Sweeper:
             return 0
         present = self._broker_segments()
         resent = 0
-        for job, seg, message in overdue:
+        for job, seg, task, message in overdue:
             if (job, seg) in present:
                 continue
             if self.ledger.is_done(job, seg):
                 self.payloads.delete(job, seg)
                 continue
-            self.enqueue.segment(Segment.from_message(message))  # journals it as due now
+            self._resend(task, message)  # journals it as due now
             SEGMENTS.labels(Outcome.RESENT).inc()
             resent += 1
             log.warning(
-                "job %s segment %s: its message was lost on the way to a worker; sent again",
+                "job %s %s: its message was lost on the way to a worker or given up; sent again",
                 job,
                 seg,
             )
         return resent
+
+    def _resend(self, task: str, message: dict[str, Any]) -> None:
+        if task == SEGMENT_TASK:
+            self.enqueue.segment(Segment.from_message(message))
+        elif task == WRITE_TASK:
+            self.enqueue.single(SingleWrite.from_message(message))
+        elif task == PLAN_TASK:
+            self.enqueue.plan(Plan.from_message(message))
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.wait(self.interval):

@@ -6,9 +6,12 @@ import gc
 import logging
 from typing import Any
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 
+from pipeline.config import PipelineConfig, check_run_bound
 from pipeline.messages import PLAN_TASK, SEGMENT_TASK, WRITE_TASK, Plan, Segment, SingleWrite
+from storage.errors import ConfigError
+from storage.settings import DynamoConfig
 from worker.celery_app import app
 from worker.delivery import Delivery
 from worker.runtime import patiently, runtime
@@ -35,6 +38,17 @@ def plan(message: dict[str, Any]) -> int:
     """Read the keys of a bulk delete and enqueue its segments (queue ``bulk``)."""
     p = Plan.from_message(message)
     return patiently(lambda: runtime().planner.run(p))
+
+
+@worker_init.connect
+def _refuse_unsafe_settings(**_: Any) -> None:
+    """A worker whose segments could outlive their visibility timeout does not start: one line
+    naming the settings, exit 2 (SystemExit passes Celery's signal dispatch)."""
+    try:
+        check_run_bound(PipelineConfig.from_env(), DynamoConfig.from_env())
+    except ConfigError as exc:
+        log.critical("worker refuses to start: %s", exc)
+        raise SystemExit(2) from None
 
 
 @worker_ready.connect

@@ -1,18 +1,25 @@
--- The job ledger's atomic steps. One script, three operations (ARGV[1]):
+-- The job ledger's atomic steps (ARGV[1] names the op):
 --   plan   : register a segment id once; HINCRBY items only the first time.
---   finish : record a finished segment exactly once (counters, dead letters, child segment,
---            per-partition order), then finalize the job if it is sealed and complete.
 --   seal   : the producer/planner has planned every segment; finalize if already complete.
---   deliver: count one delivery of a segment, mark the job running; returns the count.
+--   deliver: count one delivery of a message (single writes, plans); mark the job running.
+--   take   : take a segment's lease (fencing): done? planned? held by another delivery?
+--   renew  : extend a lease this delivery holds.
+--   release: give a lease back without recording (the segment will run again).
+--   finish : record a finished segment exactly once — only by its lease holder when a token is
+--            given — with its counters, dead letters, child segment and partition order, then
+--            finalize the job if it is sealed and complete.
 -- KEYS: 1 job hash, 2 done set, 3 planned set, 4 dead-letter list, 5 order hash,
---       6 deliveries hash
+--       6 deliveries hash, 7 holders hash (segment -> token of its last lease holder),
+--       8 the segment's lease (string: the holder's token, expiring)
 -- Every key gets the job's TTL refreshed so a finished job's results expire together.
+-- The job states spelled here are pipeline/states.py's JobState (a unit test compares them).
 
 local job, done, planned, dead, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local deliveries, holders, lease = KEYS[6], KEYS[7], KEYS[8]
 local op = ARGV[1]
 
 local function touch(ttl)
-  for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
+  for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
 end
 
 local function finalize(now)
@@ -21,7 +28,7 @@ local function finalize(now)
   if state == 'succeeded' or state == 'partial' or state == 'failed' then return end
   if redis.call('SCARD', done) ~= redis.call('SCARD', planned) then return end
   local function n(f) return tonumber(redis.call('HGET', job, f) or '0') or 0 end
-  local bad = n('dead_lettered') + n('rejected')
+  local bad = n('dead_lettered') + n('rejected') + n('failures')
   local good = n('written') + n('deleted') + n('superseded')
   local final = 'succeeded'
   if bad > 0 then
@@ -30,13 +37,52 @@ local function finalize(now)
   redis.call('HSET', job, 'state', final, 'finished_at', now)
 end
 
-if op == 'deliver' then
-  -- ARGV: 2 segment id, 3 now, 4 ttl
-  local n = redis.call('HINCRBY', KEYS[6], ARGV[2], 1)
-  redis.call('HSETNX', job, 'started_at', ARGV[3])
+local function running(now)
+  redis.call('HSETNX', job, 'started_at', now)
   if redis.call('HGET', job, 'state') == 'queued' then redis.call('HSET', job, 'state', 'running') end
+end
+
+if op == 'deliver' then
+  -- ARGV: 2 message id, 3 now, 4 ttl
+  local n = redis.call('HINCRBY', deliveries, ARGV[2], 1)
+  running(ARGV[3])
   touch(tonumber(ARGV[4]))
   return n
+elseif op == 'take' then
+  -- ARGV: 2 segment, 3 token, 4 lease ms, 5 now, 6 ttl.
+  -- Returns {status, deliveries or lease ms left}: 0 taken, 1 already recorded, 2 held by
+  -- another delivery, 3 not planned (a requeued child whose parent was not recorded by it).
+  local seg, token = ARGV[2], ARGV[3]
+  if redis.call('SISMEMBER', done, seg) == 1 then return {1, 0} end
+  if redis.call('SISMEMBER', planned, seg) == 0 then return {3, 0} end
+  local holder = redis.call('GET', lease)
+  if holder and holder ~= token then return {2, redis.call('PTTL', lease)} end
+  redis.call('SET', lease, token, 'PX', tonumber(ARGV[4]))
+  local n
+  local last = redis.call('HGET', holders, seg)
+  if holder == token then
+    n = tonumber(redis.call('HGET', deliveries, seg) or '1')
+  elseif last and last ~= token then
+    -- The previous holder neither recorded nor released: it is gone (its lease expired).
+    n = redis.call('HINCRBY', deliveries, seg, 1)
+  else
+    n = tonumber(redis.call('HGET', deliveries, seg) or '0')
+    if n == 0 then n = redis.call('HINCRBY', deliveries, seg, 1) end
+  end
+  redis.call('HSET', holders, seg, token)
+  running(ARGV[5])
+  touch(tonumber(ARGV[6]))
+  return {0, n}
+elseif op == 'renew' then
+  -- ARGV: 2 segment, 3 token, 4 lease ms. 1 if still held (and extended), else 0.
+  if redis.call('GET', lease) ~= ARGV[3] then return 0 end
+  redis.call('PEXPIRE', lease, tonumber(ARGV[4]))
+  return 1
+elseif op == 'release' then
+  -- ARGV: 2 segment, 3 token.
+  if redis.call('GET', lease) == ARGV[3] then redis.call('DEL', lease) end
+  if redis.call('HGET', holders, ARGV[2]) == ARGV[3] then redis.call('HDEL', holders, ARGV[2]) end
+  return 1
 elseif op == 'plan' then
   -- ARGV: 2 segment id, 3 items, 4 ttl
   if redis.call('SADD', planned, ARGV[2]) == 1 then
@@ -55,16 +101,25 @@ elseif op == 'seal' then
   return 1
 elseif op == 'finish' then
   -- ARGV: 2 segment, 3 written, 4 deleted, 5 superseded, 6 child id or '',
-  --       7 partition or '', 8 next index, 9 now, 10 ttl, 11.. dead letters (JSON)
-  if redis.call('SISMEMBER', done, ARGV[2]) == 1 then return 0 end
-  redis.call('SADD', done, ARGV[2])
+  --       7 partition or '', 8 next index, 9 now, 10 ttl, 11 lease token or '',
+  --       12 items dead-lettered, 13 failure reason or '', 14.. dead letters (JSON).
+  -- Returns 1 recorded, 0 already recorded, -1 fenced (the token no longer holds the lease).
+  local seg, token = ARGV[2], ARGV[11]
+  if redis.call('SISMEMBER', done, seg) == 1 then return 0 end
+  if token ~= '' then
+    if redis.call('GET', lease) ~= token then return -1 end
+    redis.call('DEL', lease)
+    redis.call('HDEL', holders, seg)
+  end
+  redis.call('SADD', done, seg)
   redis.call('HINCRBY', job, 'written', tonumber(ARGV[3]))
   redis.call('HINCRBY', job, 'deleted', tonumber(ARGV[4]))
   redis.call('HINCRBY', job, 'superseded', tonumber(ARGV[5]))
-  local ndead = #ARGV - 10
-  if ndead > 0 then
-    redis.call('HINCRBY', job, 'dead_lettered', ndead)
-    for i = 11, #ARGV do redis.call('RPUSH', dead, ARGV[i]) end
+  redis.call('HINCRBY', job, 'dead_lettered', tonumber(ARGV[12]))
+  for i = 14, #ARGV do redis.call('RPUSH', dead, ARGV[i]) end
+  if ARGV[13] ~= '' then
+    redis.call('HINCRBY', job, 'failures', 1)
+    redis.call('HSET', job, 'error', ARGV[13])
   end
   if ARGV[6] ~= '' then
     redis.call('SADD', planned, ARGV[6])

@@ -6,7 +6,7 @@ import time
 
 from producers import Producer
 from storage import Dynamo
-from tests.support.pipeline import PipelineEnv, start_workers, stop_all
+from tests.support.pipeline import PipelineEnv, Worker, start_workers, stop_all
 
 RECOVERY_SECONDS = 20 + 5  # DATAFOLD_VISIBILITY_TIMEOUT in the tests + kombu's restore sweep
 
@@ -82,3 +82,16 @@ def test_worker_killed_mid_load_loses_nothing_and_counts_nothing_twice(
     assert took < RECOVERY_SECONDS + 30, f"recovered in {took:.0f}s"
     got = dict(kv.scan_prefix(b""))
     assert got == {b"k%06d" % i: b"%d" % i for i in range(n)}
+
+
+def test_a_worker_whose_segments_could_outlive_the_visibility_timeout_refuses_to_start(
+    isolated_penv: PipelineEnv,
+) -> None:
+    w = Worker(isolated_penv, "unsafe", DATAFOLD_SEGMENT_SECONDS="30")  # 30 + 5 + 4 s > 20 s
+    try:
+        assert w.proc.wait(timeout=60) == 2
+    finally:
+        w.stop()
+    log = w.log_tail()
+    assert "refuses to start" in log and "DATAFOLD_VISIBILITY_TIMEOUT=20 is too short" in log
+    assert "Traceback" not in log

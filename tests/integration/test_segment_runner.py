@@ -5,6 +5,7 @@ exactly-once counting."""
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -19,6 +20,7 @@ from pipeline.ledger import Ledger
 from pipeline.messages import Plan, Segment, SingleWrite
 from pipeline.payloads import PayloadStore
 from pipeline.states import Outcome
+from pipeline.status import LeaseStatus
 from producers import Producer
 from storage import Dynamo, DynamoConfig, DynamoNamespacedStore
 from tests.doubles import FakeClient, FakeClock, client_error
@@ -29,11 +31,22 @@ REDIS_URL = "redis://127.0.0.1:6379/9"
 
 
 class ListEnqueuer:
-    def __init__(self) -> None:
+    """Stages like the real enqueuer (items and journal in Redis); "sends" to a list."""
+
+    def __init__(self, payloads: PayloadStore | None = None) -> None:
         self.segments: list[tuple[Segment, float]] = []
+        self.payloads = payloads
+
+    def stage(self, seg: Segment, countdown: float = 0.0) -> None:
+        if self.payloads is not None:
+            self.payloads.sent(seg.job, seg.seg, seg.without_ops().to_message(), 0.0, ops=seg.ops)
+
+    def send(self, seg: Segment, countdown: float = 0.0) -> None:
+        self.segments.append((seg, countdown))
 
     def segment(self, seg: Segment, countdown: float = 0.0) -> None:
-        self.segments.append((seg, countdown))
+        self.stage(seg, countdown)
+        self.send(seg, countdown)
 
     def single(self, write: SingleWrite, countdown: float = 0.0) -> None:
         raise AssertionError("not expected")
@@ -60,21 +73,20 @@ def ledger() -> Iterator[Ledger]:
 
 
 def _runner(
-    ledger: Ledger, batch: Callable[..., dict[str, Any]], **cfg: Any
+    ledger: Ledger,
+    batch: Callable[..., dict[str, Any]],
+    describe: Callable[..., dict[str, Any]] = lambda **p: {"Table": {"TableStatus": "ACTIVE"}},
+    **cfg: Any,
 ) -> tuple[SegmentRunner, ListEnqueuer, FakeClient]:
-    client = FakeClient(
-        {
-            "DescribeTable": lambda **p: {"Table": {"TableStatus": "ACTIVE"}},
-            "BatchWriteItem": batch,
-        }
-    )
+    client = FakeClient({"DescribeTable": describe, "BatchWriteItem": batch})
     dcfg = DynamoConfig(region="us-east-1", batch_rounds=2, max_attempts=2)
     clock = FakeClock()
     store = DynamoNamespacedStore(
         dcfg, dynamo=Dynamo(dcfg, client, sleep=clock.sleep), sleep=clock.sleep
     )
     store.writer.sleep = clock.sleep
-    enq = ListEnqueuer()
+    payloads = PayloadStore(ledger.r, ttl=600)
+    enq = ListEnqueuer(payloads)
     pcfg = replace(PipelineConfig(), **cfg)
     return (
         PayloadFirstRunner(
@@ -82,7 +94,7 @@ def _runner(
             ledger=ledger,
             enqueue=enq,
             cfg=pcfg,
-            payloads=PayloadStore(ledger.r, ttl=600),
+            payloads=payloads,
             rng=random.Random(1),
             sleep=clock.sleep,
             clock=clock,
@@ -206,8 +218,9 @@ def test_a_poison_item_is_isolated_and_dead_lettered_alone(ledger: Ledger) -> No
 def test_a_segment_that_keeps_killing_workers_is_dead_lettered(ledger: Ledger) -> None:
     runner, _, client = _runner(ledger, _ok, max_deliveries=2)
     job = _job(ledger, {"s0": 5})
-    for _ in range(2):  # two deliveries that "died" before finishing
-        ledger.deliver(job, "s0")
+    for holder in ("a", "b"):  # two deliveries that took the lease and vanished
+        assert ledger.take(job, "s0", holder, 0.001).status is LeaseStatus.TAKEN
+        time.sleep(0.005)
     assert runner.run(_segment(job, 5)) == "dead"
     st = ledger.status(job)
     assert (st.state, st.dead_lettered) == ("failed", 5)
@@ -247,7 +260,9 @@ def test_a_payload_gone_before_writing_is_dead_lettered_with_the_reason(ledger: 
     job = _job(ledger, {"s0": 60})
     assert runner.run(_segment(job, 60).without_ops()) == "dead"
     st = ledger.status(job)
-    assert st.state == "failed" and st.dead_lettered == 1 and st.written == 0
+    # One letter stands for the 60 items it cannot name: the totals stay exact.
+    assert st.state == "failed" and st.dead_lettered == 60 and st.written == 0
+    assert st.items == st.processed == 60
     (letter,) = ledger.dead_letters(job)
     assert letter.code == "PayloadLost" and letter.key == b"s0"
     assert "60 items" in letter.reason and "noeviction" in letter.reason

@@ -110,3 +110,31 @@ def test_a_worker_finds_a_lost_message_by_itself(isolated_penv: PipelineEnv, uni
         isolated_penv.store(f"user-{unique}").open_namespace(f"sweep{unique}").scan_prefix(b"")
     )
     assert got == items
+
+
+def test_a_lost_single_write_and_a_lost_plan_are_found_and_sent_again(
+    isolated_penv: PipelineEnv, unique: str
+) -> None:
+    r: redis.Redis[bytes] = isolated_penv.redis()
+    producer = Producer(isolated_penv.dynamo, isolated_penv.pipeline_config())
+    user, ns = f"user-{unique}", f"sweep{unique}"
+    producer.store(user).open_namespace(ns)  # the table exists: the write has somewhere to go
+    put = producer.put(ns, b"k", b"v", user_id=user)
+    assert r.rpop("writes") is not None  # lost before any worker saw it
+    gone = f"gone-{unique}"
+    producer.store(gone).open_namespace(ns).put(b"x", b"to erase")
+    erase = producer.reset_user(gone)
+    assert r.rpop("bulk") is not None
+    assert r.llen("writes") == r.llen("bulk") == 0
+    ws = start_workers(
+        isolated_penv, 1, prefix="sweep", DATAFOLD_SWEEP_INTERVAL="0.5", DATAFOLD_SWEEP_GRACE="1"
+    )
+    try:
+        put_st = put.wait(timeout=60)
+        assert producer.get(ns, b"k", user_id=user) == b"v"
+        erase_st = erase.wait(timeout=60)
+    finally:
+        stop_all(ws)
+    assert (put_st.state, put_st.written) == ("succeeded", 1)
+    assert (erase_st.state, erase_st.deleted) == ("succeeded", 1)
+    assert r.hlen(keys.segment_messages()) == 0  # every journal entry cleared once recorded

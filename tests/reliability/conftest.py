@@ -38,6 +38,10 @@ QUICK = {
     "DATAFOLD_REQUEUE_MAX_DELAY": "2",
     "DATAFOLD_DYNAMODB_RETRY_SECONDS": "5",
     "DATAFOLD_BATCH_ROUNDS": "3",
+    # The longest segment run, 2 s + one call (5 s of retries + a 2 s read), is under 10 s.
+    "DATAFOLD_SEGMENT_SECONDS": "2",
+    "DATAFOLD_DYNAMODB_READ_TIMEOUT": "2",
+    "DATAFOLD_LEASE_SECONDS": "3",
 }
 """Worker settings of every test unless it overrides them."""
 

@@ -41,6 +41,7 @@ class Case:
     error: str = ""  # piece of the one-line error (exit 2) or of line 2's rejection (exit 3)
     written: dict[bytes, bytes] = field(default_factory=lambda: dict(GOOD))
     args: tuple[str, ...] = ()
+    user: str | None = None  # default: one of its own
 
 
 UNICODE = ["ключ", "鍵", "🔑", "e\u0301", "naïve", "ﬁ"]
@@ -88,6 +89,8 @@ CASES = {
     ),
     "empty_file": Case(b"", 0, written={}),
     "missing_file": Case(None, 2, "no such file", {}),
+    "empty_user_id": Case(GOOD_BEFORE, 2, "user id is 0 bytes", {}, user=""),
+    "user_id_over_2048_bytes": Case(GOOD_BEFORE, 2, "user id is 2049 bytes", {}, user="u" * 2049),
 }
 
 
@@ -120,7 +123,8 @@ def runs(rpenv: PipelineEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 path = tmp / f"{name}.{'csv' if '--format' in case.args else 'jsonl'}"
                 if case.content is not None:
                     path.write_bytes(case.content)
-                ns, user = f"cli-{name.replace('_', '-')}", f"user-{name}"
+                ns = f"cli-{name.replace('_', '-')}"
+                user = f"user-{name}" if case.user is None else case.user
                 args = ("-n", ns, *case.args) if "-n" not in case.args else case.args
                 procs[name] = (
                     ns,
@@ -164,8 +168,10 @@ def test_cli_load(runs: dict[str, Run], rpenv: PipelineEnv, name: str) -> None:
     if case.exit == 2:
         assert stderr.count("\n") == 1 and stderr.startswith("error: "), stderr
         assert case.error in stderr, stderr
-        with pytest.raises(TableNotFoundError):  # nothing was written anywhere
-            rpenv.store(run.user).open_namespace(run.ns, create=False)
+        assert "load: job" not in stderr  # refused before any job existed
+        if case.user is None:
+            with pytest.raises(TableNotFoundError):  # nothing was written anywhere
+                rpenv.store(run.user).open_namespace(run.ns, create=False)
         return
     job = producer(rpenv).job(run.job_id)
     st = job.status()

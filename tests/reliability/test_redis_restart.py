@@ -9,6 +9,8 @@ the job still finishes with every item written once and exact counts.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -66,3 +68,39 @@ def test_redis_restarted_mid_job_the_job_still_finishes_exactly(
         "the workers never noticed the restart"
     )
     print(f"\n{N} items across a Redis restart: {st.elapsed:.1f}s, requeues {st.requeues}")
+
+
+STALL_SECONDS = 12.0
+STALLED = {"DATAFOLD_REDIS_TIMEOUT": "2", "DATAFOLD_REDIS_CONNECT_TIMEOUT": "2"}
+
+
+def test_redis_that_accepts_connections_and_stalls_fails_loudly_and_loses_nothing(
+    rpenv: PipelineEnv, proxy: FaultProxy, private_redis: RedisServer, unique: str
+) -> None:
+    """SIGSTOP: the kernel still accepts connections, Redis answers nothing. Every call times
+    out (2 s here) and is retried or raised, never hung on; nothing is acked as done and lost."""
+    assert private_redis.proc is not None and private_redis.port != 6379
+    penv = PrivateRedisEnv(rpenv.dynamo, 0, rpenv.logs, url=private_redis.url())
+    proxy.configure(latency_ms={"BatchWriteItem": 20})
+    fleet = Fleet(penv, proxy)
+    try:
+        fleet.start(2, prefix="stall", DATAFOLD_BATCH_THREADS="2", **STALLED)
+        ns, user = f"st{unique}", f"user-{unique}"
+        want = {b"s%05d" % i: b"%d" % i * 20 for i in range(N)}
+        job = producer(penv, DATAFOLD_SEGMENT_SIZE="100", **STALLED).load(ns, want.items(), user)
+        wait_for("a fifth of the job written", lambda: job.status().written >= N // 5, 60)
+        os.kill(private_redis.proc.pid, signal.SIGSTOP)
+        try:
+            asked = time.monotonic()
+            with pytest.raises(BackendUnavailableError):
+                job.status()
+            assert time.monotonic() - asked < 10  # a timeout, not a hang
+            time.sleep(STALL_SECONDS)
+        finally:
+            os.kill(private_redis.proc.pid, signal.SIGCONT)
+        st = job.wait(timeout=150)
+    finally:
+        fleet.stop()
+    assert_exact(st, job, read_back(penv, user, ns), want)
+    assert (st.state, st.items, st.written, st.dead_lettered) == ("succeeded", N, N, 0), st
+    print(f"\n{N} items across a {STALL_SECONDS:g}s Redis stall: {st.elapsed:.1f}s")

@@ -42,6 +42,8 @@ SETTLE_SECONDS = 0.25
 QUIET_SECONDS = 0.1
 WORKER = {
     "DATAFOLD_VISIBILITY_TIMEOUT": "6",
+    "DATAFOLD_SEGMENT_SECONDS": "1.5",  # + one call (1.5 s of retries + a 2 s read) < 6 s
+    "DATAFOLD_DYNAMODB_RETRY_SECONDS": "1.5",
     "DATAFOLD_REQUEUE_BASE_DELAY": "2",  # first requeue waits 1-2 s, later ones 2-4 s
     "DATAFOLD_REQUEUE_MAX_DELAY": "4",
     "DATAFOLD_BATCH_ROUNDS": "1",  # leftovers are requeued after a few in-task rounds

@@ -49,6 +49,12 @@ class PipelineEnv:
                 "DATAFOLD_TABLE_PREFIX": self.dynamo.table_prefix,
                 "DATAFOLD_DYNAMODB_TABLE": self.dynamo.schema_table,
                 "DATAFOLD_VISIBILITY_TIMEOUT": "20",
+                # A segment's longest run (5 s + one call: 5 s of retries + a 4 s read) must end
+                # before its message goes to another worker.
+                "DATAFOLD_SEGMENT_SECONDS": "5",
+                "DATAFOLD_DYNAMODB_RETRY_SECONDS": "5",
+                "DATAFOLD_DYNAMODB_READ_TIMEOUT": "4",
+                "DATAFOLD_LEASE_SECONDS": "3",
                 "DATAFOLD_REQUEUE_BASE_DELAY": "0.5",
                 "DATAFOLD_REQUEUE_MAX_DELAY": "4",
                 "PYTHONPATH": str(ROOT),

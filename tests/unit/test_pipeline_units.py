@@ -129,6 +129,9 @@ def test_progress_bar_and_summary() -> None:
     done = replace(st, state="partial", written=198, dead_lettered=2, finished_at=110.0)
     text = summary(done)
     assert "partial" in text and "dead-lettered 2" in text and "20 items/s" in text
+    assert "failed:" not in text
+    planned = replace(done, state="failed", failures=1, error="[AccessDenied] no Query")
+    assert summary(planned).endswith("  failed: [AccessDenied] no Query")
 
 
 def _cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,6 @@
-"""What the sweeper reads off the broker: the segment named by a waiting or unacknowledged
-Celery message, whatever its body encoding; anything else names nothing."""
+"""What the sweeper reads off the broker: the (job, id) named by a waiting or unacknowledged
+message of ours — segment, single write or plan — whatever its body encoding; anything else
+names nothing."""
 
 from __future__ import annotations
 
@@ -32,9 +33,17 @@ def test_waiting_and_unacknowledged_messages_name_their_segments() -> None:
     assert in_broker(waiting, unacked) == {("j1", "s/p0.0"), ("j1", "s/p1.0"), ("j2", "s/p0.3.r1")}
 
 
+def test_single_writes_and_plans_are_named_by_their_journal_ids() -> None:
+    write = envelope("j", "-", task="datafold.write")
+    write["body"] = json.dumps([[{"v": 1, "job": "j", "attempt": 2}], {}, {}])
+    plan = envelope("k", "-", task="datafold.plan")
+    unacked = [json.dumps([plan, "", "bulk"]).encode()]
+    assert in_broker([json.dumps(write).encode()], unacked) == {("j", "w.r2"), ("k", "plan")}
+
+
 def test_other_tasks_and_junk_name_nothing() -> None:
     others = [
-        json.dumps(envelope("j", "s", task="datafold.write")).encode(),
+        json.dumps(envelope("j", "s", task="celery.backend_cleanup")).encode(),
         b"not json",
         b"[]",
         json.dumps({"body": "[]", "headers": {"task": "datafold.segment"}}).encode(),

@@ -1,0 +1,96 @@
+"""Single writes and delete plans on real Redis with a scripted DynamoDB: a write whose first
+attempt landed counts as written, a plan that no retry can help ends its job with the reason,
+and both leave no journal entry behind once recorded."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+import redis
+
+from pipeline import ids, keys
+from pipeline.config import PipelineConfig
+from pipeline.ledger import Ledger
+from pipeline.messages import Plan, SingleWrite
+from pipeline.payloads import PayloadStore
+from pipeline.states import JobKind, Outcome, PlanKind
+from storage import Dynamo, DynamoConfig, DynamoNamespacedStore
+from tests.doubles import FakeClient, FakeClock, client_error
+from tests.integration.test_segment_runner import REDIS_URL, ListEnqueuer
+from worker.planner import Planner
+from worker.single import SingleWriteRunner
+
+
+def _store(handlers: dict[str, Any]) -> tuple[DynamoNamespacedStore, FakeClient]:
+    client = FakeClient(
+        {"DescribeTable": lambda **p: {"Table": {"TableStatus": "ACTIVE"}}, **handlers}
+    )
+    dcfg = DynamoConfig(region="us-east-1", max_attempts=1)
+    clock = FakeClock()
+    store = DynamoNamespacedStore(dcfg, dynamo=Dynamo(dcfg, client, sleep=clock.sleep))
+    return store, client
+
+
+def _ledger() -> tuple[Ledger, PayloadStore]:
+    r = redis.Redis.from_url(REDIS_URL)
+    return Ledger(r, ttl=600), PayloadStore(r, ttl=600)
+
+
+def _single(seq_stored: int) -> tuple[Outcome, Ledger, str]:
+    def refused(**p: Any) -> dict[str, Any]:
+        raise client_error("ConditionalCheckFailedException", "PutItem")
+
+    store, _ = _store(
+        {"PutItem": refused, "GetItem": lambda **p: {"Item": {"Seq": {"N": str(seq_stored)}}}}
+    )
+    ledger, payloads = _ledger()
+    job = uuid.uuid4().hex
+    ledger.create(job, kind=JobKind.PUT, namespace="ns", user_id="u")
+    w = SingleWrite(job, "ns", "u", b"k", b"v", 42)
+    ledger.plan(job, w.seg, 1)
+    ledger.seal(job)
+    payloads.sent(job, w.seg, w.to_message(), 0.0)
+    runner = SingleWriteRunner(
+        store=store,
+        ledger=ledger,
+        enqueue=ListEnqueuer(),
+        cfg=PipelineConfig(),
+        payloads=payloads,
+        rng=random.Random(1),
+    )
+    return runner.run(w), ledger, job
+
+
+def test_a_write_whose_first_attempt_landed_counts_as_written() -> None:
+    outcome, ledger, job = _single(seq_stored=42)  # our own sequence is stored: it landed
+    st = ledger.status(job)
+    assert outcome == Outcome.DONE and (st.state, st.written, st.superseded) == ("succeeded", 1, 0)
+    assert ledger.r.hget(keys.segment_messages(), f'["{job}", "w"]') is None  # journal cleared
+
+
+def test_a_write_beaten_by_a_newer_one_is_superseded() -> None:
+    outcome, ledger, job = _single(seq_stored=43)
+    st = ledger.status(job)
+    assert outcome == Outcome.DONE and (st.written, st.superseded) == (0, 1)
+
+
+def test_a_plan_no_retry_can_help_ends_its_job_with_the_reason() -> None:
+    def denied(**p: Any) -> dict[str, Any]:
+        raise client_error("AccessDeniedException", "DescribeTable")
+
+    store, _ = _store({"DescribeTable": denied})
+    ledger, payloads = _ledger()
+    job = uuid.uuid4().hex
+    ledger.create(job, kind=JobKind.CLEAR_SCHEMAS, user_id="u")
+    ledger.plan(job, ids.PLAN, 0)
+    plan = Plan(job, PlanKind.CLEAR_SCHEMAS, "u")
+    payloads.sent(job, ids.PLAN, plan.to_message(), 0.0)
+    planner = Planner(
+        store=store, ledger=ledger, enqueue=ListEnqueuer(), cfg=PipelineConfig(), payloads=payloads
+    )
+    assert planner.run(plan) == 0
+    st = ledger.status(job)
+    assert (st.state, st.failures) == ("failed", 1) and "AccessDeniedException" in st.error
+    assert all(j != job for j, *_ in payloads.overdue(float("inf"), 1000))  # journal cleared
