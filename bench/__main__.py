@@ -18,7 +18,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from bench import bulk_load, clear_schemas, limiter, memory, overhead, reads, report, scaling
+from bench import (
+    bulk_load,
+    clear_schemas,
+    limiter,
+    memory,
+    overhead,
+    reads,
+    recovery,
+    report,
+    scaling,
+)
 from bench.env import BenchEnv
 from bench.model import Section
 
@@ -30,6 +40,7 @@ SECTIONS: dict[str, Callable[[BenchEnv], Section]] = {
     "scaling": scaling.run,
     "memory": memory.run,
     "overhead": overhead.run,
+    "recovery": recovery.run,
 }
 ROOT = Path(__file__).resolve().parents[1]
 

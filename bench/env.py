@@ -79,8 +79,12 @@ class BenchEnv:
             REDIS_DB,
             self.workdir / "logs",
             extra={
-                # Real-life recovery settings, not the tests' short ones.
-                "DATAFOLD_VISIBILITY_TIMEOUT": "300",
+                # Real-life recovery settings (the defaults), not the tests' short ones.
+                "DATAFOLD_VISIBILITY_TIMEOUT": "80",
+                "DATAFOLD_SEGMENT_SECONDS": "30",
+                "DATAFOLD_LEASE_SECONDS": "15",
+                "DATAFOLD_DYNAMODB_RETRY_SECONDS": "30",
+                "DATAFOLD_DYNAMODB_READ_TIMEOUT": "10",
                 "DATAFOLD_REQUEUE_MAX_DELAY": "60",
                 "DATAFOLD_REQUEUE_BASE_DELAY": "1",
             },
