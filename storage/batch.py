@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from storage import errors
@@ -94,9 +94,12 @@ class BatchWriter:
         ]
         result = BatchResult()
         if self.threads > 1 and len(chunks) > 1:
-            parts = list(
-                self._executor().map(lambda c: self._write_chunk(table, c, stop, deadline), chunks)
-            )
+            pool = self._executor()
+            futures = [pool.submit(self._write_chunk, table, c, stop, deadline) for c in chunks]
+            # Every chunk ends before this returns or raises: none may go on writing for a
+            # caller that has moved on (a bounded run re-run, a lease given up).
+            wait(futures)
+            parts = [f.result() for f in futures]
         else:
             parts = [self._write_chunk(table, chunk, stop, deadline) for chunk in chunks]
         for part in parts:
@@ -128,13 +131,10 @@ class BatchWriter:
         while pending:
             units = float(sum(write_units(op.size) for op in pending))
             try:
+                self._go_on(table, stop)  # before taking capacity the run may not use
                 if self.pacer is not None:
                     self.pacer.acquire(table, units, deadline)
-                reason = stop() if stop is not None else None
-                if reason is not None:
-                    raise errors.StoppedError(
-                        reason, operation="BatchWriteItem", table=table, code="Stopped"
-                    )
+                    self._go_on(table, stop)  # the wait may have been long
             except errors.StoppedError as exc:
                 if exc.code != "Stopped" and len(pending) > 1:
                     # Too big for the capacity left before the deadline: smaller batches may
@@ -152,7 +152,7 @@ class BatchWriter:
             try:
                 resp = self.dynamo.call("BatchWriteItem", table, **params)
             except errors.ValidationError as exc:
-                result.merge(self._isolate(table, pending, exc))
+                result.merge(self._isolate(table, pending, exc, stop, deadline))
                 break
             except errors.RetryableError as exc:
                 # The single-call policy has given up: hand every pending item back. Only
@@ -204,7 +204,22 @@ class BatchWriter:
             self.sleep(self.backoff.delay(rounds))
         return result
 
-    def _isolate(self, table: str, pending: list[WriteOp], exc: errors.StorageError) -> BatchResult:
+    @staticmethod
+    def _go_on(table: str, stop: Stop | None) -> None:
+        reason = stop() if stop is not None else None
+        if reason is not None:
+            raise errors.StoppedError(
+                reason, operation="BatchWriteItem", table=table, code="Stopped"
+            )
+
+    def _isolate(
+        self,
+        table: str,
+        pending: list[WriteOp],
+        exc: errors.StorageError,
+        stop: Stop | None,
+        deadline: float | None,
+    ) -> BatchResult:
         """Split a refused batch in halves until the poison item stands alone."""
         if len(pending) == 1:
             op = pending[0]
@@ -213,9 +228,8 @@ class BatchWriter:
             )
             return BatchResult(rejected=[Rejected(op, err)])
         mid = len(pending) // 2
-        return self._write_chunk(table, pending[:mid]).merge(
-            self._write_chunk(table, pending[mid:])
-        )
+        first = self._write_chunk(table, pending[:mid], stop, deadline)
+        return first.merge(self._write_chunk(table, pending[mid:], stop, deadline))
 
     @staticmethod
     def _count(table: str, r: BatchResult) -> None:

@@ -4,7 +4,11 @@ its parts fit, so a slow table still makes progress; nothing is ever dropped."""
 
 from __future__ import annotations
 
-from storage.errors import StoppedError
+import time
+
+import pytest
+
+from storage.errors import BackendUnavailableError, StoppedError
 from tests.unit.test_batch import FakeTable, items, setup
 
 
@@ -59,3 +63,51 @@ def test_an_item_that_can_never_fit_is_handed_back_not_dropped() -> None:
     result = writer.write(kv.table, ops, deadline=1.0)
     assert result.written == 0 and len(result.unprocessed) == 3 and table.batches == []
     assert result.last_error is not None and result.last_error.code == "CapacityDeadline"
+
+
+def test_capacity_is_not_taken_for_a_run_already_stopped() -> None:
+    table = FakeTable()
+    kv, writer, _ = setup(table)
+    writer.pacer = pacer = Pacer(fits=1000.0)
+    ops = [kv.put_op(k, v) for k, v in items(50)]
+    result = writer.write(kv.table, ops, stop=lambda: "lease lost", deadline=1.0)
+    assert pacer.granted == [] and table.batches == [] and len(result.unprocessed) == 50
+
+
+def test_a_poison_batch_split_still_asks_stop() -> None:
+    table = FakeTable(poison={b"k003"})
+    kv, writer, _ = setup(table)
+    asked = []
+
+    def stop() -> str | None:
+        asked.append(1)
+        return "lease lost" if len(asked) > 2 else None
+
+    ops = [kv.put_op(k, v) for k, v in items(8)]
+    result = writer.write(kv.table, ops, stop=stop)
+    assert result.written + len(result.unprocessed) + len(result.rejected) == 8
+    assert result.unprocessed and len(table.batches) <= 2  # the split stopped when told
+
+
+def test_a_chunk_that_raises_waits_for_the_others_before_the_write_returns() -> None:
+    table = FakeTable()
+    kv, writer, _ = setup(table, threads=4)
+    ended: list[float] = []
+
+    class Failing(Pacer):
+        def acquire(self, table: str, units: float, deadline: float | None = None) -> float:
+            if not self.granted:
+                self.granted.append(units)
+                raise BackendUnavailableError("Redis gone", operation="RateLimiter.acquire")
+            time.sleep(0.2)
+            ended.append(time.monotonic())
+            return 0.0
+
+    writer.pacer = Failing(fits=1000.0)
+    ops = [kv.put_op(k, v) for k, v in items(100)]
+    with pytest.raises(BackendUnavailableError):
+        writer.write(kv.table, ops)
+    raised, written = time.monotonic(), len(table.batches)
+    time.sleep(0.4)
+    # Every other chunk had ended, and written, before the write raised: none writes after.
+    assert len(ended) == 3 and max(ended) <= raised and len(table.batches) == written == 3

@@ -100,8 +100,9 @@ class MemoryBucketBackend:
                     drained = now + (-b.tokens / b.rate - p.ahead)
                     wake = min(max(b.nw, drained), drained + p.window)
                     wait = wake - now
-                    if limit >= 0 and wait + units / b.rate > limit:
-                        wait += units / b.rate
+                    whole = wait + units / b.rate + p.ahead
+                    if limit >= 0 and whole > limit:
+                        wait = whole
                     else:
                         b.nw = wake + units / b.rate
             elif op == "feedback":

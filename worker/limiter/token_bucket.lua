@@ -118,8 +118,10 @@ if op == 'acquire' then
         local drained = now + (-tokens / rate - ahead)
         local wake = math.min(math.max(nw, drained), drained + window)
         wait = wake - now
-        if limit >= 0 and wait + units / rate > limit then
-            wait = wait + units / rate
+        -- Granted at the wake-up, it would then wait for its own units and the ahead margin.
+        local whole = wait + units / rate + ahead
+        if limit >= 0 and whole > limit then
+            wait = whole
         else
             nw = wake + units / rate
         end
