@@ -30,22 +30,39 @@ from pipeline.payloads import PayloadStore
 from pipeline.redis_boundary import guard
 from storage.errors import BackendUnavailableError
 
+Message = Segment | SingleWrite | Plan
+"""Every kind of message the pipeline sends; each names the id it is journalled under (``seg``)."""
+
 
 class Enqueuer(Protocol):
     """How services send messages (Celery in production, a list in unit tests)."""
 
+    def stage(self, m: Message, countdown: float = 0.0) -> None:
+        """Journal ``m`` (a segment's items stored with it), due after ``countdown``, without
+        sending it: :meth:`send` sends it, or the sweeper when nothing does."""
+
+    def send(self, m: Message, countdown: float = 0.0) -> None:
+        """Send the message of a staged ``m``."""
+
     def segment(self, seg: Segment, countdown: float = 0.0) -> None:
         """Stage and send a segment."""
 
-    def stage(self, seg: Segment, countdown: float = 0.0) -> None:
-        """Store a segment's items and journal it, due after ``countdown``, without sending:
-        :meth:`send` sends it, or the sweeper when nothing does."""
+    def single(self, write: SingleWrite, countdown: float = 0.0) -> None:
+        """Stage and send a single write."""
 
-    def send(self, seg: Segment, countdown: float = 0.0) -> None:
-        """Send the message of a staged segment."""
+    def plan(self, plan: Plan) -> None:
+        """Stage and send a plan."""
 
-    def single(self, write: SingleWrite, countdown: float = 0.0) -> None: ...
-    def plan(self, plan: Plan) -> None: ...
+
+_ROUTE = {
+    Segment: (SEGMENT_TASK, BULK_QUEUE),
+    SingleWrite: (WRITE_TASK, WRITES_QUEUE),
+    Plan: (PLAN_TASK, BULK_QUEUE),
+}
+
+
+def _message(m: Message) -> dict[str, Any]:
+    return m.without_ops().to_message() if isinstance(m, Segment) else m.to_message()
 
 
 class CeleryEnqueuer:
@@ -74,24 +91,24 @@ class CeleryEnqueuer:
                 code="BrokerUnavailable",
             ) from None
 
+    def stage(self, m: Message, countdown: float = 0.0) -> None:
+        task, _ = _ROUTE[type(m)]
+        ops = m.ops if isinstance(m, Segment) else None
+        due = time.time() + countdown
+        self.payloads.sent(m.job, m.seg, _message(m), due, ops=ops, task=task)
+
+    def send(self, m: Message, countdown: float = 0.0) -> None:
+        task, queue = _ROUTE[type(m)]
+        self._send(task, _message(m), queue, countdown)
+
     def segment(self, seg: Segment, countdown: float = 0.0) -> None:
         self.stage(seg, countdown)
         self.send(seg, countdown)
 
-    def stage(self, seg: Segment, countdown: float = 0.0) -> None:
-        message = seg.without_ops().to_message()
-        self.payloads.sent(seg.job, seg.seg, message, time.time() + countdown, ops=seg.ops)
-
-    def send(self, seg: Segment, countdown: float = 0.0) -> None:
-        self._send(SEGMENT_TASK, seg.without_ops().to_message(), BULK_QUEUE, countdown)
-
     def single(self, write: SingleWrite, countdown: float = 0.0) -> None:
-        message = write.to_message()
-        due = time.time() + countdown
-        self.payloads.sent(write.job, write.seg, message, due, task=WRITE_TASK)
-        self._send(WRITE_TASK, message, WRITES_QUEUE, countdown)
+        self.stage(write, countdown)
+        self.send(write, countdown)
 
     def plan(self, plan: Plan) -> None:
-        message = plan.to_message()
-        self.payloads.sent(plan.job, plan.seg, message, time.time(), task=PLAN_TASK)
-        self._send(PLAN_TASK, message, BULK_QUEUE, 0.0)
+        self.stage(plan)
+        self.send(plan)

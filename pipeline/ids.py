@@ -7,10 +7,13 @@ redelivered message, or a producer cutting the same input again, names the same 
 ``{scope}/p{p}.{idx}``        segment ``idx`` of partition ``p`` of a producer's stream
                               (``scope`` is the namespace; a replay of schemas has scope "")
 ``{scope}/{p}``               the partition itself: its segments run in ``idx`` order
-``d{n}:{target}:{ns}``        scope of delivery ``n`` of a bulk delete's planner
+``d{n}:{target}:{ns}``        scope of the segments planned by a plan's ``n``-th holder
+                              (``d{n}x{k}:...`` by its ``k``-th re-run)
 ``{id}.r{attempt}``           the requeued leftovers of segment ``id`` (attempt 1, 2, ...),
-                              cut by its first lease holder; ``{id}.r{attempt}h{n}`` when
-                              cut by the ``n``-th (an earlier holder vanished)
+                              cut by its first lease holder in its first run;
+                              ``{id}.r{attempt}h{n}`` when cut by the ``n``-th holder (an
+                              earlier one vanished), ``...x{k}`` by the holder's ``k``-th
+                              re-run (after a Redis outage): no two runs share a child
 ``w``, ``w.r{attempt}``       a single write, and its requeued attempts
 ``plan``                      the planner's own step of a bulk delete
 ============================  =================================================================
@@ -32,17 +35,19 @@ def partition(scope: str, partition: int) -> str:
     return f"{scope}/{partition}"
 
 
-def planned_scope(delivery: int, target: str, ns: str | None) -> str:
-    """Scope of the delete segments planned by a planner's ``delivery``-th delivery: a
-    redelivered planner plans afresh under new ids, and nothing is counted twice."""
-    return f"d{delivery}:{target}:{ns or ''}"
+def planned_scope(holder: int, rerun: int = 0) -> str:
+    """Prefix of the delete segments planned by a plan's ``holder``-th lease holder in its
+    ``rerun``-th re-run, to which the planner adds ``{target}:{ns}``: a plan taken over plans
+    afresh under new ids, and no id is planned twice with different keys."""
+    return f"d{holder}:" if rerun == 0 else f"d{holder}x{rerun}:"
 
 
-def requeued(parent: str, attempt: int, holder: int = 1) -> str:
+def requeued(parent: str, attempt: int, holder: int = 1, rerun: int = 0) -> str:
     """The id of the leftovers of ``parent`` sent again for the ``attempt``-th time by its
-    ``holder``-th lease holder. Requeues of a requeue append again: the chain stays readable in
-    logs and dead letters."""
-    return f"{parent}.r{attempt}" if holder <= 1 else f"{parent}.r{attempt}h{holder}"
+    ``holder``-th lease holder in its ``rerun``-th re-run. Requeues of a requeue append again:
+    the chain stays readable in logs and dead letters."""
+    tag = (f"h{holder}" if holder > 1 else "") + (f"x{rerun}" if rerun > 0 else "")
+    return f"{parent}.r{attempt}{tag}"
 
 
 def single_write(attempt: int) -> str:

@@ -115,6 +115,11 @@ class Ledger:
             self._guard(go, "reject_lines")
 
     # -- worker side ----------------------------------------------------------------------
+    def is_planned(self, job_id: str, segment: str) -> bool:
+        return bool(
+            self._guard(lambda: self.r.sismember(keys.job_planned_segments(job_id), segment))
+        )
+
     def is_done(self, job_id: str, segment: str) -> bool:
         return bool(self._guard(lambda: self.r.sismember(keys.job_done_segments(job_id), segment)))
 
@@ -126,8 +131,11 @@ class Ledger:
         """Count one delivery of ``segment``; mark the job running. Returns deliveries so far."""
         return int(self._run(job_id, "deliver", segment, repr(self.clock()), self.ttl))
 
-    def take(self, job_id: str, segment: str, token: str, lease_seconds: float) -> Lease:
-        """Try to take ``segment``'s lease for the delivery ``token`` (see :class:`Lease`)."""
+    def take(
+        self, job_id: str, segment: str, token: str, lease_seconds: float, parent: str | None = None
+    ) -> Lease:
+        """Try to take ``segment``'s lease for the delivery ``token`` (see :class:`Lease`);
+        ``parent``: the segment whose leftovers a requeued child carries."""
         raw_status, n = self._run(
             job_id,
             "take",
@@ -136,6 +144,7 @@ class Ledger:
             max(1, round(lease_seconds * 1000)),
             repr(self.clock()),
             self.ttl,
+            parent or "",
             segment=segment,
         )
         status = LeaseStatus(int(raw_status))

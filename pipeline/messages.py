@@ -116,14 +116,17 @@ class Segment:
         """Namespace recorded in dead letters: None marks the schema table."""
         return self.ns if self.target is Target.KV else None
 
-    def child(self, ops: list[Op], holder: int = 1, progressed: bool = False) -> Segment:
-        """The requeued remainder: same place in the order, one more attempt. ``holder`` is the
-        delivery number of the lease holder cutting it, so two holders never name (and store)
-        the same child; ``progressed``: this attempt wrote something (resets ``idle``)."""
+    def child(
+        self, ops: list[Op], holder: int = 1, progressed: bool = False, rerun: int = 0
+    ) -> Segment:
+        """The requeued remainder: same place in the order, one more attempt. ``holder`` (the
+        lease holder's delivery number) and ``rerun`` (its run) name it, so no two runs name
+        (and store) the same child; ``progressed``: this attempt wrote something (resets
+        ``idle``)."""
         attempt = self.attempt + 1
         return replace(
             self,
-            seg=ids.requeued(self.seg, attempt, holder),
+            seg=ids.requeued(self.seg, attempt, holder, rerun),
             ops=ops,
             count=0,
             attempt=attempt,

@@ -114,7 +114,8 @@ class LeaseStatus(IntEnum):
     TAKEN = 0
     RECORDED = 1  # the segment is already recorded: nothing to do
     HELD = 2  # another live delivery holds it
-    UNPLANNED = 3  # a requeued child its parent's holder never recorded
+    UNPLANNED = 3  # a requeued child whose parent is not recorded yet: wait
+    ORPHAN = 4  # a child its parent was recorded without (or a job gone): never to run
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Lease:
 class Recorded(IntEnum):
     """What recording a segment did (``ledger.lua``'s ``finish``)."""
 
+    UNPLANNED = -2  # a child its parent's recording did not plan: nothing recorded
     FENCED = -1  # this delivery no longer holds the lease: nothing recorded
     ALREADY = 0  # recorded before (by another delivery)
     FIRST = 1

@@ -20,6 +20,7 @@ class Delivery:
     def __init__(self) -> None:
         self.number: int | None = None
         self.token = uuid.uuid4().hex
+        self.runs = 0  # how often the service ran it (re-runs after a Redis outage)
 
     def count(self, take: Callable[[], int]) -> int:
         if self.number is None:

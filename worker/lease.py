@@ -39,11 +39,13 @@ class LeaseKeeper:
         term: float,
         *,
         clock: Callable[[], float] = time.monotonic,
+        since: float | None = None,
     ) -> None:
         self.ledger, self.job, self.segment, self.token = ledger, job, segment, token
         self.term = term
         self.clock = clock
-        self._renewed = clock()  # when the last successful renewal (or the take) was sent
+        # When the last successful renewal (or the take: ``since``) was sent.
+        self._renewed = clock() if since is None else since
         self._refused = False
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -64,6 +66,10 @@ class LeaseKeeper:
             except BackendUnavailableError as exc:
                 log.warning("job %s segment %s: lease not renewed: %s", self.job, self.segment, exc)
                 continue
+            except Exception:  # never let the keeper die quietly: the run would go on unfenced
+                log.exception("job %s segment %s: lease renewal failed", self.job, self.segment)
+                self._refused = True
+                return
             if not held:
                 self._refused = True
                 log.warning("job %s segment %s: %s", self.job, self.segment, LOST)
@@ -84,5 +90,6 @@ class LeaseKeeper:
         tb: TracebackType | None,
     ) -> None:
         self._done.set()
+        self._refused = True  # a write still asking after the run ended must stop
         if self._thread is not None:
             self._thread.join()

@@ -11,6 +11,7 @@ lost delivery and deleted are still counted where they were.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 
 from pipeline import ids
@@ -21,9 +22,12 @@ from pipeline.messages import Plan
 from pipeline.payloads import PayloadStore
 from pipeline.segmenter import Segmenter
 from pipeline.states import PlanKind, Target
+from pipeline.status import LeaseStatus, Recorded
 from storage import errors
 from storage.namespaced import DynamoNamespacedStore
 from storage.schema import DynamoSchemaStore
+from worker.delivery import Delivery
+from worker.lease import LOST, LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +61,12 @@ class Planner:
     def _emit(
         self,
         job: str,
-        delivery: int,
+        scope: str,
         target: Target,
         ns: str | None,
         user: str,
         keys: Iterable[bytes],
+        keeper: LeaseKeeper,
     ) -> int:
         cut = Segmenter(
             job=job,
@@ -72,51 +77,77 @@ class Planner:
             segment_size=self.cfg.segment_size,
             partitions=1,
             target=target,
-            scope=ids.planned_scope(delivery, target, ns),
+            scope=f"{scope}{target}:{ns or ''}",
             ordered=False,
         )
-        cut.add_all((k, None) for k in keys)
+        for i, key in enumerate(keys):
+            if i % self.cfg.segment_size == 0 and keeper.lost:
+                raise errors.StoppedError(LOST, operation="Plan", code="Stopped")
+            cut.add(key, None)
         cut.close()
         return cut.items
 
-    def run(self, plan: Plan) -> int:
-        """Plan every delete of ``plan``; return how many keys were planned.
+    def run(self, plan: Plan, delivery: Delivery | None = None) -> int:
+        """Plan every delete of ``plan`` under its lease; return how many keys were planned.
 
-        A failure no retry can help (access denied, a table gone) and a plan whose workers kept
-        vanishing end the planning with the reason in the job (``failures``, ``error``); the
-        segments already planned still run. Retryable errors propagate: the message is
-        delivered again (or sent again by the sweeper from its journal)."""
-        if self.ledger.is_done(plan.job, ids.PLAN):
+        A second delivery waits while the first plans; one whose holder vanished plans afresh
+        under new segment ids (keys already deleted are simply not found again). A failure no
+        retry can help (access denied, a table gone), and a plan whose holders kept vanishing,
+        end the planning with the reason in the job (``failures``, ``error``); the segments
+        already planned still run. Retryable errors propagate: the message is delivered again
+        (or sent again by the sweeper from its journal)."""
+        delivery = delivery or Delivery()
+        delivery.runs += 1
+        asked = time.monotonic()
+        lease = self.ledger.take(plan.job, ids.PLAN, delivery.token, self.cfg.lease_seconds)
+        if lease.status in (LeaseStatus.RECORDED, LeaseStatus.ORPHAN):
             self.payloads.delete(plan.job, ids.PLAN)
             return 0
-        delivery = self.ledger.deliver(plan.job, ids.PLAN)
+        if lease.status is not LeaseStatus.TAKEN:
+            self._again(plan, max(1.0, lease.expires_in))
+            return 0
+        n = lease.deliveries
+        keeper = LeaseKeeper(
+            self.ledger, plan.job, ids.PLAN, delivery.token, self.cfg.lease_seconds, since=asked
+        )
         total, failure = 0, ""
-        try:
-            if delivery > self.cfg.max_deliveries:
-                raise errors.PermanentError(
-                    f"planning delivered {delivery} times without finishing",
-                    operation="Plan",
-                    code="TooManyDeliveries",
-                )
-            total = self._plan(plan, delivery)
-        except errors.RetryableError:
-            raise
-        except errors.StorageError as exc:
-            failure = f"[{exc.code or type(exc).__name__}] {exc}"
-            log.error("job %s: planning %s failed: %s", plan.job, plan.what, exc)
-        self.ledger.finish(plan.job, ids.PLAN, failure=failure)
+        with keeper:
+            try:
+                if n > self.cfg.max_deliveries:
+                    raise errors.PermanentError(
+                        f"planning taken by {n} deliveries without finishing",
+                        operation="Plan",
+                        code="TooManyDeliveries",
+                    )
+                total = self._plan(plan, ids.planned_scope(n, delivery.runs - 1), keeper)
+            except errors.StoppedError:
+                self._again(plan, self.cfg.lease_seconds)  # the lease is lost: round again
+                return 0
+            except errors.RetryableError:
+                raise
+            except errors.StorageError as exc:
+                failure = f"[{exc.code or type(exc).__name__}] {exc}"
+                log.error("job %s: planning %s failed: %s", plan.job, plan.what, exc)
+            recorded = self.ledger.finish(plan.job, ids.PLAN, failure=failure, token=delivery.token)
+        if recorded is Recorded.FENCED:
+            self._again(plan, self.cfg.lease_seconds)
+            return 0
         self.ledger.seal(plan.job)
         self.payloads.delete(plan.job, ids.PLAN)
         log.info("job %s: planned %d deletes (%s)", plan.job, total, plan.what)
         return total
 
-    def _plan(self, plan: Plan, delivery: int) -> int:
-        total = self._emit(
-            plan.job, delivery, Target.SCHEMAS, None, plan.user, self._schema_names(plan.user)
-        )
+    def _again(self, plan: Plan, countdown: float) -> None:
+        self.enqueue.stage(plan, countdown)
+        self.enqueue.send(plan, countdown)
+
+    def _plan(self, plan: Plan, scope: str, keeper: LeaseKeeper) -> int:
+        names = self._schema_names(plan.user)
+        total = self._emit(plan.job, scope, Target.SCHEMAS, None, plan.user, names, keeper)
         if plan.what is PlanKind.RESET_USER:
             user_store = self.store.for_user(plan.user)
             for ns in user_store.list_namespaces():
                 kv = user_store.open_namespace(ns, create=False)
-                total += self._emit(plan.job, delivery, Target.KV, ns, plan.user, kv.scan_keys())
+                keys = kv.scan_keys()
+                total += self._emit(plan.job, scope, Target.KV, ns, plan.user, keys, keeper)
         return total

@@ -26,23 +26,19 @@ from pipeline.ledger import Ledger
 from pipeline.messages import Segment
 from pipeline.payloads import LOST, PayloadError, PayloadStore
 from pipeline.states import Outcome, Target
-from pipeline.status import DeadLetter, LeaseStatus, Recorded
+from pipeline.status import DeadLetter, LeaseStatus
 from storage import errors
 from storage.batch import BatchResult, Rejected, WriteOp, dedupe
 from storage.namespaced import DynamoNamespacedStore
-from worker.delivery import Delivery, requeue_delay
+from worker.delivery import Delivery
 from worker.lease import LeaseKeeper
-from worker.metrics import ITEMS, SEGMENTS
+from worker.metrics import SEGMENTS
+from worker.recording import Recording, letter
 
 log = logging.getLogger(__name__)
 
 ORDER_POLL_SECONDS = 2.0
 ORDER_DEFER_SECONDS = 1.0
-
-
-def letter(op: WriteOp, reason: str, code: str, ns: str | None) -> DeadLetter:
-    key = op.key if isinstance(op.key, bytes) else op.key.encode("utf-8")
-    return DeadLetter(key, op.value, reason, code, ns)
 
 
 class SegmentRunner:
@@ -129,38 +125,60 @@ class SegmentRunner:
 
         ``delivery`` is shared by the re-runs of one message delivery (after a Redis outage):
         they are one delivery, holding one lease."""
-        outcome = self._run(seg, delivery or Delivery())
+        delivery = delivery or Delivery()
+        delivery.runs += 1
+        outcome = self._run(seg, delivery)
         SEGMENTS.labels(outcome).inc()
         return outcome
 
     def _run(self, seg: Segment, delivery: Delivery) -> Outcome:
         if not self._ready(seg):
             return self._defer(seg, ORDER_DEFER_SECONDS)
-        lease = self.ledger.take(seg.job, seg.seg, delivery.token, self.cfg.lease_seconds)
+        asked = self.clock()
+        lease = self.ledger.take(
+            seg.job, seg.seg, delivery.token, self.cfg.lease_seconds, parent=seg.parent
+        )
         if lease.status is LeaseStatus.RECORDED:
             return Outcome.DUPLICATE
-        if lease.status is LeaseStatus.UNPLANNED:
-            if seg.parent is not None and not self.ledger.is_done(seg.job, seg.parent):
-                return self._defer(seg, ORDER_DEFER_SECONDS)  # its parent is being recorded
-            # Cut by a holder that lost its parent's lease: the parent was run again.
+        if lease.status is LeaseStatus.ORPHAN:
+            # Cut by a run whose parent was recorded without it: the parent ran again.
             self.payloads.delete(seg.job, seg.seg)
             return Outcome.DUPLICATE
+        if lease.status is LeaseStatus.UNPLANNED:
+            return self._defer(seg, ORDER_DEFER_SECONDS)  # its parent is being recorded
         if lease.status is LeaseStatus.HELD:
             return self._defer(seg, max(ORDER_DEFER_SECONDS, lease.expires_in))
         keeper = LeaseKeeper(
-            self.ledger, seg.job, seg.seg, delivery.token, self.cfg.lease_seconds, clock=self.clock
+            self.ledger,
+            seg.job,
+            seg.seg,
+            delivery.token,
+            self.cfg.lease_seconds,
+            clock=self.clock,
+            since=asked,
         )
         with keeper:
-            return self._holding(seg, lease.deliveries, keeper, delivery.token)
+            outcome = self._holding(seg, lease.deliveries, keeper, delivery)
+        if outcome is Outcome.FENCED:
+            # Another delivery holds it, or none does (renewals failed: then give it back, so
+            # the next taker does not count this one as vanished). Either way the message goes
+            # round again, and whoever holds the lease then finishes it.
+            self.ledger.release(seg.job, seg.seg, delivery.token)
+            self.enqueue.segment(seg.without_ops(), countdown=self.cfg.lease_seconds)
+        return outcome
 
     def _defer(self, seg: Segment, countdown: float) -> Outcome:
         """Send the message again for later: not its turn, or another delivery holds it."""
         self.enqueue.segment(seg, countdown=countdown)
         return Outcome.DEFERRED
 
-    def _holding(self, seg: Segment, deliveries: int, keeper: LeaseKeeper, token: str) -> Outcome:
+    def _holding(
+        self, seg: Segment, deliveries: int, keeper: LeaseKeeper, delivery: Delivery
+    ) -> Outcome:
         deadline = self.clock() + self.cfg.segment_seconds
-        run = _Run(self, seg, deliveries, token)
+        run = Recording(
+            self.ledger, self.enqueue, self.payloads, self.cfg, self.rng, seg, deliveries, delivery
+        )
         seg, missing = self._load(seg)
         if missing is not None:
             # The items cannot be named: one dead letter, keyed by the segment, stands for all.
@@ -207,74 +225,3 @@ class SegmentRunner:
             for r in result.rejected
         ]
         return run.leftovers(result, dead, len(ops) - len(unique))
-
-
-class _Run:
-    """The end of one held delivery: requeue leftovers, record, count."""
-
-    def __init__(self, runner: SegmentRunner, seg: Segment, deliveries: int, token: str) -> None:
-        self.r, self.seg, self.deliveries, self.token = runner, seg, deliveries, token
-
-    def leftovers(self, result: BatchResult, dead: list[DeadLetter], superseded: int) -> Outcome:
-        """Requeue what is left (bounded, with backoff) or dead-letter it; record the segment."""
-        seg, cfg = self.seg, self.r.cfg
-        child: Segment | None = None
-        if result.unprocessed:
-            left = [
-                (op.key if isinstance(op.key, bytes) else op.key.encode("utf-8"), op.value)
-                for op in result.unprocessed
-            ]
-            progressed = result.written + result.deleted > 0
-            if progressed or seg.idle < cfg.max_requeues:
-                child = seg.child(left, holder=self.deliveries, progressed=progressed)
-            else:
-                reason = f"still unprocessed after {seg.idle} requeues: {result.last_error}"
-                code = (result.last_error.code if result.last_error else None) or "Unprocessed"
-                dead += [letter(op, reason, code, seg.letter_ns) for op in result.unprocessed]
-        return self.record(result, dead, superseded=superseded, child=child)
-
-    def record(
-        self,
-        result: BatchResult,
-        dead: list[DeadLetter],
-        *,
-        superseded: int = 0,
-        child: Segment | None = None,
-        dead_items: int | None = None,
-    ) -> Outcome:
-        seg, r = self.seg, self.r
-        delay = requeue_delay(seg.idle, r.cfg, r.rng) if child else 0.0
-        if child is not None:
-            r.enqueue.stage(child, countdown=delay)
-        recorded = r.ledger.finish(
-            seg.job,
-            seg.seg,
-            written=result.written,
-            deleted=result.deleted,
-            superseded=superseded,
-            dead=dead,
-            dead_items=dead_items,
-            child=child.seg if child else None,
-            partition=seg.part,
-            next_index=seg.idx + 1,
-            token=self.token,
-        )
-        if recorded is Recorded.FENCED:
-            if child is not None:
-                r.payloads.delete(child.job, child.seg)
-            return Outcome.FENCED
-        r.payloads.delete(seg.job, seg.seg)
-        if recorded is Recorded.ALREADY:
-            if child is not None:
-                r.payloads.delete(child.job, child.seg)
-            return Outcome.DUPLICATE
-        if child is not None:
-            r.enqueue.send(child, countdown=delay)
-        n_dead = len(dead) if dead_items is None else dead_items
-        ITEMS.labels("written").inc(result.written)
-        ITEMS.labels("deleted").inc(result.deleted)
-        ITEMS.labels("superseded").inc(superseded)
-        ITEMS.labels("dead_lettered").inc(n_dead)
-        if dead:
-            log.warning("job %s segment %s: %d items dead-lettered", seg.job, seg.seg, n_dead)
-        return Outcome.REQUEUED if child else (Outcome.DEAD if dead else Outcome.DONE)

@@ -11,17 +11,20 @@ are requeued with backoff up to the bound, then dead-lettered with the reason.
 from __future__ import annotations
 
 import random
+import time
 
+from pipeline import ids
 from pipeline.config import PipelineConfig
 from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger
 from pipeline.messages import SingleWrite
 from pipeline.payloads import PayloadStore
 from pipeline.states import Outcome
-from pipeline.status import DeadLetter, Recorded
+from pipeline.status import DeadLetter, LeaseStatus, Recorded
 from storage import errors
 from storage.namespaced import DynamoNamespacedStore
 from worker.delivery import Delivery, requeue_delay
+from worker.lease import LeaseKeeper
 from worker.metrics import ITEMS
 
 
@@ -44,18 +47,64 @@ class SingleWriteRunner:
         self.rng = rng or random.Random()
 
     def run(self, w: SingleWrite, delivery: Delivery | None = None) -> Outcome:
+        """One delivery of ``w``, under the lease of its id like a segment: a duplicate defers
+        or does nothing, a retry is staged before recording and sent after, and a retry its
+        parent was recorded without never runs."""
+        delivery = delivery or Delivery()
         seg = w.seg
-        if self.ledger.is_done(w.job, seg):
+        parent = ids.single_write(w.attempt - 1) if w.attempt else None
+        asked = time.monotonic()
+        lease = self.ledger.take(w.job, seg, delivery.token, self.cfg.lease_seconds, parent)
+        if lease.status in (LeaseStatus.RECORDED, LeaseStatus.ORPHAN):
             self.payloads.delete(w.job, seg)  # its journal entry, should it be left
             return Outcome.DUPLICATE
-        deliveries = (delivery or Delivery()).count(lambda: self.ledger.deliver(w.job, seg))
+        if lease.status is not LeaseStatus.TAKEN:  # held, or its parent not recorded yet
+            self.enqueue.single(w, countdown=max(1.0, lease.expires_in))
+            return Outcome.DEFERRED
+        keeper = LeaseKeeper(
+            self.ledger, w.job, seg, delivery.token, self.cfg.lease_seconds, since=asked
+        )
+        with keeper:
+            counts, dead, nxt = self._write(w, lease.deliveries)
+            delay = requeue_delay(w.attempt, self.cfg, self.rng)
+            if nxt is not None:
+                self.enqueue.stage(nxt, countdown=delay)
+            recorded = self.ledger.finish(
+                w.job,
+                seg,
+                dead=dead,
+                child=nxt.seg if nxt else None,
+                written=counts["written"],
+                deleted=counts["deleted"],
+                superseded=counts["superseded"],
+                token=delivery.token,
+            )
+        if recorded is Recorded.FENCED:
+            if nxt is not None:
+                self.payloads.delete(nxt.job, nxt.seg)
+            self.enqueue.single(w, countdown=self.cfg.lease_seconds)  # round again
+            return Outcome.FENCED
+        self.payloads.delete(w.job, seg)
+        if recorded is not Recorded.FIRST:
+            if nxt is not None:
+                self.payloads.delete(nxt.job, nxt.seg)
+            return Outcome.DUPLICATE
+        if nxt is not None:
+            self.enqueue.send(nxt, countdown=delay)
+        for name, n in counts.items():
+            ITEMS.labels(name).inc(n)
+        ITEMS.labels("dead_lettered").inc(len(dead))
+        return Outcome.REQUEUED if nxt else (Outcome.DEAD if dead else Outcome.DONE)
+
+    def _write(
+        self, w: SingleWrite, deliveries: int
+    ) -> tuple[dict[str, int], list[DeadLetter], SingleWrite | None]:
+        """Write ``w``: what it counts, its dead letter, or the retry to send."""
         counts = {"written": 0, "deleted": 0, "superseded": 0}
-        dead: list[DeadLetter] = []
-        child: str | None = None
         try:
             if deliveries > self.cfg.max_deliveries:
                 raise errors.PermanentError(
-                    f"delivered {deliveries} times without finishing",
+                    f"taken by {deliveries} deliveries without finishing",
                     operation="Write",
                     code="TooManyDeliveries",
                 )
@@ -73,33 +122,13 @@ class SingleWriteRunner:
                 counts[landed if kv.seq_of(w.key) == w.seq else "superseded"] = 1
         except errors.RetryableError as exc:
             if w.attempt < self.cfg.max_requeues:
-                nxt = w.retry()
-                self.enqueue.single(nxt, countdown=requeue_delay(w.attempt, self.cfg, self.rng))
-                child = nxt.seg
-            else:
-                dead.append(
-                    DeadLetter(
-                        w.key,
-                        w.value,
-                        f"gave up after {w.attempt} requeues: {exc}",
-                        exc.code or "Retryable",
-                        w.ns,
-                    )
-                )
+                return counts, [], w.retry()
+            reason = f"gave up after {w.attempt} requeues: {exc}"
+            return counts, [DeadLetter(w.key, w.value, reason, exc.code or "Retryable", w.ns)], None
         except errors.StorageError as exc:
-            dead.append(DeadLetter(w.key, w.value, str(exc), exc.code or "Permanent", w.ns))
-        recorded = self.ledger.finish(
-            w.job,
-            seg,
-            dead=dead,
-            child=child,
-            written=counts["written"],
-            deleted=counts["deleted"],
-            superseded=counts["superseded"],
-        )
-        self.payloads.delete(w.job, seg)
-        if recorded is Recorded.FIRST:
-            for name, n in counts.items():
-                ITEMS.labels(name).inc(n)
-            ITEMS.labels("dead_lettered").inc(len(dead))
-        return Outcome.REQUEUED if child else (Outcome.DEAD if dead else Outcome.DONE)
+            return (
+                counts,
+                [DeadLetter(w.key, w.value, str(exc), exc.code or "Permanent", w.ns)],
+                None,
+            )
+        return counts, [], None

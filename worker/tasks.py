@@ -36,8 +36,8 @@ def write(message: dict[str, Any]) -> str:
 @app.task(name=PLAN_TASK)
 def plan(message: dict[str, Any]) -> int:
     """Read the keys of a bulk delete and enqueue its segments (queue ``bulk``)."""
-    p = Plan.from_message(message)
-    return patiently(lambda: runtime().planner.run(p))
+    p, delivery = Plan.from_message(message), Delivery()
+    return patiently(lambda: runtime().planner.run(p, delivery))
 
 
 @worker_init.connect

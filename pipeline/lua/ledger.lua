@@ -49,12 +49,16 @@ if op == 'deliver' then
   touch(tonumber(ARGV[4]))
   return n
 elseif op == 'take' then
-  -- ARGV: 2 segment, 3 token, 4 lease ms, 5 now, 6 ttl.
+  -- ARGV: 2 segment, 3 token, 4 lease ms, 5 now, 6 ttl, 7 parent segment or ''.
   -- Returns {status, deliveries or lease ms left}: 0 taken, 1 already recorded, 2 held by
-  -- another delivery, 3 not planned (a requeued child whose parent was not recorded by it).
-  local seg, token = ARGV[2], ARGV[3]
+  -- another delivery, 3 not planned yet (its parent is not recorded: it may still plan it),
+  -- 4 never to run (its parent was recorded without it, or its job is gone).
+  local seg, token, parent = ARGV[2], ARGV[3], ARGV[7]
   if redis.call('SISMEMBER', done, seg) == 1 then return {1, 0} end
-  if redis.call('SISMEMBER', planned, seg) == 0 then return {3, 0} end
+  if redis.call('SISMEMBER', planned, seg) == 0 then
+    if parent ~= '' and redis.call('SISMEMBER', done, parent) == 0 then return {3, 0} end
+    return {4, 0}
+  end
   local holder = redis.call('GET', lease)
   if holder and holder ~= token then return {2, redis.call('PTTL', lease)} end
   redis.call('SET', lease, token, 'PX', tonumber(ARGV[4]))
@@ -103,9 +107,11 @@ elseif op == 'finish' then
   -- ARGV: 2 segment, 3 written, 4 deleted, 5 superseded, 6 child id or '',
   --       7 partition or '', 8 next index, 9 now, 10 ttl, 11 lease token or '',
   --       12 items dead-lettered, 13 failure reason or '', 14.. dead letters (JSON).
-  -- Returns 1 recorded, 0 already recorded, -1 fenced (the token no longer holds the lease).
+  -- Returns 1 recorded, 0 already recorded, -1 fenced (the token no longer holds the lease),
+  -- -2 not planned (a child its parent's recording did not plan: it must not count).
   local seg, token = ARGV[2], ARGV[11]
   if redis.call('SISMEMBER', done, seg) == 1 then return 0 end
+  if redis.call('SISMEMBER', planned, seg) == 0 then return -2 end
   if token ~= '' then
     if redis.call('GET', lease) ~= token then return -1 end
     redis.call('DEL', lease)

@@ -44,10 +44,12 @@ def test_a_holder_that_loses_its_lease_stops_and_counts_nothing(ledger: Ledger) 
         return {}
 
     runner, enq, _ = _runner(ledger, steal_then_answer, lease_seconds=0.3)
-    assert runner.run(_segment(job, 60)) == Outcome.FENCED
+    seg = _segment(job, 60)
+    assert runner.run(seg) == Outcome.FENCED
     assert len(calls) == 1  # nothing more was sent after the lease was lost
     st = ledger.status(job)
-    assert (st.written, st.segments_done, st.requeues) == (0, 0, 0) and enq.segments == []
+    assert (st.written, st.segments_done, st.requeues) == (0, 0, 0)
+    assert enq.segments == [(seg.without_ops(), 0.3)]  # the message goes round again
     time.sleep(0.25)  # the thief vanishes: its lease expires
     runner2, _, client2 = _runner(ledger, _ok)
     assert runner2.run(_segment(job, 60)) == Outcome.DONE  # the next holder writes it all
@@ -130,3 +132,28 @@ def test_a_payload_that_does_not_match_its_message_is_refused(ledger: Ledger) ->
     (letter,) = ledger.dead_letters(job)
     assert letter.code == "PayloadLost" and "holds 2 items" in letter.reason
     assert "BatchWriteItem" not in client.ops()
+
+
+def test_whether_a_child_may_run_is_decided_in_one_step(ledger: Ledger) -> None:
+    job = _job(ledger, {"s0": 2})
+    assert ledger.take(job, "s0.r1", "c", 30.0, parent="s0").status is LeaseStatus.UNPLANNED
+    assert ledger.take(job, "s0", "p", 30.0).status is LeaseStatus.TAKEN
+    assert ledger.finish(job, "s0", written=1, child="s0.r1", token="p") == 1
+    assert ledger.take(job, "s0.r1", "c", 30.0, parent="s0").status is LeaseStatus.TAKEN
+    assert ledger.take(job, "s0.r1x1", "d", 30.0, parent="s0").status is LeaseStatus.ORPHAN
+    assert ledger.finish(job, "s0.r1x1", written=1) == -2  # never counted: not planned
+    assert ledger.status(job).written == 1
+
+
+def test_a_rerun_of_one_delivery_names_a_child_of_its_own(ledger: Ledger) -> None:
+    def stingy(**p: Any) -> dict[str, Any]:
+        reqs = p["RequestItems"]["DataFoldStorage-ns"]
+        return {"UnprocessedItems": {"DataFoldStorage-ns": reqs[-1:]}}
+
+    runner, enq, _ = _runner(ledger, stingy)
+    job = _job(ledger, {"s0": 4})
+    delivery = Delivery()
+    delivery.runs = 1  # as if Redis failed once and the task ran the same delivery again
+    assert runner.run(_segment(job, 4), delivery) == Outcome.REQUEUED
+    ((child, _),) = enq.segments
+    assert child.seg == "s0.r1x1" and child.parent == "s0"

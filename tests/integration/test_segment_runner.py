@@ -37,22 +37,27 @@ class ListEnqueuer:
         self.segments: list[tuple[Segment, float]] = []
         self.payloads = payloads
 
-    def stage(self, seg: Segment, countdown: float = 0.0) -> None:
+    def stage(self, m: Any, countdown: float = 0.0) -> None:
         if self.payloads is not None:
-            self.payloads.sent(seg.job, seg.seg, seg.without_ops().to_message(), 0.0, ops=seg.ops)
+            if isinstance(m, Segment):
+                self.payloads.sent(m.job, m.seg, m.without_ops().to_message(), 0.0, ops=m.ops)
+            else:
+                self.payloads.sent(m.job, m.seg, m.to_message(), 0.0)
 
-    def send(self, seg: Segment, countdown: float = 0.0) -> None:
-        self.segments.append((seg, countdown))
+    def send(self, m: Any, countdown: float = 0.0) -> None:
+        self.segments.append((m, countdown))
 
     def segment(self, seg: Segment, countdown: float = 0.0) -> None:
         self.stage(seg, countdown)
         self.send(seg, countdown)
 
     def single(self, write: SingleWrite, countdown: float = 0.0) -> None:
-        raise AssertionError("not expected")
+        self.stage(write, countdown)
+        self.send(write, countdown)
 
     def plan(self, plan: Plan) -> None:
-        raise AssertionError("not expected")
+        self.stage(plan)
+        self.send(plan)
 
 
 class PayloadFirstRunner(SegmentRunner):

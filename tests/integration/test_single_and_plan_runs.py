@@ -13,9 +13,10 @@ import redis
 from pipeline import ids, keys
 from pipeline.config import PipelineConfig
 from pipeline.ledger import Ledger
-from pipeline.messages import Plan, SingleWrite
+from pipeline.messages import WRITE_TASK, Plan, SingleWrite
 from pipeline.payloads import PayloadStore
 from pipeline.states import JobKind, Outcome, PlanKind
+from pipeline.status import LeaseStatus
 from storage import Dynamo, DynamoConfig, DynamoNamespacedStore
 from tests.doubles import FakeClient, FakeClock, client_error
 from tests.integration.test_segment_runner import REDIS_URL, ListEnqueuer
@@ -51,7 +52,7 @@ def _single(seq_stored: int) -> tuple[Outcome, Ledger, str]:
     w = SingleWrite(job, "ns", "u", b"k", b"v", 42)
     ledger.plan(job, w.seg, 1)
     ledger.seal(job)
-    payloads.sent(job, w.seg, w.to_message(), 0.0)
+    payloads.sent(job, w.seg, w.to_message(), 0.0, task=WRITE_TASK)
     runner = SingleWriteRunner(
         store=store,
         ledger=ledger,
@@ -94,3 +95,46 @@ def test_a_plan_no_retry_can_help_ends_its_job_with_the_reason() -> None:
     st = ledger.status(job)
     assert (st.state, st.failures) == ("failed", 1) and "AccessDeniedException" in st.error
     assert all(j != job for j, *_ in payloads.overdue(float("inf"), 1000))  # journal cleared
+
+
+def test_a_retry_its_parent_was_recorded_without_never_counts() -> None:
+    store, client = _store({"PutItem": lambda **p: {}})
+    ledger, payloads = _ledger()
+    job = uuid.uuid4().hex
+    ledger.create(job, kind=JobKind.PUT, namespace="ns", user_id="u")
+    w = SingleWrite(job, "ns", "u", b"k", b"v", 42)
+    ledger.plan(job, w.seg, 1)
+    ledger.seal(job)
+    runner = SingleWriteRunner(
+        store=store,
+        ledger=ledger,
+        enqueue=ListEnqueuer(payloads),
+        cfg=PipelineConfig(),
+        payloads=payloads,
+        rng=random.Random(1),
+    )
+    stale_retry = w.retry()  # sent by a run whose recording then failed
+    assert runner.run(stale_retry) == Outcome.DEFERRED  # its parent may still plan it
+    assert runner.run(w) == Outcome.DONE  # recorded without that retry
+    assert runner.run(stale_retry) == Outcome.DUPLICATE
+    st = ledger.status(job)
+    assert (st.state, st.items, st.written) == ("succeeded", 1, 1)
+    assert client.ops().count("PutItem") == 1
+
+
+def test_a_second_planner_waits_while_the_first_plans() -> None:
+    store, _ = _store({})
+    ledger, payloads = _ledger()
+    job = uuid.uuid4().hex
+    ledger.create(job, kind=JobKind.CLEAR_SCHEMAS, user_id="u")
+    ledger.plan(job, ids.PLAN, 0)
+    assert ledger.take(job, ids.PLAN, "first", 30.0).status is LeaseStatus.TAKEN
+    enq = ListEnqueuer(payloads)
+    planner = Planner(
+        store=store, ledger=ledger, enqueue=enq, cfg=PipelineConfig(), payloads=payloads
+    )
+    plan = Plan(job, PlanKind.CLEAR_SCHEMAS, "u")
+    assert planner.run(plan) == 0
+    ((again, countdown),) = enq.segments  # the plan itself, sent again for later
+    assert again == plan and countdown > 1.0
+    assert ledger.status(job).state == "running" and not ledger.is_done(job, ids.PLAN)

@@ -59,7 +59,8 @@ def test_segment_ids_are_built_in_one_place() -> None:
     assert ids.segment("notes", 3, 7) == "notes/p3.7" and ids.partition("notes", 3) == "notes/3"
     assert ids.requeued(ids.requeued("notes/p3.7", 1), 2) == "notes/p3.7.r1.r2"
     assert [ids.single_write(a) for a in (0, 1, 2)] == ["w", "w.r1", "w.r2"]
-    assert ids.planned_scope(2, Target.SCHEMAS, None) == "d2:schemas:"
+    assert (ids.planned_scope(2), ids.planned_scope(2, 1)) == ("d2:", "d2x1:")
+    assert ids.requeued("s", 1, holder=3, rerun=2) == "s.r1h3x2"
     seg = Segment(job="j", seg="notes/p0.0", target=Target.KV, ns="notes", user="u", ops=[])
     assert (
         seg.child([]).seg == "notes/p0.0.r1" and seg.child([]).child([]).seg == "notes/p0.0.r1.r2"
