@@ -134,7 +134,14 @@ class Sweeper:
             if self.ledger.is_done(job, seg):
                 self.payloads.delete(job, seg)
                 continue
-            self._resend(task, message)  # journals it as due now
+            try:
+                self._resend(task, message)  # journals it as due now
+            except (ValueError, KeyError, TypeError) as exc:
+                # Not a message this version reads: sending it again would fail again. Drop
+                # the entry, loudly; one bad entry must not stop the sweep of the others.
+                log.error("job %s %s: journalled message unreadable (%s); dropped", job, seg, exc)
+                self.payloads.delete(job, seg)
+                continue
             SEGMENTS.labels(Outcome.RESENT).inc()
             resent += 1
             log.warning(

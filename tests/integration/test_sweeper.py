@@ -138,3 +138,17 @@ def test_a_lost_single_write_and_a_lost_plan_are_found_and_sent_again(
     assert (put_st.state, put_st.written) == ("succeeded", 1)
     assert (erase_st.state, erase_st.deleted) == ("succeeded", 1)
     assert r.hlen(keys.segment_messages()) == 0  # every journal entry cleared once recorded
+
+
+def test_an_unreadable_journal_entry_is_dropped_and_the_sweep_goes_on(
+    isolated_penv: PipelineEnv, unique: str
+) -> None:
+    r = isolated_penv.redis()
+    _setup(isolated_penv, unique, n=400)  # two segments of 200
+    lost = r.rpop("bulk")
+    assert lost is not None
+    payloads = PayloadStore(r, ttl=600)
+    payloads.sent("old-job", "s0", {"v": 1, "job": "old-job"}, time.time() - 100)  # version 1
+    sweeper = _sweeper(isolated_penv, isolated_penv.pipeline_config())
+    assert sweeper.sweep() == 1  # the lost segment, despite the bad entry before it
+    assert all(j != "old-job" for j, *_ in payloads.overdue(float("inf"), 1000))
