@@ -121,33 +121,29 @@ class DynamoKvStore:
     def exists(self, key: bytes) -> bool:
         """Whether ``key`` holds a value. One GetItem projecting only key and tombstone marker,
         so the value is never transferred."""
-        check_key(key, table=self.table, operation="GetItem")
-        resp = self.dynamo.call(
-            "GetItem",
-            self.table,
-            key,
-            Key=self._key(key),
-            ProjectionExpression="SK, Tomb",
-            ConsistentRead=self.consistent_reads,
-        )
-        item: dict[str, Any] | None = resp.get("Item")
+        item = self._projected(key, "SK, Tomb", consistent=self.consistent_reads)
         return item is not None and bool(item) and "Tomb" not in item
 
     def seq_of(self, key: bytes) -> int | None:
         """The sequence of the last ordered write of ``key`` (put or tombstone), None if it has
         none: one strongly consistent GetItem projecting ``Seq``. A write whose answer was lost
         recognises its own landing by it."""
+        seq = (self._projected(key, "Seq", consistent=True) or {}).get("Seq")
+        return None if seq is None else int(seq["N"])
+
+    def _projected(self, key: bytes, attributes: str, *, consistent: bool) -> dict[str, Any] | None:
+        """One GetItem of ``key`` returning only ``attributes``; None if there is no item."""
         check_key(key, table=self.table, operation="GetItem")
         resp = self.dynamo.call(
             "GetItem",
             self.table,
             key,
             Key=self._key(key),
-            ProjectionExpression="Seq",
-            ConsistentRead=True,
+            ProjectionExpression=attributes,
+            ConsistentRead=consistent,
         )
-        seq = (resp.get("Item") or {}).get("Seq")
-        return None if seq is None else int(seq["N"])
+        item: dict[str, Any] | None = resp.get("Item")
+        return item
 
     def _query(self, prefix: bytes, **extra: Any) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {
