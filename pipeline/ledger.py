@@ -127,10 +127,6 @@ class Ledger:
         raw = self._guard(lambda: self.r.hget(keys.job_order(job_id), partition))
         return int(raw or 0)
 
-    def deliver(self, job_id: str, segment: str) -> int:
-        """Count one delivery of ``segment``; mark the job running. Returns deliveries so far."""
-        return int(self._run(job_id, "deliver", segment, repr(self.clock()), self.ttl))
-
     def take(
         self, job_id: str, segment: str, token: str, lease_seconds: float, parent: str | None = None
     ) -> Lease:

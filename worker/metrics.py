@@ -17,6 +17,7 @@ ITEMS = Counter(
 SEGMENTS = Counter(
     "datafold_segments_total",
     "Segment deliveries by outcome: done, requeued (leftovers sent again with backoff), dead "
-    "(something dead-lettered), deferred (waiting for its turn), duplicate (already counted).",
+    "(something dead-lettered), deferred (waiting for its turn or for a lease), duplicate "
+    "(already counted), resent (sent again by the sweeper), fenced (stopped: lease lost).",
     ["outcome"],
 )

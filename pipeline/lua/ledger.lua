@@ -1,7 +1,6 @@
 -- The job ledger's atomic steps (ARGV[1] names the op):
 --   plan   : register a segment id once; HINCRBY items only the first time.
 --   seal   : the producer/planner has planned every segment; finalize if already complete.
---   deliver: count one delivery of a message (single writes, plans); mark the job running.
 --   take   : take a segment's lease (fencing): done? planned? held by another delivery?
 --   renew  : extend a lease this delivery holds.
 --   release: give a lease back without recording (the segment will run again).
@@ -42,13 +41,7 @@ local function running(now)
   if redis.call('HGET', job, 'state') == 'queued' then redis.call('HSET', job, 'state', 'running') end
 end
 
-if op == 'deliver' then
-  -- ARGV: 2 message id, 3 now, 4 ttl
-  local n = redis.call('HINCRBY', deliveries, ARGV[2], 1)
-  running(ARGV[3])
-  touch(tonumber(ARGV[4]))
-  return n
-elseif op == 'take' then
+if op == 'take' then
   -- ARGV: 2 segment, 3 token, 4 lease ms, 5 now, 6 ttl, 7 parent segment or ''.
   -- Returns {status, deliveries or lease ms left}: 0 taken, 1 already recorded, 2 held by
   -- another delivery, 3 not planned yet (its parent is not recorded: it may still plan it),

@@ -42,8 +42,8 @@ def test_exporter_counts_queued_messages_and_jobs_without_workers(
         producer.ledger.create(done, kind="load")
         producer.ledger.plan(done, "s0", 3)
         producer.ledger.seal(done)
-        producer.ledger.deliver(done, "s0")
-        producer.ledger.finish(done, "s0", written=3)
+        producer.ledger.take(done, "s0", "holder", 30.0)
+        producer.ledger.finish(done, "s0", written=3, token="holder")
         assert producer.ledger.status(done).state == "succeeded"
 
         after = scrape(port)
