@@ -32,7 +32,10 @@ class PipelineConfig:
     loopback only); ``metrics_multiproc_dir`` (``PROMETHEUS_MULTIPROC_DIR``) switches on
     prometheus_client's multiprocess mode, needed by the prefork pool (``worker.observability``).
     ``redis_timeout`` / ``redis_connect_timeout`` (seconds) bound every Redis call and connect
-    (``pipeline.redis_boundary``).
+    (``pipeline.redis_boundary``). ``max_queued_bytes`` bounds the segment payloads every
+    producer on this Redis together keeps queued and unfinished (backpressure: a producer waits
+    for workers, never refuses); ``producer_timeout`` is how long a producer may go without a
+    heartbeat before its unfinished job is marked abandoned.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -59,6 +62,8 @@ class PipelineConfig:
     redis_connect_timeout: float = 5.0
     segment_seconds: float = 30.0
     lease_seconds: float = 15.0
+    max_queued_bytes: int = 256 * 1024 * 1024
+    producer_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.visibility_timeout <= self.requeue_max_delay:
@@ -79,6 +84,10 @@ class PipelineConfig:
             raise ConfigError("DATAFOLD_WORKER_POOL must be threads, prefork or solo")
         if not (self.redis_timeout > 0 and self.redis_connect_timeout > 0):
             raise ConfigError("DATAFOLD_REDIS_TIMEOUT and _CONNECT_TIMEOUT must be greater than 0")
+        if self.max_queued_bytes < 1 or not self.producer_timeout > 0:
+            raise ConfigError(
+                "DATAFOLD_MAX_QUEUED_BYTES and DATAFOLD_PRODUCER_TIMEOUT must be greater than 0"
+            )
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError("DATAFOLD_METRICS_PORT must be 0 (off) or a TCP port (1-65535)")
 
@@ -113,6 +122,10 @@ class PipelineConfig:
             sweep_interval=env_value(e, "DATAFOLD_SWEEP_INTERVAL", float, 60.0, "non-negative"),
             sweep_grace=env_value(e, "DATAFOLD_SWEEP_GRACE", float, 60.0, "non-negative"),
             redis_timeout=env_value(e, "DATAFOLD_REDIS_TIMEOUT", float, 10.0, "positive"),
+            max_queued_bytes=env_value(
+                e, "DATAFOLD_MAX_QUEUED_BYTES", int, 256 * 1024 * 1024, "positive"
+            ),
+            producer_timeout=env_value(e, "DATAFOLD_PRODUCER_TIMEOUT", float, 60.0, "positive"),
             redis_connect_timeout=env_value(
                 e, "DATAFOLD_REDIS_CONNECT_TIMEOUT", float, 5.0, "positive"
             ),

@@ -60,6 +60,12 @@ def job_rejected(job_id: str) -> str:
     return f"{PREFIX}:job:{{{job_id}}}:rejected"
 
 
+def job_sizes(job_id: str) -> str:
+    """Hash: segment id -> payload bytes of each planned segment not yet recorded (what the
+    job holds of the queued-bytes budget)."""
+    return f"{PREFIX}:job:{{{job_id}}}:sizes"
+
+
 def segment_payload(job_id: str, segment: str) -> str:
     """String: the items of one segment (``pipeline.payloads``), until the segment is finished."""
     return f"{PREFIX}:job:{{{job_id}}}:payload:{segment}"
@@ -84,6 +90,18 @@ def sweeper_turn() -> str:
 def jobs_index() -> str:
     """Sorted set: job ids by creation time, for listing and the jobs-by-state exporter."""
     return f"{PREFIX}:jobs"
+
+
+def queued_bytes() -> str:
+    """Hash: job id -> payload bytes its planned, unrecorded segments hold in Redis; their sum
+    is held under ``DATAFOLD_MAX_QUEUED_BYTES`` by every producer (backpressure)."""
+    return f"{PREFIX}:queued"
+
+
+def producing() -> str:
+    """Sorted set: jobs a producer is still feeding, by its last heartbeat (Redis ``TIME``,
+    ms); one silent longer than ``DATAFOLD_PRODUCER_TIMEOUT`` is marked abandoned."""
+    return f"{PREFIX}:producing"
 
 
 def write_sequence() -> str:

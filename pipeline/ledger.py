@@ -6,11 +6,15 @@ ids are deterministic, and planning one is idempotent. A job is complete when it
 segments planned) and as many segments are done as were planned; requeued children are planned
 inside the same atomic step that finishes their parent. Everything expires ``ttl`` seconds after
 the job's last change. What it reports is :mod:`pipeline.status`.
+
+Planning a segment is also where backpressure and resumption live: with a budget, a segment is
+planned only while the payload bytes queued by every job leave room for it (its bytes leave
+the budget when it is recorded); with a producer token, only by the job's current producer
+(:mod:`pipeline.producing`); with a checkpoint, the checkpoint is stored in the same step.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -19,12 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import keys
+from pipeline.producing import Producing
 from pipeline.redis_boundary import Redis, guard
 from pipeline.states import JobKind, JobState
-from pipeline.status import COUNTERS, DeadLetter, JobStatus, Lease, LeaseStatus, Recorded
-from storage.errors import JobNotFoundError
-
-MAX_REJECTED_KEPT = 1000
+from pipeline.status import (
+    DeadLetter,
+    JobStatus,
+    Lease,
+    LeaseStatus,
+    Planned,
+    PlanStatus,
+    Recorded,
+)
+from storage.errors import JobNotFoundError, ProducerFencedError
 
 
 def new_job_id() -> str:
@@ -40,12 +51,14 @@ class Ledger:
         *,
         ttl: int = 7 * 24 * 3600,
         clock: Callable[[], float] = time.time,
+        producer_timeout: float = 60.0,
     ) -> None:
         self.r = client
         self.ttl = ttl
         self.clock = clock
         source = (Path(__file__).parent / "lua" / "ledger.lua").read_text(encoding="utf-8")
         self._script = client.register_script(source)
+        self.producing = Producing(client, timeout=producer_timeout, ttl=ttl, clock=clock)
 
     def _keys(self, job_id: str, segment: str = "") -> list[str]:
         return [
@@ -57,6 +70,9 @@ class Ledger:
             keys.job_deliveries(job_id),
             keys.job_holders(job_id),
             keys.segment_lease(job_id, segment),
+            keys.job_sizes(job_id),
+            keys.queued_bytes(),
+            keys.producing(),
         ]
 
     def _run(self, job_id: str, op: str, *args: Any, segment: str = "") -> Any:
@@ -69,8 +85,17 @@ class Ledger:
 
     # -- producer side --------------------------------------------------------------------
     def create(
-        self, job_id: str, *, kind: JobKind, namespace: str = "", user_id: str = "", **extra: str
+        self,
+        job_id: str,
+        *,
+        kind: JobKind,
+        namespace: str = "",
+        user_id: str = "",
+        producer: str = "",
+        **extra: str,
     ) -> None:
+        """A new job; with ``producer`` (a token), held by that producer from now on (its
+        heartbeat starts: see :mod:`pipeline.producing`)."""
         now = self.clock()
         fields: dict[str | bytes, str] = {
             "id": job_id,
@@ -88,31 +113,48 @@ class Ledger:
             pipe.expire(keys.job(job_id), self.ttl)
             pipe.zadd(keys.jobs_index(), {job_id: now})
             pipe.zremrangebyscore(keys.jobs_index(), 0, now - self.ttl)
+            if producer:
+                self.producing.begin(job_id, producer, pipe)
             pipe.execute()
 
         self._guard(go, "create")
 
-    def plan(self, job_id: str, segment: str, items: int) -> None:
-        """Register a segment of ``items`` items (idempotent)."""
-        self._run(job_id, "plan", segment, items, self.ttl)
+    def plan(
+        self,
+        job_id: str,
+        segment: str,
+        items: int,
+        *,
+        size: int = 0,
+        budget: int = 0,
+        producer: str = "",
+        checkpoint: str = "",
+        lines: int = 0,
+    ) -> Planned:
+        """Register a segment of ``items`` items and ``size`` payload bytes (idempotent).
+        With ``budget`` > 0, only if the queued bytes of every job leave room (else FULL:
+        nothing done, wait for workers); with ``producer``, only by the job's producer (else
+        ProducerFencedError); ``checkpoint`` (with the input ``lines`` it covers) is stored in
+        the same step."""
+        status, queued = self._run(
+            job_id, "plan", segment, items, self.ttl, size, budget, producer, checkpoint, lines
+        )
+        answer = Planned(PlanStatus(int(status)), int(queued))
+        if answer.status is PlanStatus.FENCED:
+            raise ProducerFencedError(
+                f"job {job_id} is no longer this producer's (marked abandoned, or resumed "
+                "elsewhere): stopped",
+                operation="Plan",
+            )
+        return answer
 
-    def seal(self, job_id: str, rejected: int = 0) -> None:
-        """Every segment is planned; ``rejected`` input lines were refused."""
-        self._run(job_id, "seal", rejected, repr(self.clock()), self.ttl)
-
-    def reject_lines(self, job_id: str, lines: Iterable[tuple[int, str]]) -> None:
-        """Keep (at most 1000) rejected input lines for display."""
-        payload = [json.dumps({"line": n, "reason": r}) for n, r in lines]
-        if payload:
-
-            def go() -> None:
-                pipe = self.r.pipeline()
-                pipe.rpush(keys.job_rejected(job_id), *payload)
-                pipe.ltrim(keys.job_rejected(job_id), 0, MAX_REJECTED_KEPT - 1)
-                pipe.expire(keys.job_rejected(job_id), self.ttl)
-                pipe.execute()
-
-            self._guard(go, "reject_lines")
+    def seal(self, job_id: str, rejected: int = 0, *, producer: str = "") -> None:
+        """Every segment is planned; ``rejected`` input lines were refused. With ``producer``,
+        only by the job's producer (else ProducerFencedError)."""
+        if self._run(job_id, "seal", rejected, repr(self.clock()), self.ttl, producer) == -1:
+            raise ProducerFencedError(
+                f"job {job_id} is no longer this producer's: not sealed", operation="Seal"
+            )
 
     # -- worker side ----------------------------------------------------------------------
     def is_planned(self, job_id: str, segment: str) -> bool:
@@ -201,6 +243,15 @@ class Ledger:
 
     # -- reading --------------------------------------------------------------------------
     def status(self, job_id: str) -> JobStatus:
+        """The job now. A job whose producer went silent past the timeout is marked
+        abandoned first: what this reports is true even with no worker running."""
+        st = self._status(job_id)
+        live = st.state in (JobState.QUEUED, JobState.RUNNING) and st.fed
+        if live and self.producing.abandon_if_stale(job_id):
+            st = self._status(job_id)
+        return st
+
+    def _status(self, job_id: str) -> JobStatus:
         def go() -> tuple[dict[bytes, bytes], int, int]:
             pipe = self.r.pipeline()
             pipe.hgetall(keys.job(job_id))
@@ -214,29 +265,7 @@ class Ledger:
             raise JobNotFoundError(
                 f"no job {job_id!r} (unknown, or its results expired)", operation="JobStatus"
             )
-        d = {k.decode(): v.decode() for k, v in h.items()}
-
-        def num(name: str) -> int:
-            return int(d.get(name, "0") or 0)
-
-        def ts(name: str) -> float | None:
-            return float(d[name]) if d.get(name) else None
-
-        return JobStatus(
-            id=job_id,
-            state=JobState(d.get("state", JobState.QUEUED)),
-            kind=d.get("kind", ""),
-            namespace=d.get("namespace", ""),
-            user_id=d.get("user_id", ""),
-            **{c: num(c) for c in COUNTERS},
-            error=d.get("error", ""),
-            segments_planned=planned,
-            segments_done=done,
-            created_at=ts("created_at") or 0.0,
-            started_at=ts("started_at"),
-            finished_at=ts("finished_at"),
-            extra={k[2:]: v for k, v in d.items() if k.startswith("x_")},
-        )
+        return JobStatus.from_hash(job_id, h, planned=planned, done=done)
 
     def dead_letters(self, job_id: str, *, batch: int = 500) -> Iterator[DeadLetter]:
         start = 0
@@ -249,10 +278,6 @@ class Ledger:
             if len(chunk) < batch:
                 return
             start += batch
-
-    def rejected_lines(self, job_id: str) -> list[tuple[int, str]]:
-        raw = self._guard(lambda: self.r.lrange(keys.job_rejected(job_id), 0, -1))
-        return [(d["line"], d["reason"]) for d in map(json.loads, raw)]
 
     def count_by_state(self, limit: int = 10000) -> dict[str, int]:
         """Jobs per state among the most recent ``limit`` (for the exporter)."""

@@ -45,6 +45,12 @@ class PayloadError(ValueError):
     """A payload that is not a well-formed list of items."""
 
 
+def payload_size(items: int, data_bytes: int) -> int:
+    """Length of :func:`encode`'s output for ``items`` items whose keys and values hold
+    ``data_bytes`` bytes together (what a segment counts against the queued-bytes budget)."""
+    return len(MAGIC) + _HEAD.size * items + data_bytes
+
+
 def encode(ops: Sequence[Op]) -> bytes:
     """The binary form of a segment's items."""
     pack = _HEAD.pack

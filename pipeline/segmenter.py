@@ -7,22 +7,34 @@ in different segments. An unordered stream (deletes planned by the worker) runs 
 at once. Memory is bounded: at most ``partitions`` buffers of ``segment_size`` items or
 ``segment_bytes`` bytes each, whatever the input size.
 
-Each segment is registered in the ledger (``plan``, idempotent) before its message is sent.
+Each segment is registered in the ledger (``plan``, idempotent) before its message is sent;
+a :class:`PlanGate` may take over that step (a producer's: backpressure, its token and its
+resume checkpoint, see ``producers.session``).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from pipeline import ids
 from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger
 from pipeline.messages import Op, Segment
+from pipeline.payloads import payload_size
 from pipeline.states import Target
 
 DEFAULT_PARTITIONS = 32
 SEGMENT_MAX_BYTES = 2 * 1024 * 1024
+
+
+class PlanGate(Protocol):
+    """Plans a cut segment in the ledger in place of the plain ``Ledger.plan`` (which must
+    happen before its message is sent); may block (backpressure) or raise (fenced)."""
+
+    def plan(self, cutter: Segmenter, p: int, seg: Segment, size: int) -> None:
+        """Plan ``seg``, partition ``p``'s next segment, of ``size`` payload bytes."""
 
 
 class Segmenter:
@@ -43,7 +55,11 @@ class Segmenter:
         target: Target = Target.KV,
         scope: str | None = None,
         ordered: bool = True,
+        gate: PlanGate | None = None,
+        start: Sequence[int] | None = None,
     ) -> None:
+        """``start``: each partition's first segment index (a resumed load goes on from its
+        checkpoint); ``gate``: see :class:`PlanGate`."""
         self.job, self.ns, self.user, self.target = job, ns, user, target
         self.ledger = ledger
         self.enqueue = enqueue
@@ -52,14 +68,31 @@ class Segmenter:
         self.partitions = partitions
         self.scope = (ns or "") if scope is None else scope
         self.ordered = ordered
+        self.gate = gate
         self._buf: list[list[Op]] = [[] for _ in range(partitions)]
         self._bytes = [0] * partitions
-        self._next = [0] * partitions
+        self._next = list(start) if start is not None else [0] * partitions
+        if len(self._next) != partitions:
+            raise ValueError(f"start has {len(self._next)} indexes for {partitions} partitions")
         self.items = 0
         self.segments = 0
 
+    def partition_of(self, key: bytes) -> int:
+        return zlib.crc32(key) % self.partitions
+
+    def buffered(self, p: int) -> int:
+        """Items waiting in partition ``p``'s buffer."""
+        return len(self._buf[p])
+
+    def next_indexes(self) -> list[int]:
+        """Each partition's index of its next segment."""
+        return list(self._next)
+
     def add(self, key: bytes, value: bytes | None) -> None:
-        p = zlib.crc32(key) % self.partitions
+        self.add_to(zlib.crc32(key) % self.partitions, key, value)
+
+    def add_to(self, p: int, key: bytes, value: bytes | None) -> None:
+        """:meth:`add` to partition ``p``, which must be :meth:`partition_of` ``key``."""
         self._buf[p].append((key, value))
         self._bytes[p] += len(key) + (len(value) if value else 0)
         self.items += 1
@@ -85,11 +118,14 @@ class Segmenter:
             part=ids.partition(self.scope, p) if self.ordered else None,
             idx=idx,
         )
-        self.ledger.plan(self.job, seg.seg, len(ops))
-        self.enqueue.segment(seg)
         self._buf[p] = []
-        self._bytes[p] = 0
         self._next[p] = idx + 1
+        if self.gate is None:
+            self.ledger.plan(self.job, seg.seg, len(ops))
+        else:
+            self.gate.plan(self, p, seg, payload_size(len(ops), self._bytes[p]))
+        self._bytes[p] = 0
+        self.enqueue.segment(seg)
         self.segments += 1
 
     def close(self) -> None:

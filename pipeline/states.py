@@ -21,13 +21,22 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"  # some items written, some dead-lettered or rejected
     FAILED = "failed"  # nothing written, something dead-lettered or rejected
+    INCOMPLETE = "incomplete"  # its producer stopped before the end of its input, and said so
+    ABANDONED = "abandoned"  # its producer went silent before the end of its input
 
     @property
     def final(self) -> bool:
         return self in FINAL_STATES
 
+    @property
+    def stopped(self) -> bool:
+        """Its input was not read to the end: what was sent still runs, nothing more comes
+        unless the load is resumed (``datafold load FILE --resume JOB``)."""
+        return self in STOPPED_STATES
+
 
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED})
+STOPPED_STATES = frozenset({JobState.INCOMPLETE, JobState.ABANDONED})
 
 
 class JobKind(StrEnum):

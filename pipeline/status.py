@@ -63,7 +63,11 @@ class JobStatus:
     """A snapshot of one job. ``items`` = accepted input items; when finished,
     ``items == written + deleted + superseded + dead_lettered`` (superseded: replaced by a later
     line for the same key in the same job, or by a newer single write). ``failures`` counts
-    steps that failed without items (a delete's planning), ``error`` says the last one's why."""
+    steps that failed without items (a delete's planning), ``error`` says the last one's why.
+    ``stopped`` says why a load's input was not read to the end (states ``incomplete`` and
+    ``abandoned``); ``lines``: input lines enqueued so far by a resumable load (its last
+    checkpoint); ``fed``: a producer still holds the job; ``sealed``: every segment is
+    planned (the input was read to the end)."""
 
     id: str
     state: JobState
@@ -79,6 +83,10 @@ class JobStatus:
     requeues: int = 0
     failures: int = 0
     error: str = ""
+    stopped: str = ""
+    lines: int = 0
+    fed: bool = False
+    sealed: bool = False
     segments_planned: int = 0
     segments_done: int = 0
     created_at: float = 0.0
@@ -91,6 +99,10 @@ class JobStatus:
 
     @property
     def finished(self) -> bool:
+        """Nothing more will happen: a final state, or a stopped load whose sent segments
+        are all recorded (until it is resumed)."""
+        if self.state.stopped:
+            return self.segments_done >= self.segments_planned
         return self.state.final
 
     @property
@@ -101,6 +113,37 @@ class JobStatus:
     def elapsed(self) -> float:
         end = self.finished_at or time.time()
         return max(0.0, end - (self.started_at or self.created_at or end))
+
+    @classmethod
+    def from_hash(cls, job_id: str, h: dict[bytes, bytes], *, planned: int, done: int) -> JobStatus:
+        """The status of the job hash ``h`` (and its planned and done segment counts)."""
+        d = {k.decode(): v.decode() for k, v in h.items()}
+
+        def num(name: str) -> int:
+            return int(d.get(name, "0") or 0)
+
+        def ts(name: str) -> float | None:
+            return float(d[name]) if d.get(name) else None
+
+        return cls(
+            id=job_id,
+            state=JobState(d.get("state", JobState.QUEUED)),
+            kind=d.get("kind", ""),
+            namespace=d.get("namespace", ""),
+            user_id=d.get("user_id", ""),
+            **{c: num(c) for c in COUNTERS},
+            error=d.get("error", ""),
+            stopped=d.get("stopped", ""),
+            lines=num("lines"),
+            fed="producer" in d,
+            sealed=d.get("sealed") == "1",
+            segments_planned=planned,
+            segments_done=done,
+            created_at=ts("created_at") or 0.0,
+            started_at=ts("started_at"),
+            finished_at=ts("finished_at"),
+            extra={k[2:]: v for k, v in d.items() if k.startswith("x_")},
+        )
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
@@ -126,6 +169,22 @@ class Lease:
     status: LeaseStatus
     deliveries: int = 0
     expires_in: float = 0.0
+
+
+class PlanStatus(IntEnum):
+    """What planning a segment did (``ledger.lua``'s ``plan``)."""
+
+    FENCED = -1  # the producer token no longer holds the job: nothing planned
+    FULL = 0  # the queued-bytes budget has no room: nothing planned, wait for workers
+    PLANNED = 1  # planned (or planned before)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """``queued``: payload bytes queued and unfinished over every job, as the step saw them."""
+
+    status: PlanStatus
+    queued: int
 
 
 class Recorded(IntEnum):

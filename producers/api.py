@@ -22,11 +22,13 @@ from pipeline.ledger import Ledger, new_job_id
 from pipeline.messages import Plan, SingleWrite
 from pipeline.payloads import LOST, PayloadStore
 from pipeline.redis_boundary import Redis, connect, guard
-from pipeline.segmenter import DEFAULT_PARTITIONS, Segmenter
+from pipeline.segmenter import DEFAULT_PARTITIONS
 from pipeline.states import JobKind, PlanKind, Target
+from producers.bulk import Group, bulk_job
 from producers.export import ExportCounts, export_user
 from producers.file_load import FileLoader
 from producers.job import Job
+from producers.session import OnProgress, ProducerSession
 from storage import errors
 from storage.limits import check_partition, namespace_table
 from storage.namespaced import DynamoNamespacedStore
@@ -48,7 +50,9 @@ class Producer:
         self.dynamo_config = dynamo
         self.config = pipeline
         self.redis = redis_client or connect(pipeline.redis_url, pipeline)
-        self.ledger = Ledger(self.redis, ttl=pipeline.result_ttl)
+        self.ledger = Ledger(
+            self.redis, ttl=pipeline.result_ttl, producer_timeout=pipeline.producer_timeout
+        )
         if enqueue is None:
             if app is None:
                 app = sender_app(pipeline)
@@ -82,41 +86,43 @@ class Producer:
     def _bulk(
         self,
         kind: JobKind,
-        namespace: str,
+        groups: Iterable[Group],
         user: str,
-        pairs: Iterable[tuple[bytes, bytes | None]],
+        namespace: str | None,
+        on_progress: OnProgress | None = None,
         **extra: str,
     ) -> Job:
-        job_id = new_job_id()
-        self.ledger.create(job_id, kind=kind, namespace=namespace, user_id=user, **extra)
-        seg = Segmenter(
-            job=job_id,
-            ns=namespace,
-            user=user,
-            ledger=self.ledger,
-            enqueue=self.enqueue,
-            segment_size=self.config.segment_size,
-            partitions=self.partitions,
-        )
-        seg.add_all(pairs)
-        seg.close()
-        self.ledger.seal(job_id)
+        feed = (self.ledger, self.enqueue, self.config, self.partitions)
+        job_id = bulk_job(*feed, kind, groups, user, namespace, on_progress, extra)
         return Job(job_id, self.ledger)
 
     def load(
-        self, namespace: str, items: Iterable[tuple[bytes, bytes]], user_id: str | None = None
+        self,
+        namespace: str,
+        items: Iterable[tuple[bytes, bytes]],
+        user_id: str | None = None,
+        *,
+        on_progress: OnProgress | None = None,
     ) -> Job:
         """Enqueue a bulk load of ``(key, value)`` byte pairs (streamed; last pair per key
-        wins). Items DynamoDB would refuse are dead-lettered by the worker with the reason."""
-        return self._bulk(
-            JobKind.LOAD, self._ns(namespace), self._user(user_id), ((k, v) for k, v in items)
-        )
+        wins). Items DynamoDB would refuse are dead-lettered by the worker with the reason.
+        Blocks while the queued-bytes budget is full (``on_progress`` hears about it)."""
+        ns, user = self._ns(namespace), self._user(user_id)
+        pairs = ((k, v) for k, v in items)
+        return self._bulk(JobKind.LOAD, [(Target.KV, ns, pairs)], user, ns, on_progress)
 
-    def delete_keys(self, namespace: str, keys: Iterable[bytes], user_id: str | None = None) -> Job:
-        """Enqueue deletes of ``keys`` (streamed)."""
-        return self._bulk(
-            JobKind.DELETE, self._ns(namespace), self._user(user_id), ((k, None) for k in keys)
-        )
+    def delete_keys(
+        self,
+        namespace: str,
+        keys: Iterable[bytes],
+        user_id: str | None = None,
+        *,
+        on_progress: OnProgress | None = None,
+    ) -> Job:
+        """Enqueue deletes of ``keys`` (streamed; see :meth:`load`)."""
+        ns, user = self._ns(namespace), self._user(user_id)
+        pairs = ((k, None) for k in keys)
+        return self._bulk(JobKind.DELETE, [(Target.KV, ns, pairs)], user, ns, on_progress)
 
     def load_file(
         self,
@@ -128,6 +134,8 @@ class Producer:
         *,
         strict: bool = False,
         force: bool = False,
+        resume: str | None = None,
+        on_progress: OnProgress | None = None,
     ) -> Job:
         """Enqueue the records of a JSONL or CSV file (``-`` = stdin), streamed: memory stays
         flat for any size. Bad lines are rejected with line number and reason and counted in
@@ -141,7 +149,14 @@ class Producer:
         damaged ones are rejected lines) and the job's ``status().extra["export_problem"]``
         says what was wrong. Schema lines are restored directly (not through the queue) with
         their timestamps and version, replacing same-named schemas of ``user_id``; the job's
-        ``extra["schemas"]`` counts them."""
+        ``extra["schemas"]`` counts them.
+
+        Reading blocks while the queued-bytes budget (``DATAFOLD_MAX_QUEUED_BYTES``) is full;
+        ``on_progress`` hears of lines enqueued and of waiting. If the reading stops early
+        (Ctrl-C, an error, Redis gone) the job is ``incomplete`` (or ``abandoned``, if this
+        process dies): ``resume=JOB`` goes on from its last checkpoint with the same input,
+        options and user (NotResumableError if the input is not the same, by size and
+        digest), ending with the totals an uninterrupted load would have."""
         user = self._user(user_id)
         if namespace is not None:
             self._ns(namespace)
@@ -152,9 +167,18 @@ class Producer:
             segment_size=self.config.segment_size,
             check_namespace=self._ns,
             schema_store=self._schema_store,
+            budget=self.config.max_queued_bytes,
         )
         return loader.load(
-            path_or_dash, namespace, user, format, key_column, strict=strict, force=force
+            path_or_dash,
+            namespace,
+            user,
+            format,
+            key_column,
+            strict=strict,
+            force=force,
+            resume=resume,
+            on_progress=on_progress,
         )
 
     # -- export (direct reads) --------------------------------------------------------------
@@ -194,12 +218,12 @@ class Producer:
             raise errors.ValidationError("keys and values are bytes", operation=kind)
         with guard("Producer.sequence", self.redis):
             seq = int(self.redis.incr(keys.write_sequence()))
-        job_id = new_job_id()
-        self.ledger.create(job_id, kind=kind, namespace=ns, user_id=user)
+        job_id, token = new_job_id(), ProducerSession.new_token()
+        self.ledger.create(job_id, kind=kind, namespace=ns, user_id=user, producer=token)
         write = SingleWrite(job_id, ns, user, key, value, seq)
         self.ledger.plan(job_id, write.seg, 1)
-        self.ledger.seal(job_id)
         self.enqueue.single(write)
+        self.ledger.seal(job_id, producer=token)  # after the journal: never sealed unsent
         return Job(job_id, self.ledger)
 
     def put(self, namespace: str, key: bytes, value: bytes, user_id: str | None = None) -> Job:
@@ -213,10 +237,11 @@ class Producer:
 
     # -- bulk deletes planned by the worker -------------------------------------------------
     def _plan(self, what: PlanKind, user: str) -> Job:
-        job_id = new_job_id()
-        self.ledger.create(job_id, kind=JobKind(what), user_id=user)
+        job_id, token = new_job_id(), ProducerSession.new_token()
+        self.ledger.create(job_id, kind=JobKind(what), user_id=user, producer=token)
         self.ledger.plan(job_id, ids.PLAN, 0)
         self.enqueue.plan(Plan(job_id, what, user))
+        self.ledger.producing.handoff(job_id, token)  # the planner seals it
         return Job(job_id, self.ledger)
 
     def clear_all_schemas(self, user_id: str | None = None) -> Job:
@@ -242,25 +267,13 @@ class Producer:
             # A dead letter without a namespace is a schema (schema-table delete).
             where = (Target.KV, d.namespace) if d.namespace is not None else (Target.SCHEMAS, None)
             groups.setdefault(where, []).append((d.key, d.value))
-        new = new_job_id()
-        self.ledger.create(
-            new, kind=JobKind.REPLAY, namespace=old.namespace, user_id=old.user_id, replay_of=job_id
+        return self._bulk(
+            JobKind.REPLAY,
+            [(target, ns, pairs) for (target, ns), pairs in groups.items()],
+            old.user_id,
+            old.namespace,
+            replay_of=job_id,
         )
-        for (target, ns), pairs in groups.items():
-            seg = Segmenter(
-                job=new,
-                ns=ns,
-                user=old.user_id,
-                ledger=self.ledger,
-                enqueue=self.enqueue,
-                segment_size=self.config.segment_size,
-                partitions=self.partitions,
-                target=target,
-            )
-            seg.add_all(pairs)
-            seg.close()
-        self.ledger.seal(new)
-        return Job(new, self.ledger)
 
     # -- direct reads ---------------------------------------------------------------------
     def store(self, user_id: str | None = None) -> DynamoNamespacedStore:

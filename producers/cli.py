@@ -48,6 +48,7 @@ USAGE_ERRORS = (
     errors.ValidationError,
     errors.ConfigError,
     errors.JobNotFoundError,
+    errors.NotResumableError,
 )
 
 
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--strict",
         action="store_true",
-        help="refuse the whole file if any line is bad (nothing enqueued)",
+        help="refuse the whole file, before any job exists, if anything in it would be "
+        "rejected (a bad line, a missing or invalid namespace)",
     )
     sp.add_argument(
         "--force",
@@ -80,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user(sp)
     wait(sp)
+    sp.add_argument(
+        "--resume",
+        metavar="JOB",
+        help="go on with an incomplete or abandoned load of the same FILE from its checkpoint",
+    )
     sp.set_defaults(fn=cmd_load)
 
     sp = sub.add_parser(
@@ -154,23 +161,30 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _say(text: str, exc: BaseException) -> None:
+    """The one-line error, then its notes (a stopped load: its job and how to go on)."""
+    print(text, file=sys.stderr)
+    for note in getattr(exc, "__notes__", ()):
+        print(f"  {note}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(Producer.from_env(), args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        _say("interrupted", exc)
         return 130
     except (UsageError, *USAGE_ERRORS) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", exc)
         return EXIT_USAGE
     except errors.StorageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", exc)
         return EXIT_ERROR
     except Exception as exc:  # the CLI's promise: one line, never a traceback
         if os.environ.get("DATAFOLD_DEBUG"):
             traceback.print_exc()
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _say(f"error: {type(exc).__name__}: {exc}", exc)
         return EXIT_ERROR
 
 

@@ -16,7 +16,7 @@ from pipeline.status import JobStatus
 from producers.api import Producer
 from producers.export import ExportCounts, export_to_path
 from producers.job import Job
-from producers.progress import summary
+from producers.progress import EnqueueProgress, summary
 from storage.schema import DynamoSchemaStore, Schema, create_schema_table
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -27,6 +27,7 @@ class UsageError(Exception):
 
 
 def _job_exit(st: JobStatus) -> int:
+    """0 succeeded; 3 partial or failed items; 1 anything else (a stopped load included)."""
     if st.state is JobState.SUCCEEDED:
         return EXIT_OK
     return EXIT_INCOMPLETE if st.state in (JobState.PARTIAL, JobState.FAILED) else EXIT_ERROR
@@ -67,15 +68,21 @@ def _render(key: bytes, value: bytes) -> str:
 
 
 def cmd_load(p: Producer, a: argparse.Namespace) -> int:
-    job = p.load_file(
-        a.file,
-        a.namespace,
-        a.user,
-        format=a.format,
-        key_column=a.key_column,
-        strict=a.strict,
-        force=a.force,
-    )
+    shown = EnqueueProgress(sys.stderr)
+    try:
+        job = p.load_file(
+            a.file,
+            a.namespace,
+            a.user,
+            format=a.format,
+            key_column=a.key_column,
+            strict=a.strict,
+            force=a.force,
+            resume=a.resume,
+            on_progress=shown,
+        )
+    finally:
+        shown.close()
     st = job.status()
     if st.rejected:
         print(

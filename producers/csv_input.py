@@ -7,14 +7,15 @@ every physical line of the row, so a runaway quote is a bad row, not a file held
 from __future__ import annotations
 
 import csv
+import itertools
 from collections import Counter
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from producers.records import (
     BOM,
     MAX_LINE_BYTES,
     BadLine,
+    LineSource,
     Record,
     bounded_lines,
     compact_json,
@@ -34,8 +35,13 @@ class _CsvLines:
     passes it through and starts afresh on its next call) for a line, or a multi-line record,
     over ``max_line`` bytes."""
 
-    def __init__(self, stream: BinaryIO, max_line: int) -> None:
-        self._lines = bounded_lines(stream, max_line)
+    def __init__(
+        self, stream: LineSource, max_line: int, start_line: int = 0, header: bytes | None = None
+    ) -> None:
+        lines = bounded_lines(stream, max_line, start_line=start_line)
+        if header is not None:  # a resumed load: the header, then on from ``start_line``
+            lines = itertools.chain([(1, header.removeprefix(BOM))], lines)
+        self._lines = lines
         self.max_line = max_line
         self.line = 0
         self.record_bytes = 0
@@ -56,7 +62,12 @@ class _CsvLines:
 
 
 def read_csv(
-    stream: BinaryIO, *, key_column: str, max_line: int = MAX_LINE_BYTES
+    stream: LineSource,
+    *,
+    key_column: str,
+    max_line: int = MAX_LINE_BYTES,
+    start_line: int = 0,
+    header_line: bytes | None = None,
 ) -> Iterator[Record | BadLine]:
     """Records of a CSV stream with a header row; the header is read at once, here.
 
@@ -68,7 +79,7 @@ def read_csv(
     Side effect: raises ``csv.field_size_limit`` (process-wide) to at least ``max_line``.
     """
     csv.field_size_limit(max(csv.field_size_limit(), max_line))
-    lines = _CsvLines(stream, max_line)
+    lines = _CsvLines(stream, max_line, start_line, header_line)
     reader = csv.reader(lines)
     header: list[str] | None = []
     try:
@@ -92,6 +103,8 @@ def read_csv(
     if key_column not in header:
         shown = ", ".join(header[:20]) + (f", … ({len(header)} in all)" if len(header) > 20 else "")
         raise InputError(f"CSV has no column {key_column!r} (columns: {shown})", line=lines.line)
+    if lines.line < start_line:
+        lines.line = start_line  # a resumed load: rows are numbered from where it goes on
     return _csv_rows(reader, lines, header, header.index(key_column))
 
 

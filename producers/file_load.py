@@ -1,8 +1,11 @@
-"""The machinery of ``Producer.load_file``: open the input, check it, enqueue its records.
+"""The machinery of ``Producer.load_file``: open the input, check it, enqueue its records,
+and resume an interrupted load from its checkpoint (:mod:`producers.checkpoint`).
 
 An input that must be read twice (``strict``, or an export file, verified first) and cannot
 seek is spooled to a temp file, so memory stays flat. Records are cut into segments per
-namespace; bad lines are recorded in the job; schema lines are restored directly.
+namespace; bad lines are recorded in the job; schema lines are restored directly. The reading
+runs inside a :class:`~producers.session.ProducerSession` (heartbeat; ``incomplete`` with why if
+it stops early) and plans under the queued-bytes budget (:class:`~producers.session.BudgetGate`).
 """
 
 from __future__ import annotations
@@ -10,30 +13,33 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
+from pipeline import ids
 from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger, new_job_id
-from pipeline.segmenter import Segmenter
 from pipeline.states import JobKind
+from producers.checkpoint import Checkpoint, TrackedInput
 from producers.export import PrefixedStream, SchemaSink, looks_like_export, verify_export
+from producers.feed import Feed, namespace_problem
 from producers.inputs import (
     MAX_LINE_BYTES,
     BadLine,
     Record,
-    SchemaRecord,
-    Trailer,
     open_input,
     read_records,
 )
 from producers.job import Job
+from producers.session import BudgetGate, OnProgress, ProducerSession
 from storage import errors
 from storage.schema import DynamoSchemaStore
 
 MAX_STRICT_REPORT = 5
+REJECTED_FLUSH = 100
 
 
 class _Opened:
@@ -72,10 +78,20 @@ class _Opened:
             self.src.close()
 
 
+def _size(stream: BinaryIO) -> int | None:
+    """The size of a regular file (None for a pipe or terminal: compared by digest only)."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 @dataclass(frozen=True)
 class FileLoader:
     """What a load takes from its ``Producer``: the ledger, the enqueuer, the segmenting
-    settings, the namespace check and the user's schema store (opened only when needed)."""
+    settings, the namespace check, the user's schema store (opened only when needed) and the
+    queued-bytes budget."""
 
     ledger: Ledger
     enqueue: Enqueuer
@@ -83,6 +99,7 @@ class FileLoader:
     segment_size: int
     check_namespace: Callable[[str], str]
     schema_store: Callable[[str], DynamoSchemaStore]
+    budget: int = 0
 
     def load(
         self,
@@ -94,6 +111,8 @@ class FileLoader:
         *,
         strict: bool,
         force: bool,
+        resume: str | None = None,
+        on_progress: OnProgress | None = None,
     ) -> Job:
         """See ``Producer.load_file`` (``user`` resolved, ``namespace`` already checked)."""
         opened = _Opened(path_or_dash, strict, format)
@@ -103,10 +122,112 @@ class FileLoader:
             if opened.export:
                 extra, sink = self._verify_export(stream, user, force)
             if strict:
-                self._check_strict(stream, format, key_column)
-            return self._load_stream(
-                stream, namespace, user, format, key_column, sink=sink, extra=extra
+                self._check_strict(stream, format, key_column, namespace)
+            base = Checkpoint(format, key_column, namespace, _size(stream))
+            tracker = TrackedInput(stream)
+            if resume is None:
+                # Reading starts now: a CSV without its key column fails before any job exists.
+                records = read_records(tracker, format, key_column)
+                job_id, token = new_job_id(), ProducerSession.new_token()
+                if str(path_or_dash) != "-":
+                    extra["file"] = os.fspath(path_or_dash)
+                self.ledger.create(
+                    job_id,
+                    kind=JobKind.LOAD,
+                    namespace=namespace or "",
+                    user_id=user,
+                    producer=token,
+                    **extra,
+                )
+            else:
+                job_id, token, base, header = self._take_over(resume, user, base, tracker)
+                records = read_records(
+                    tracker, format, key_column, start_line=base.line, header_line=header
+                )
+            feed = Feed(
+                self.ledger,
+                self.enqueue,
+                job_id,
+                user,
+                namespace,
+                partitions=self.partitions,
+                segment_size=self.segment_size,
+                check_namespace=self.check_namespace,
+                schema_store=self.schema_store,
             )
+            with ProducerSession(self.ledger, job_id, token=token) as session:
+                gate = BudgetGate(session, self.budget, on_progress=on_progress)
+                session.describe = lambda: (
+                    f"{gate.lines} input lines enqueued; go on with "
+                    f"`datafold load {os.fspath(path_or_dash)} --resume {job_id}`"
+                )
+                feed.run(records, tracker, base, gate, session, sink=sink)
+        return Job(job_id, self.ledger)
+
+    def _take_over(
+        self, job_id: str, user: str, base: Checkpoint, tracker: TrackedInput
+    ) -> tuple[str, str, Checkpoint, bytes | None]:
+        """Check that job ``job_id`` is this user's load of this input and read the input up
+        to its checkpoint (digest compared), then take it over. Returns the job id, the new
+        producer token, the checkpoint (its last segment cut again if it was never sent) and
+        a CSV's header line. NotResumableError, before taking anything over, if not."""
+        st = self.ledger.status(job_id)
+        if st.kind != JobKind.LOAD or st.user_id != user:
+            raise errors.NotResumableError(
+                f"job {job_id} is not a load of user {user!r}", operation="Resume"
+            )
+        if not st.state.stopped:
+            why = (
+                "still being fed by its producer"
+                if st.fed
+                else "its input was read to the end"
+                if st.sealed
+                else "not stopped"
+            )
+            raise errors.NotResumableError(
+                f"job {job_id} is {st.state}: {why}; only an incomplete or abandoned load resumes",
+                operation="Resume",
+            )
+        text = self.ledger.producing.checkpoint(job_id)
+        cp = Checkpoint.from_json(text) if text else replace(base, offset=0, line=0)
+        for name, mine, theirs in (
+            ("format", base.format, cp.format),
+            ("key column", base.key_column, cp.key_column),
+            ("namespace", base.namespace, cp.namespace),
+        ):
+            if mine != theirs:
+                raise errors.NotResumableError(
+                    f"job {job_id} was loaded with {name} {theirs!r}, not {mine!r}",
+                    operation="Resume",
+                )
+        if cp.size is not None and base.size is not None and cp.size != base.size:
+            raise errors.NotResumableError(
+                f"not the same file: {base.size} bytes, job {job_id} read {cp.size}",
+                operation="Resume",
+            )
+        header = tracker.skip_to(cp.offset)
+        if tracker.offset != cp.offset or tracker.mark().digest.hexdigest() != (
+            cp.digest or tracker.mark().digest.hexdigest()
+        ):
+            raise errors.NotResumableError(
+                f"not the same file: its first {cp.offset} bytes differ from what job "
+                f"{job_id} read",
+                operation="Resume",
+            )
+        token = ProducerSession.new_token()
+        if self.ledger.producing.resume(job_id, token) != text:
+            self.ledger.producing.stop(job_id, token, st.stopped or "resume raced another")
+            raise errors.NotResumableError(
+                f"job {job_id} moved on while this resume read its input; try again",
+                operation="Resume",
+            )
+        if cp.last is not None:
+            scope, p, before = cp.last
+            nxt = cp.scopes[scope][p][0]
+            if nxt > 0 and not self.ledger.producing.sent(job_id, ids.segment(scope, p, nxt - 1)):
+                cp.scopes[scope][p] = [nxt - 1, before]  # planned, never sent: cut it again
+        self.ledger.producing.keep_rejected_through(job_id, cp.line)
+        return job_id, token, cp, header if cp.format == "csv" and cp.offset else None
 
     def _verify_export(
         self, stream: BinaryIO, user: str, force: bool
@@ -126,9 +247,20 @@ class FileLoader:
             extra["export_problem"] = check.problem
         return extra, SchemaSink(self.schema_store(user)) if check.schemas else None
 
-    @staticmethod
-    def _check_strict(stream: BinaryIO, format: str, key_column: str | None) -> None:
-        bad = [r for r in read_records(stream, format, key_column) if isinstance(r, BadLine)]
+    def _check_strict(
+        self, stream: BinaryIO, format: str, key_column: str | None, namespace: str | None
+    ) -> None:
+        """Everything the load would reject, refused before any job exists: bad lines, lines
+        without a namespace, namespaces DynamoDB cannot name a table after."""
+        bad: list[BadLine] = []
+        valid: set[str] = set()
+        for rec in read_records(stream, format, key_column):
+            if isinstance(rec, BadLine):
+                bad.append(rec)
+            elif isinstance(rec, Record):
+                why = namespace_problem(namespace or rec.namespace, valid, self.check_namespace)
+                if why:
+                    bad.append(BadLine(rec.line, why))
         if bad:
             shown = "; ".join(f"line {b.line}: {b.reason}" for b in bad[:MAX_STRICT_REPORT])
             extra = len(bad) - MAX_STRICT_REPORT
@@ -137,65 +269,3 @@ class FileLoader:
                 f"{len(bad)} bad lines, nothing enqueued: {shown}{more}", operation="Load"
             )
         stream.seek(0)
-
-    def _load_stream(
-        self,
-        stream: BinaryIO,
-        namespace: str | None,
-        user: str,
-        format: str,
-        key_column: str | None,
-        *,
-        sink: SchemaSink | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> Job:
-        records = read_records(stream, format, key_column)  # checks format and CSV header now
-        job_id = new_job_id()
-        self.ledger.create(
-            job_id, kind=JobKind.LOAD, namespace=namespace or "", user_id=user, **(extra or {})
-        )
-        segs: dict[str, Segmenter] = {}
-        rejected: list[tuple[int, str]] = []
-        n_rejected = 0
-        try:
-            for rec in records:
-                if isinstance(rec, BadLine):
-                    n_rejected += 1
-                    rejected.append((rec.line, rec.reason))
-                    if len(rejected) >= 100:
-                        self.ledger.reject_lines(job_id, rejected)
-                        rejected = []
-                    continue
-                if isinstance(rec, SchemaRecord):
-                    if sink is None:
-                        sink = SchemaSink(self.schema_store(user))
-                    sink.add(rec)
-                    continue
-                if isinstance(rec, Trailer) or not isinstance(rec, Record):
-                    continue
-                ns = namespace or rec.namespace
-                if ns is None:
-                    n_rejected += 1
-                    rejected.append((rec.line, "no namespace (give --namespace)"))
-                    continue
-                s = segs.get(ns)
-                if s is None:
-                    self.check_namespace(ns)
-                    s = segs[ns] = Segmenter(
-                        job=job_id,
-                        ns=ns,
-                        user=user,
-                        ledger=self.ledger,
-                        enqueue=self.enqueue,
-                        partitions=self.partitions,
-                        segment_size=self.segment_size,
-                    )
-                s.add(rec.key, rec.value)
-            if sink is not None:
-                sink.close()
-        finally:
-            for s in segs.values():
-                s.close()
-            self.ledger.reject_lines(job_id, rejected)
-            self.ledger.seal(job_id, rejected=n_rejected)
-        return Job(job_id, self.ledger)

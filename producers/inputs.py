@@ -36,6 +36,7 @@ from producers.records import (
     ITEM_OVERHEAD_BYTES,
     MAX_LINE_BYTES,
     BadLine,
+    LineSource,
     OnLine,
     Record,
     bounded_lines,
@@ -168,7 +169,11 @@ def _parse(line: int, raw: bytes) -> Parsed | None:
 
 
 def read_jsonl(
-    stream: BinaryIO, *, max_line: int = MAX_LINE_BYTES, on_line: OnLine | None = None
+    stream: LineSource,
+    *,
+    max_line: int = MAX_LINE_BYTES,
+    on_line: OnLine | None = None,
+    start_line: int = 0,
 ) -> Iterator[Parsed]:
     """Records of a JSONL stream: plain lines and export-format lines (see module docs).
 
@@ -180,9 +185,10 @@ def read_jsonl(
     good, bad or blank — before its record is yielded; an over-long line arrives in chunks.
     Feed an :class:`ExportVerifier` with it. Lines after the trailer are bad lines (they are
     outside the checksum) and still go to ``on_line``, so the verifier notices them.
+    ``start_line``: lines before the stream's start (a resumed load), for line numbers.
     """
     trailer_seen = False
-    for line, raw in bounded_lines(stream, max_line, on_line):
+    for line, raw in bounded_lines(stream, max_line, on_line, start_line=start_line):
         if raw is None:
             yield BadLine(line, f"line is over {max_line} bytes")
             continue
@@ -204,24 +210,34 @@ def read_jsonl(
 
 
 def read_records(
-    stream: BinaryIO,
+    stream: LineSource,
     format: str = "jsonl",
     key_column: str | None = None,
     *,
     max_line: int = MAX_LINE_BYTES,
     on_line: OnLine | None = None,
+    start_line: int = 0,
+    header_line: bytes | None = None,
 ) -> Iterator[Parsed]:
     """Dispatch to :func:`read_jsonl` (``"jsonl"``: plain and export lines) or :func:`read_csv`
     (``"csv"``, needs ``key_column``). Raises :class:`InputError` at once for an unknown format,
-    a ``key_column`` with jsonl, ``on_line`` with csv, or a CSV header without the column."""
+    a ``key_column`` with jsonl, ``on_line`` with csv, or a CSV header without the column.
+    A resumed load reads from line ``start_line + 1`` on, a CSV one with its ``header`` line
+    read before."""
     if format == "jsonl":
         if key_column is not None:
             raise InputError("key_column applies only to the csv format")
-        return read_jsonl(stream, max_line=max_line, on_line=on_line)
+        return read_jsonl(stream, max_line=max_line, on_line=on_line, start_line=start_line)
     if format == "csv":
         if not key_column:
             raise InputError("the csv format needs a key column")
         if on_line is not None:
             raise InputError("on_line applies only to the jsonl format")
-        return read_csv(stream, key_column=key_column, max_line=max_line)
+        return read_csv(
+            stream,
+            key_column=key_column,
+            max_line=max_line,
+            start_line=start_line,
+            header_line=header_line,
+        )
     raise InputError(f"unknown input format {format!r} (use jsonl or csv)")

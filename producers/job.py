@@ -76,7 +76,7 @@ class Job:
 
     def rejected_lines(self) -> list[tuple[int, str]]:
         """Input lines refused before enqueueing: (line number, reason), at most 1000 kept."""
-        return self._ledger.rejected_lines(self.id)
+        return self._ledger.producing.rejected_lines(self.id)
 
     def exists(self) -> bool:
         try:

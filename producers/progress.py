@@ -8,12 +8,14 @@ from collections.abc import Callable
 from typing import TextIO
 
 from pipeline.status import JobStatus
+from producers.session import Progress
 
 WIDTH = 30
+MIB = 2**20
 
 
 def summary(st: JobStatus) -> str:
-    """One-paragraph end-of-job summary."""
+    """One-paragraph end-of-job summary (a stopped load says why, and how to go on)."""
     rate = st.processed / st.elapsed if st.elapsed > 0 else 0.0
     lines = [
         f"job {st.id}: {st.state}",
@@ -24,6 +26,13 @@ def summary(st: JobStatus) -> str:
     ]
     if st.failures:
         lines.append(f"  failed: {st.error}")
+    if st.state.stopped:
+        lines.append(f"  input not read to the end: {st.stopped or st.state}")
+        if st.lines:
+            lines.append(f"  input lines enqueued (checkpoint): {st.lines}")
+        if st.kind == "load":
+            file = st.extra.get("file", "FILE")
+            lines.append(f"  go on with: datafold load {file} --resume {st.id}")
     return "\n".join(lines)
 
 
@@ -91,3 +100,50 @@ class ExportProgress:
     def close(self) -> None:
         self.out.write("\n")
         self.out.flush()
+
+
+class EnqueueProgress:
+    """While a producer reads: lines, items, the queued bytes against the budget, and whether
+    it waits for workers. Redrawn on a terminal (at most every ``every`` seconds, and whenever
+    waiting starts or stops); on a pipe, a line every ``pipe_every`` seconds or on a change."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        every: float = 0.2,
+        pipe_every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.out, self.clock = out, clock
+        self.tty = out.isatty()
+        self.every = every if self.tty else pipe_every
+        self._last = -1e9
+        self._waiting = False
+        self._drawn = False
+
+    @staticmethod
+    def render(p: Progress) -> str:
+        where = f"{p.lines:,} lines, " if p.lines else ""
+        text = (
+            f"enqueue: {where}{p.items:,} items; queued {p.queued / MIB:,.1f} of "
+            f"{p.budget / MIB:,.0f} MiB"
+        )
+        return text + (" — waiting for workers" if p.waiting else "")
+
+    def __call__(self, p: Progress) -> None:
+        now = self.clock()
+        if p.waiting == self._waiting and now - self._last < self.every:
+            return
+        self._waiting, self._last = p.waiting, now
+        if self.tty:
+            self.out.write("\r" + self.render(p) + "\x1b[K")
+        else:
+            self.out.write(self.render(p) + "\n")
+        self.out.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self.tty and self._drawn:
+            self.out.write("\n")
+            self.out.flush()

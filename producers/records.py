@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from storage.limits import MAX_ITEM_BYTES, MAX_SORT_KEY_BYTES
 
@@ -40,14 +40,21 @@ class BadLine:
 OnLine = Callable[[bytes], None]
 
 
+class LineSource(Protocol):
+    """What the readers read from: a binary file, or ``producers.checkpoint.TrackedInput``."""
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
 def bounded_lines(
-    stream: BinaryIO, max_line: int, on_line: OnLine | None = None
+    stream: LineSource, max_line: int, on_line: OnLine | None = None, *, start_line: int = 0
 ) -> Iterator[tuple[int, bytes | None]]:
-    """``(line number, raw bytes with newline)``, or ``None`` for a line over ``max_line``.
+    """``(line number, raw bytes with newline)``, or ``None`` for a line over ``max_line``;
+    the first line read is number ``start_line + 1`` (a resumed load starts mid-file).
 
     The rest of an over-long line is skipped in bounded chunks, each passed to ``on_line``.
     """
-    lineno = 0
+    lineno = start_line
     while raw := stream.readline(max_line + 1):
         lineno += 1
         if raw.endswith(b"\n") or len(raw) <= max_line:

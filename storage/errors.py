@@ -154,6 +154,15 @@ class JobNotFoundError(PermanentError):
     """No job with this id in the ledger (never existed, or its results expired)."""
 
 
+class NotResumableError(PermanentError):
+    """A load cannot be resumed: the job is finished or still fed, the file is not the same."""
+
+
+class ProducerFencedError(PermanentError):
+    """This producer no longer holds its job: it was marked abandoned (no heartbeat in time),
+    or another producer resumed it. It must stop without writing anything more."""
+
+
 class BatchIncompleteError(PermanentError):
     """Some items of a batch were still unwritten after the bounded retry rounds.
 

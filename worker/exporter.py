@@ -71,7 +71,9 @@ class PipelineCollector(Collector):
             if cfg.redis_url == cfg.broker_url
             else connect(cfg.redis_url, cfg, timeout=REDIS_TIMEOUT_SECONDS)
         )
-        return cls(broker, Ledger(ledger_client, ttl=cfg.result_ttl))
+        return cls(
+            broker, Ledger(ledger_client, ttl=cfg.result_ttl, producer_timeout=cfg.producer_timeout)
+        )
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         """Names only, so registering the collector does not read Redis."""

@@ -65,7 +65,7 @@ def _build() -> Runtime:
     dcfg = DynamoConfig.from_env()
     check_run_bound(cfg, dcfg)
     r = connect(cfg.redis_url, cfg)
-    ledger = Ledger(r, ttl=cfg.result_ttl)
+    ledger = Ledger(r, ttl=cfg.result_ttl, producer_timeout=cfg.producer_timeout)
     limiter = RateLimiter.from_config(RedisBucketBackend(r), cfg, coalesce_seconds=COALESCE_SECONDS)
     store = DynamoNamespacedStore(dcfg, pacer=limiter, batch_threads=cfg.batch_threads)
     payloads = PayloadStore(r, ttl=cfg.result_ttl)

@@ -5,7 +5,8 @@ unacknowledged: a worker killed in that instant loses the message (celery/kombu#
 job would stay ``running`` for ever; a task that fails (Redis gone longer than it waits) is
 acknowledged by Celery all the same. So every message — segment, single write, plan — is
 journalled before it is sent (``pipeline.payloads``: its task, message and when it became due),
-until it is recorded finished. A sweep, run by one worker at a time every
+until it is recorded finished. The sweep also marks abandoned the jobs whose producer went
+silent (``pipeline.producing``). A sweep, run by one worker at a time every
 ``DATAFOLD_SWEEP_INTERVAL`` seconds, takes the journalled messages due more than
 ``DATAFOLD_SWEEP_GRACE`` seconds ago that are neither recorded, nor waiting in a queue, nor
 held unacknowledged by a worker, and sends them again. A duplicate is harmless (the ledger
@@ -123,6 +124,9 @@ class Sweeper:
             return 0
         now = self.clock()
         self.payloads.forget_older(now - self.payloads.ttl)  # results gone: nothing to finish
+        for job in self.ledger.producing.abandon_stale():
+            log.warning("job %s: its producer went silent; marked abandoned", job)
+        self.ledger.producing.heal_queued()
         overdue = self.payloads.overdue(now - self.grace, MAX_PER_SWEEP)
         if not overdue:
             return 0

@@ -1,25 +1,34 @@
 -- The job ledger's atomic steps (ARGV[1] names the op):
---   plan   : register a segment id once; HINCRBY items only the first time.
+--   plan   : register a segment id once; HINCRBY items only the first time. With a budget,
+--            only while the queued bytes of every job leave room (backpressure); with a
+--            producer token, only by the job's producer; with a checkpoint, record it too.
 --   seal   : the producer/planner has planned every segment; finalize if already complete.
 --   take   : take a segment's lease (fencing): done? planned? held by another delivery?
 --   renew  : extend a lease this delivery holds.
 --   release: give a lease back without recording (the segment will run again).
 --   finish : record a finished segment exactly once — only by its lease holder when a token is
 --            given — with its counters, dead letters, child segment and partition order, then
---            finalize the job if it is sealed and complete.
+--            finalize the job if it is sealed and complete. Its bytes leave the queued budget.
 -- KEYS: 1 job hash, 2 done set, 3 planned set, 4 dead-letter list, 5 order hash,
 --       6 deliveries hash, 7 holders hash (segment -> token of its last lease holder),
---       8 the segment's lease (string: the holder's token, expiring)
--- Every key gets the job's TTL refreshed so a finished job's results expire together.
--- The job states spelled here are pipeline/states.py's JobState (a unit test compares them).
+--       8 the segment's lease (string: the holder's token, expiring), 9 sizes hash (segment ->
+--       payload bytes, until recorded), 10 queued hash (job id -> bytes; every job),
+--       11 producing sorted set (job id -> producer heartbeat; every job)
+-- Every key of the job gets its TTL refreshed so a finished job's results expire together.
+-- The job states spelled here are pipeline/states.py's JobState (a unit test compares them);
+-- producer.lua sets 'incomplete' and 'abandoned'.
 
 local job, done, planned, dead, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local deliveries, holders, lease = KEYS[6], KEYS[7], KEYS[8]
+local sizes, queued, producing = KEYS[9], KEYS[10], KEYS[11]
 local op = ARGV[1]
 
 local function touch(ttl)
   for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+  redis.call('EXPIRE', sizes, ttl)
 end
+
+local function job_id() return redis.call('HGET', job, 'id') or '' end
 
 local function finalize(now)
   if redis.call('HGET', job, 'sealed') ~= '1' then return end
@@ -34,6 +43,8 @@ local function finalize(now)
     if good > 0 then final = 'partial' else final = 'failed' end
   end
   redis.call('HSET', job, 'state', final, 'finished_at', now)
+  redis.call('HDEL', queued, job_id())
+  redis.call('DEL', sizes)
 end
 
 local function running(now)
@@ -81,14 +92,37 @@ elseif op == 'release' then
   if redis.call('HGET', holders, ARGV[2]) == ARGV[3] then redis.call('HDEL', holders, ARGV[2]) end
   return 1
 elseif op == 'plan' then
-  -- ARGV: 2 segment id, 3 items, 4 ttl
-  if redis.call('SADD', planned, ARGV[2]) == 1 then
-    redis.call('HINCRBY', job, 'items', tonumber(ARGV[3]))
+  -- ARGV: 2 segment id, 3 items, 4 ttl, 5 payload bytes, 6 budget (0: none), 7 producer token
+  --       or '', 8 checkpoint or '', 9 input lines enqueued with it.
+  -- Returns {1, queued bytes} planned (or planned before), {0, queued bytes} no room in the
+  -- budget (nothing done: wait for workers), {-1, 0} the token is not the job's producer.
+  local seg, items, size, budget = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local token = ARGV[7]
+  if token ~= '' and redis.call('HGET', job, 'producer') ~= token then return {-1, 0} end
+  local total = 0
+  if redis.call('SISMEMBER', planned, seg) == 0 then
+    if budget > 0 then
+      for _, v in ipairs(redis.call('HVALS', queued)) do total = total + tonumber(v) end
+      -- One segment always fits an empty budget, whatever its size: nothing waits for ever.
+      if total > 0 and total + size > budget then return {0, total} end
+    end
+    redis.call('SADD', planned, seg)
+    redis.call('HINCRBY', job, 'items', items)
+    if size > 0 then
+      redis.call('HSET', sizes, seg, size)
+      redis.call('HINCRBY', queued, job_id(), size)
+      total = total + size
+    end
   end
+  if ARGV[8] ~= '' then redis.call('HSET', job, 'checkpoint', ARGV[8], 'lines', ARGV[9]) end
   touch(tonumber(ARGV[4]))
-  return 1
+  return {1, total}
 elseif op == 'seal' then
-  -- ARGV: 2 rejected lines, 3 now, 4 ttl
+  -- ARGV: 2 rejected lines, 3 now, 4 ttl, 5 producer token or ''. -1 if the token is not the
+  -- job's producer (it was marked abandoned, or another producer resumed it).
+  if ARGV[5] ~= '' and redis.call('HGET', job, 'producer') ~= ARGV[5] then return -1 end
+  redis.call('HDEL', job, 'producer')
+  redis.call('ZREM', producing, job_id())
   if redis.call('HGET', job, 'sealed') ~= '1' then
     redis.call('HSET', job, 'sealed', '1')
     redis.call('HINCRBY', job, 'rejected', tonumber(ARGV[2]))
@@ -111,6 +145,15 @@ elseif op == 'finish' then
     redis.call('HDEL', holders, seg)
   end
   redis.call('SADD', done, seg)
+  local size = redis.call('HGET', sizes, seg)
+  if size then
+    redis.call('HDEL', sizes, seg)
+    if ARGV[6] ~= '' then
+      redis.call('HSET', sizes, ARGV[6], size)  -- its leftovers are still queued
+    elseif redis.call('HINCRBY', queued, job_id(), -tonumber(size)) <= 0 then
+      redis.call('HDEL', queued, job_id())
+    end
+  end
   redis.call('HINCRBY', job, 'written', tonumber(ARGV[3]))
   redis.call('HINCRBY', job, 'deleted', tonumber(ARGV[4]))
   redis.call('HINCRBY', job, 'superseded', tonumber(ARGV[5]))

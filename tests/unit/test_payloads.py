@@ -8,8 +8,9 @@ import random
 
 import pytest
 
-from pipeline.messages import Segment
+from pipeline.messages import Op, Segment
 from pipeline.payloads import MAGIC, PayloadError, decode, encode
+from pipeline.segmenter import Segmenter
 
 
 def test_any_bytes_round_trip_deletes_included() -> None:
@@ -69,3 +70,30 @@ def test_a_message_names_its_payload_and_other_versions_are_refused() -> None:
     for version in (1, 3):  # version 1 carried items inline: no longer read
         with pytest.raises(ValueError, match=f"version {version}"):
             Segment.from_message({**named, "v": version})
+
+
+def test_a_segment_counts_against_the_budget_exactly_what_its_payload_stores() -> None:
+    sizes: list[tuple[list[Op], int]] = []
+
+    class Gate:
+        def plan(self, cutter: Segmenter, p: int, seg: Segment, size: int) -> None:
+            assert seg.ops is not None
+            sizes.append((seg.ops, size))
+
+    class Sink:
+        def segment(self, seg: Segment, countdown: float = 0.0) -> None:
+            pass
+
+    s = Segmenter(
+        job="j",
+        ns="ns",
+        user="u",
+        ledger=None,
+        enqueue=Sink(),
+        segment_size=3,  # type: ignore[arg-type]
+        partitions=2,
+        gate=Gate(),
+    )
+    s.add_all([(b"k%d" % i, b"v" * i) for i in range(10)] + [(b"gone", None)])
+    s.close()
+    assert sizes and all(size == len(encode(ops)) for ops, size in sizes)

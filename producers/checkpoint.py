@@ -1,0 +1,186 @@
+"""Where a load file's reading stands, so an interrupted load can go on from there.
+
+A checkpoint is stored with every segment the load plans (the same atomic step: see
+``Ledger.plan``). It says, per namespace and partition, the index of the next segment and the
+last input line already in a planned segment (``through``), and a *resume point*: the byte
+offset and line number before which every record is in a planned segment (or was rejected:
+``rejected`` counts those), with the input's size and a BLAKE2b digest of every byte before
+it. A resumed load (:func:`producers.file_load.FileLoader.load` with ``resume``) checks size and
+digest, reads on from the resume point, skips the records of each partition up to its
+``through`` line, and cuts the same segments, under the same ids, that an uninterrupted load
+would have cut: every item is counted once and the last line per key still wins.
+
+The resume point is the first buffered record of any partition, and also the first record of
+the segment being planned: a producer killed after planning a segment and before sending it
+leaves that segment planned without a message, and the resumed load cuts it again
+(``last``: its partition and the ``through`` line before it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from pipeline.segmenter import Segmenter
+from storage.errors import NotResumableError
+
+VERSION = 1
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A point between two records: byte offset, lines before it, digest of the bytes before."""
+
+    offset: int
+    line: int
+    digest: Any  # a hashlib object (copied)
+
+
+class TrackedInput:
+    """A binary input read through ``readline``/``read`` whose bytes are counted and hashed
+    as the reader *commits* them (after each record), so :meth:`mark` is always a point
+    between records however far the reader has read into the next one."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self._pending: list[bytes] = []
+        self._hash = hashlib.blake2b(digest_size=20)
+        self.offset = 0
+        self.lines = 0
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self.raw.readline(size)
+        self._pending.append(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self._pending.append(data)
+        return data
+
+    def commit(self) -> None:
+        """Everything read so far belongs to records already handled."""
+        for data in self._pending:
+            self._hash.update(data)
+            self.offset += len(data)
+            self.lines += data.count(b"\n")
+        self._pending.clear()
+
+    def mark(self) -> Mark:
+        return Mark(self.offset, self.lines, self._hash.copy())
+
+    def skip_to(self, offset: int) -> bytes:
+        """Read and commit the first ``offset`` bytes unparsed (fewer at end of input); returns
+        the first line (a CSV header) when it ends within them, else b""."""
+        first = self.readline(offset) if offset > 0 else b""
+        self.commit()
+        while self.offset < offset:
+            if not self.read(min(_CHUNK, offset - self.offset)):
+                break
+            self.commit()
+        return first if first.endswith(b"\n") else b""
+
+
+@dataclass
+class Checkpoint:
+    """A load's checkpoint (see the module docs); ``scopes``: namespace -> per partition
+    ``[next segment index, through line]``."""
+
+    format: str
+    key_column: str | None
+    namespace: str | None
+    size: int | None
+    offset: int = 0
+    line: int = 0
+    digest: str = ""
+    rejected: int = 0
+    scopes: dict[str, list[list[int]]] = field(default_factory=dict)
+    last: tuple[str, int, int] | None = None  # scope, partition, its through line before
+
+    def to_json(self) -> str:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return json.dumps({"v": VERSION, **d}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Checkpoint:
+        try:
+            d = json.loads(text)
+            if d.pop("v") != VERSION:
+                raise ValueError("version")
+            last = d.pop("last")
+            return cls(**d, last=tuple(last) if last else None)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise NotResumableError(
+                f"the job's checkpoint is unreadable ({exc})", operation="Resume"
+            ) from None
+
+
+class Checkpointer:
+    """Keeps a load's reading position per partition and writes the checkpoint of each
+    planned segment (a ``BudgetGate`` checkpoint function)."""
+
+    def __init__(self, tracker: TrackedInput, base: Checkpoint) -> None:
+        self.tracker = tracker
+        self.base = base
+        self.first: dict[tuple[str, int], Mark] = {}
+        self.last_line: dict[str, list[int]] = {}
+        self.through: dict[str, list[int]] = {s: [t for _, t in v] for s, v in base.scopes.items()}
+        self.segmenters: dict[str, Segmenter] = {}
+        self._bad: deque[int] = deque()
+        self.rejected_before = base.rejected
+
+    def skips(self, scope: str, p: int, line: int) -> bool:
+        """Already in a planned segment (a resumed load reading again what it had read)."""
+        through = self.through.get(scope)
+        return through is not None and line <= through[p]
+
+    def add(self, s: Segmenter, p: int, line: int) -> None:
+        """Note a record of ``line`` about to go to ``s``'s partition ``p``."""
+        if s.buffered(p) == 0:
+            self.first[(s.scope, p)] = self.tracker.mark()
+        lines = self.last_line.get(s.scope)
+        if lines is None:
+            self.segmenters[s.scope] = s
+            lines = self.last_line[s.scope] = [0] * s.partitions
+            self.through.setdefault(s.scope, [0] * s.partitions)
+        lines[p] = line
+
+    def bad(self, line: int) -> None:
+        """Note a rejected line (counted in the job when sealed, and in each checkpoint)."""
+        self._bad.append(line)
+
+    @property
+    def rejected_total(self) -> int:
+        """Rejected lines of the whole input so far (those before a resume point included)."""
+        return self.rejected_before + len(self._bad)
+
+    def __call__(self, s: Segmenter, p: int) -> tuple[str, int]:
+        flushing = self.first.pop((s.scope, p))
+        before = self.through[s.scope][p]
+        self.through[s.scope][p] = self.last_line[s.scope][p]
+        point = min([flushing, *self.first.values()], key=lambda m: m.offset)
+        while self._bad and self._bad[0] <= point.line:
+            self._bad.popleft()
+            self.rejected_before += 1
+        scopes = dict(self.base.scopes)
+        for scope, seg in self.segmenters.items():
+            scopes[scope] = [
+                list(x) for x in zip(seg.next_indexes(), self.through[scope], strict=True)
+            ]
+        cp = Checkpoint(
+            format=self.base.format,
+            key_column=self.base.key_column,
+            namespace=self.base.namespace,
+            size=self.base.size,
+            offset=point.offset,
+            line=point.line,
+            digest=point.digest.hexdigest(),
+            rejected=self.rejected_before,
+            scopes=scopes,
+            last=(s.scope, p, before),
+        )
+        return cp.to_json(), point.line
