@@ -103,9 +103,10 @@ class ExportProgress:
 
 
 class EnqueueProgress:
-    """While a producer reads: lines, items, the queued bytes against the budget, and whether
-    it waits for workers. Redrawn on a terminal (at most every ``every`` seconds, and whenever
-    waiting starts or stops); on a pipe, a line every ``pipe_every`` seconds or on a change."""
+    """While a producer reads: lines, items (of this run), the queued bytes against the budget,
+    and whether it waits for workers. Redrawn on a terminal at most every ``every`` seconds, or
+    as soon as waiting starts or stops; on a pipe, a line every ``pipe_every`` seconds, and one
+    when it first waits."""
 
     def __init__(
         self,
@@ -120,6 +121,7 @@ class EnqueueProgress:
         self.every = every if self.tty else pipe_every
         self._last = -1e9
         self._waiting = False
+        self._waited = False
         self._drawn = False
 
     @staticmethod
@@ -133,9 +135,12 @@ class EnqueueProgress:
 
     def __call__(self, p: Progress) -> None:
         now = self.clock()
-        if p.waiting == self._waiting and now - self._last < self.every:
+        changed = p.waiting != self._waiting if self.tty else p.waiting and not self._waited
+        self._waiting = p.waiting
+        if not changed and now - self._last < self.every:
             return
-        self._waiting, self._last = p.waiting, now
+        self._last = now
+        self._waited = self._waited or p.waiting
         if self.tty:
             self.out.write("\r" + self.render(p) + "\x1b[K")
         else:

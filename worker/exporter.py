@@ -11,12 +11,15 @@ Metrics (gauges; labels are bounded: queue names and job states only):
   prefetched, or held until their requeue countdown), all queues together.
 * ``datafold_jobs{state}``: jobs per state among the ``job_limit`` most recent (the ledger's
   index; finished jobs leave it when their results expire, ``DATAFOLD_RESULT_TTL``).
+* ``datafold_queued_bytes``: segment payload bytes queued and not yet recorded, over every job
+  (what producers hold under ``DATAFOLD_MAX_QUEUED_BYTES``).
 * ``datafold_redis_up``: 1 if the last scrape read Redis, else 0 (and the gauges above are left
   out rather than reported as zero).
 
 Every worker and the standalone exporter report the same values: aggregate with ``max``, never
 ``sum``, in queries. Cost per scrape: one pipelined round trip to the broker (8 LLEN + HLEN), one
-ZREVRANGE and one pipelined HGET per job in the ledger (10,000 jobs: a few ms of Redis time).
+ZREVRANGE and one pipelined HGET per job in the ledger (10,000 jobs: a few ms of Redis time), one
+HVALS of the queued bytes.
 Redis calls time out after ``REDIS_TIMEOUT_SECONDS`` so a scrape never hangs.
 """
 
@@ -77,13 +80,14 @@ class PipelineCollector(Collector):
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         """Names only, so registering the collector does not read Redis."""
-        return [self._depth(), self._unacked(), self._jobs(), self._up()]
+        return [self._depth(), self._unacked(), self._jobs(), self._queued(), self._up()]
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         start = time.perf_counter()
         try:
             depths, unacked = self._read_broker()
             states = self.ledger.count_by_state(self.job_limit)
+            queued = self.ledger.producing.queued_bytes()
         except BackendUnavailableError:
             yield self._up(0.0)
             return
@@ -96,6 +100,7 @@ class PipelineCollector(Collector):
         yield depth
         yield self._unacked(unacked)
         yield jobs
+        yield self._queued(queued)
         yield self._up(1.0)
         yield GaugeMetricFamily(
             "datafold_exporter_scrape_seconds",
@@ -129,6 +134,15 @@ class PipelineCollector(Collector):
             "datafold_queue_unacked",
             "Messages taken by workers and not yet acknowledged (running, "
             "prefetched or waiting for a requeue countdown).",
+            value=value,
+        )
+
+    @staticmethod
+    def _queued(value: float | None = None) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "datafold_queued_bytes",
+            "Segment payload bytes queued and not yet recorded, over every job "
+            "(held under DATAFOLD_MAX_QUEUED_BYTES by the producers).",
             value=value,
         )
 

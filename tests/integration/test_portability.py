@@ -152,7 +152,9 @@ def test_erase_then_reimport_restores_every_byte(
     job = producer.load_file(exported["path"], user_id=alice)
     st = job.wait(timeout=180)
     assert (st.state, st.rejected, st.dead_lettered) == ("succeeded", 0, 0), st
-    assert st.extra == {"schemas": "300"}
+    assert st.extra == {"schemas": "300", "file": str(exported["path"])}, (
+        st.extra
+    )  # no export_problem
     assert _items(penv, alice, nss) == exported["items"]
     assert _schema_rows(penv, alice) == exported["schemas"]  # CreatedAt/UpdatedAt/Version too
     assert _items(penv, exported["bob"], nss) == exported["bob_items"]

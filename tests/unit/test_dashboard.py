@@ -34,6 +34,7 @@ def test_dashboard_has_the_operator_panels() -> None:
         "datafold_limiter_wait_seconds_bucket",
         "datafold_queue_depth",
         "datafold_jobs",
+        "datafold_queued_bytes",
     } <= metrics
     assert any("histogram_quantile(0.99" in e for e in exprs)
     assert any('outcome="dead_lettered"' in e for e in exprs)
@@ -48,10 +49,16 @@ def test_dashboard_has_the_operator_panels() -> None:
         "limiter rate",
         "queue depth",
         "jobs by state",
+        "queued bytes",
     ):
         assert word in titles, word
     # Gauges every worker reports alike are aggregated with max, never summed over workers.
     for e in exprs:
-        for gauge in ("datafold_queue_depth", "datafold_jobs", "datafold_queue_unacked"):
+        for gauge in (
+            "datafold_queue_depth",
+            "datafold_jobs",
+            "datafold_queue_unacked",
+            "datafold_queued_bytes",
+        ):
             if gauge in e:
                 assert "max" in e and f"sum(rate({gauge}" not in e, e

@@ -53,6 +53,11 @@ class FakeLedger:
         self.counts = counts or {}
         self.down = down
         self.limits: list[int] = []
+        self.producing = self
+        self.queued = 3_000_000
+
+    def queued_bytes(self) -> int:
+        return self.queued
 
     def count_by_state(self, limit: int = 10000) -> dict[str, int]:
         self.limits.append(limit)
@@ -89,6 +94,7 @@ def test_queue_depth_counts_priority_sublists_unacked_and_job_states() -> None:
         (("state", "running"),): 1.0,
         (("state", "succeeded"),): 7.0,
     }
+    assert got["datafold_queued_bytes"] == {(): 3_000_000.0}
     assert got["datafold_redis_up"] == {(): 1.0}
     assert ledger.limits == [50]
     assert b.calls == 1  # one pipelined round trip to the broker per scrape
