@@ -158,7 +158,11 @@ def cmd_delete(p: Producer, a: argparse.Namespace) -> int:
 
     stream = open_input(a.keys)
     keys = (line.rstrip(b"\r\n") for line in stream)
-    job = p.delete_keys(a.namespace, (k for k in keys if k), a.user)
+    shown = EnqueueProgress(sys.stderr)
+    try:
+        job = p.delete_keys(a.namespace, (k for k in keys if k), a.user, on_progress=shown)
+    finally:
+        shown.close()
     return _started(job, "delete", a.wait)
 
 

@@ -193,3 +193,33 @@ def test_ctrl_c_leaves_the_load_incomplete_and_exits_130(
     assert "interrupted" in text and f"job {job_id} is incomplete" in text, text
     st = Producer(penv.dynamo, penv.pipeline_config()).job(job_id).status()
     assert st.state is JobState.INCOMPLETE and st.stopped == "interrupted (Ctrl-C)", st
+
+
+def test_a_load_whose_redis_goes_away_is_never_succeeded_and_ends_abandoned(
+    private_redis: RedisServer, rpenv: PipelineEnv
+) -> None:
+    penv = PrivateRedisEnv(rpenv.dynamo, 0, rpenv.logs, url=private_redis.url())
+    env = {"DATAFOLD_PRODUCER_TIMEOUT": "1", "DATAFOLD_REDIS_TIMEOUT": "1"}
+    cfg = penv.pipeline_config(DATAFOLD_SEGMENT_SIZE="10", **env)
+    p = Producer(penv.dynamo, cfg, partitions=1)  # 10 segments planned before Redis goes
+
+    def items() -> Any:
+        for i in range(100):
+            yield b"k%d" % i, b"v"
+        private_redis.shutdown()  # Redis writes its append-only file out and exits
+        for i in range(100, 200):
+            yield b"k%d" % i, b"v"
+
+    try:
+        p.load("gone", items(), "u")
+    except Exception as exc:  # which error matters less than what it says of its job
+        notes = getattr(exc, "__notes__", [])
+    else:
+        raise AssertionError("a load whose Redis went away returned")
+    assert any("abandoned once its heartbeat times out" in n for n in notes), notes
+    private_redis.start()
+    r = private_redis.client()
+    job_id = _only_job(r)
+    time.sleep(1.5)
+    st = Producer(penv.dynamo, penv.pipeline_config(**env)).job(job_id).status()
+    assert st.state is JobState.ABANDONED and st.items == 100, st

@@ -16,9 +16,12 @@ import pytest
 from pipeline.config import PipelineConfig
 from pipeline.messages import Segment, SingleWrite
 from pipeline.segmenter import Segmenter
+from pipeline.states import JobState
 from pipeline.status import DeadLetter, JobStatus
-from producers.progress import ProgressBar, summary
+from producers.progress import EnqueueProgress, ProgressBar, summary
+from producers.session import Progress
 from storage.errors import ConfigError
+from tests.doubles import FakeClock
 from tests.support.pipeline import ROOT
 from worker.delivery import requeue_delay
 
@@ -183,3 +186,37 @@ def test_cli_without_a_region_names_the_variable() -> None:
         timeout=60,
     )
     assert proc.returncode == 2 and "DATAFOLD_DYNAMODB_REGION" in proc.stderr
+
+
+def test_enqueue_progress_says_when_it_waits_for_workers_without_flooding_a_pipe() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    bar = EnqueueProgress(out, clock=clock)
+    p = Progress("j", 10, 500, 3 * 2**20, 4 * 2**20, False)
+    bar(p)
+    bar(p)  # within 5 s on a pipe: quiet
+    bar(replace(p, waiting=True))  # the first wait is news
+    clock.advance(1)
+    bar(p)
+    bar(replace(p, waiting=True))  # hovering at the budget: quiet
+    assert out.getvalue().splitlines() == [
+        "enqueue: 10 lines, 500 items; queued 3.0 of 4 MiB",
+        "enqueue: 10 lines, 500 items; queued 3.0 of 4 MiB — waiting for workers",
+    ]
+    clock.advance(5)
+    bar(p)
+    assert len(out.getvalue().splitlines()) == 3
+
+
+def test_the_summary_of_a_stopped_load_says_why_and_how_to_go_on() -> None:
+    st = JobStatus(
+        id="j1",
+        state=JobState.ABANDONED,
+        kind="load",
+        stopped="producer silent for 61 s",
+        lines=4000,
+        extra={"file": "data.jsonl"},
+    )
+    text = summary(st)
+    assert "input not read to the end: producer silent for 61 s" in text
+    assert "input lines enqueued (checkpoint): 4000" in text
+    assert "go on with: datafold load data.jsonl --resume j1" in text
