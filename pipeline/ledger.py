@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import keys
+from pipeline.payloads import journal_member
 from pipeline.producing import Producing
 from pipeline.redis_boundary import Redis, guard
 from pipeline.states import JobKind, JobState
@@ -73,6 +74,8 @@ class Ledger:
             keys.job_sizes(job_id),
             keys.queued_bytes(),
             keys.producing(),
+            keys.segment_payload(job_id, segment),
+            keys.segment_messages(),
         ]
 
     def _run(self, job_id: str, op: str, *args: Any, segment: str = "") -> Any:
@@ -155,6 +158,20 @@ class Ledger:
             raise ProducerFencedError(
                 f"job {job_id} is no longer this producer's: not sealed", operation="Seal"
             )
+
+    def unplan_unsent(self, job_id: str) -> int:
+        """Take back every planned segment of a stopped job that was never staged (its
+        producer stopped or died between planning and staging it): nothing would ever run it,
+        so it would hold its bytes of the budget and keep the job from finishing. A resumed
+        load cuts it again. Returns how many."""
+        pending = self._guard(
+            lambda: self.r.sdiff(keys.job_planned_segments(job_id), keys.job_done_segments(job_id))
+        )
+        n = 0
+        for raw in pending:
+            seg = raw.decode()
+            n += int(self._run(job_id, "unplan", seg, journal_member(job_id, seg), segment=seg))
+        return n
 
     # -- worker side ----------------------------------------------------------------------
     def is_planned(self, job_id: str, segment: str) -> bool:
@@ -248,6 +265,7 @@ class Ledger:
         st = self._status(job_id)
         live = st.state in (JobState.QUEUED, JobState.RUNNING) and st.fed
         if live and self.producing.abandon_if_stale(job_id):
+            self.unplan_unsent(job_id)
             st = self._status(job_id)
         return st
 

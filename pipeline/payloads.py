@@ -88,6 +88,11 @@ def decode(blob: bytes) -> list[Op]:
     return out
 
 
+def journal_member(job: str, seg: str) -> str:
+    """The journal's name for the message ``seg`` of ``job``."""
+    return json.dumps([job, seg])
+
+
 class PayloadStore:
     """Segment payloads in Redis, keyed by job and segment id."""
 
@@ -108,9 +113,11 @@ class PayloadStore:
         """Journal a message of ``task`` (sent, or about to be) under its id ``seg``, due at
         ``due`` (epoch s), and store a segment's items first when given (one round trip).
         Stored items must match the message's count: a payload is written once per id."""
-        member = json.dumps([job, seg])
+        member = journal_member(job, seg)
         entry = json.dumps([task, message], separators=(",", ":"))
-        pipe = self.r.pipeline(transaction=False)
+        # One transaction: a payload is never stored without its journal entry (a resumed
+        # load and the ledger's ``unplan`` take one for the other).
+        pipe = self.r.pipeline(transaction=True)
         if ops is not None:
             pipe.set(keys.segment_payload(job, seg), encode(ops), ex=self.ttl)
         pipe.hset(keys.segment_messages(), member, entry)
@@ -153,7 +160,7 @@ class PayloadStore:
 
     def delete(self, job: str, seg: str) -> None:
         """Forget a recorded message: its journal entry, and its payload if it had one."""
-        member = json.dumps([job, seg])
+        member = journal_member(job, seg)
         pipe = self.r.pipeline(transaction=False)
         pipe.delete(keys.segment_payload(job, seg))
         pipe.zrem(keys.segments_due(), member)

@@ -55,11 +55,12 @@ class Producing:
 
     def begin(self, job_id: str, token: str, pipe: Any) -> None:
         """Queue on ``pipe`` (the job's creation) the first heartbeat of producer ``token``."""
-        self._script(keys=[keys.job(job_id), keys.producing()], args=["begin", token], client=pipe)
+        args = ["begin", token, self._timeout_ms]
+        self._script(keys=[keys.job(job_id), keys.producing()], args=args, client=pipe)
 
     def beat(self, job_id: str, token: str) -> bool:
         """The producer ``token`` is alive; False if it no longer holds the job."""
-        return bool(self._run(job_id, "beat", token))
+        return bool(self._run(job_id, "beat", token, self._timeout_ms))
 
     def stop(self, job_id: str, token: str, reason: str) -> bool:
         """Mark the job ``incomplete``: its input was not read to the end, because ``reason``."""
@@ -69,18 +70,22 @@ class Producing:
         """The producer's part is done; the job is sealed by someone else (the planner)."""
         self._run(job_id, "handoff", token)
 
+    @property
+    def _timeout_ms(self) -> int:
+        return max(1, round(self.timeout * 1000))
+
     def abandon_if_stale(self, job_id: str) -> bool:
-        """Mark the job ``abandoned`` if its producer has been silent past the timeout."""
-        ms = max(1, round(self.timeout * 1000))
-        return bool(self._run(job_id, "abandon", job_id, ms, repr(self.clock())))
+        """Mark the job ``abandoned`` if its producer is past its deadline (its last heartbeat
+        plus the producer's own timeout)."""
+        return bool(self._run(job_id, "abandon", job_id, repr(self.clock())))
 
     def abandon_stale(self, limit: int = 1000) -> list[str]:
-        """Mark ``abandoned`` every job whose producer has been silent past the timeout (each
-        checked again atomically); returns their ids."""
+        """Mark ``abandoned`` every job whose producer is past its deadline (each checked again
+        atomically); returns their ids."""
         with guard("Producing.stale", self.r):
             secs, micros = self.r.time()
-            cutoff = secs * 1000 + micros // 1000 - round(self.timeout * 1000)
-            stale = self.r.zrangebyscore(keys.producing(), "-inf", cutoff, start=0, num=limit)
+            now_ms = secs * 1000 + micros // 1000
+            stale = self.r.zrangebyscore(keys.producing(), "-inf", now_ms, start=0, num=limit)
         ids = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in stale]
         return [job_id for job_id in ids if self.abandon_if_stale(job_id)]
 
@@ -89,7 +94,7 @@ class Producing:
         the timeout is marked abandoned first); returns its checkpoint (JSON, or "" if it has
         none). NotResumableError if the job is sealed, finished or still fed by its producer."""
         self.abandon_if_stale(job_id)
-        ok, what = self._run(job_id, "resume", token)
+        ok, what = self._run(job_id, "resume", token, self._timeout_ms)
         text = what.decode() if isinstance(what, bytes) else str(what)
         if not ok:
             state = text or "unknown"
@@ -111,14 +116,16 @@ class Producing:
         return "" if raw is None else raw.decode()
 
     def sent(self, job_id: str, segment: str) -> bool:
-        """Whether ``segment`` was staged (its payload is stored) or is recorded already: a
-        segment planned by a producer killed before it staged it is neither."""
+        """Whether ``segment`` is recorded, or planned and staged (its payload stored): one
+        planned by a producer that died before staging it, or taken back since
+        (``Ledger.unplan_unsent``), is neither."""
         with guard("Producing.sent", self.r):
             pipe = self.r.pipeline(transaction=True)
             pipe.sismember(keys.job_done_segments(job_id), segment)
+            pipe.sismember(keys.job_planned_segments(job_id), segment)
             pipe.exists(keys.segment_payload(job_id, segment))
-            done, stored = pipe.execute()
-        return bool(done) or bool(stored)
+            done, planned, stored = pipe.execute()
+        return bool(done) or (bool(planned) and bool(stored))
 
     def reject_lines(self, job_id: str, lines: Iterable[tuple[int, str]]) -> None:
         """Keep (at most 1000) rejected input lines for display."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from pipeline.segmenter import Segmenter
@@ -43,46 +43,75 @@ class Mark:
 class TrackedInput:
     """A binary input read through ``readline``/``read`` whose bytes are counted and hashed
     as the reader *commits* them (after each record), so :meth:`mark` is always a point
-    between records however far the reader has read into the next one."""
+    between records however far the reader has read into the next one. Memory stays bounded:
+    past ``PENDING_MAX`` uncommitted bytes (a huge line being skipped) they are hashed at once
+    into a copy of the committed digest instead of kept."""
+
+    PENDING_MAX = 4 * 1024 * 1024
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._ahead: Any = None  # the digest with the pending bytes in it, once they are many
         self._hash = hashlib.blake2b(digest_size=20)
         self.offset = 0
         self.lines = 0
+        self._pending_lines = 0
+
+    def _took(self, data: bytes) -> bytes:
+        self._pending_bytes += len(data)
+        self._pending_lines += data.count(b"\n")
+        if self._ahead is not None:
+            self._ahead.update(data)
+        elif self._pending_bytes > self.PENDING_MAX:
+            self._ahead = self._hash.copy()
+            for piece in self._pending:
+                self._ahead.update(piece)
+            self._ahead.update(data)
+            self._pending.clear()
+        else:
+            self._pending.append(data)
+        return data
 
     def readline(self, size: int = -1) -> bytes:
-        data = self.raw.readline(size)
-        self._pending.append(data)
-        return data
+        return self._took(self.raw.readline(size))
 
     def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self._pending.append(data)
-        return data
+        return self._took(self.raw.read(size))
+
+    @property
+    def position(self) -> int:
+        """Bytes read so far, committed or not."""
+        return self.offset + self._pending_bytes
 
     def commit(self) -> None:
         """Everything read so far belongs to records already handled."""
-        for data in self._pending:
-            self._hash.update(data)
-            self.offset += len(data)
-            self.lines += data.count(b"\n")
+        if self._ahead is not None:
+            self._hash, self._ahead = self._ahead, None
+        else:
+            for data in self._pending:
+                self._hash.update(data)
         self._pending.clear()
+        self.offset += self._pending_bytes
+        self.lines += self._pending_lines
+        self._pending_bytes = self._pending_lines = 0
 
     def mark(self) -> Mark:
         return Mark(self.offset, self.lines, self._hash.copy())
 
-    def skip_to(self, offset: int) -> bytes:
-        """Read and commit the first ``offset`` bytes unparsed (fewer at end of input); returns
-        the first line (a CSV header) when it ends within them, else b""."""
-        first = self.readline(offset) if offset > 0 else b""
-        self.commit()
+    def skip_to(self, offset: int, keep: int = 0) -> bytes:
+        """Read and commit the first ``offset`` bytes unparsed (fewer at end of input);
+        returns the first ``keep`` of them (a CSV header's rows)."""
+        kept = b""
         while self.offset < offset:
-            if not self.read(min(_CHUNK, offset - self.offset)):
+            data = self.read(min(_CHUNK, offset - self.offset))
+            if not data:
                 break
+            if len(kept) < keep:
+                kept += data[: keep - len(kept)]
             self.commit()
-        return first if first.endswith(b"\n") else b""
+        return kept
 
 
 @dataclass
@@ -94,6 +123,8 @@ class Checkpoint:
     key_column: str | None
     namespace: str | None
     size: int | None
+    cut: tuple[int, int, int] = (0, 0, 0)  # partitions, segment size, segment bytes
+    header_end: int = 0  # a CSV's header rows end here
     offset: int = 0
     line: int = 0
     digest: str = ""
@@ -111,8 +142,8 @@ class Checkpoint:
             d = json.loads(text)
             if d.pop("v") != VERSION:
                 raise ValueError("version")
-            last = d.pop("last")
-            return cls(**d, last=tuple(last) if last else None)
+            last, cut = d.pop("last"), d.pop("cut")
+            return cls(**d, cut=tuple(cut), last=tuple(last) if last else None)
         except (ValueError, TypeError, KeyError) as exc:
             raise NotResumableError(
                 f"the job's checkpoint is unreadable ({exc})", operation="Resume"
@@ -171,11 +202,8 @@ class Checkpointer:
             scopes[scope] = [
                 list(x) for x in zip(seg.next_indexes(), self.through[scope], strict=True)
             ]
-        cp = Checkpoint(
-            format=self.base.format,
-            key_column=self.base.key_column,
-            namespace=self.base.namespace,
-            size=self.base.size,
+        cp = replace(
+            self.base,
             offset=point.offset,
             line=point.line,
             digest=point.digest.hexdigest(),

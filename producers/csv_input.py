@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 from collections import Counter
 from collections.abc import Iterator
 
@@ -39,8 +40,9 @@ class _CsvLines:
         self, stream: LineSource, max_line: int, start_line: int = 0, header: bytes | None = None
     ) -> None:
         lines = bounded_lines(stream, max_line, start_line=start_line)
-        if header is not None:  # a resumed load: the header, then on from ``start_line``
-            lines = itertools.chain([(1, header.removeprefix(BOM))], lines)
+        if header is not None:  # a resumed load: the header's rows, then on from ``start_line``
+            rows = re.findall(rb"[^\n]*\n|[^\n]+", header)
+            lines = itertools.chain(enumerate(rows, 1), lines)
         self._lines = lines
         self.max_line = max_line
         self.line = 0
@@ -67,7 +69,7 @@ def read_csv(
     key_column: str,
     max_line: int = MAX_LINE_BYTES,
     start_line: int = 0,
-    header_line: bytes | None = None,
+    header_rows: bytes | None = None,
 ) -> Iterator[Record | BadLine]:
     """Records of a CSV stream with a header row; the header is read at once, here.
 
@@ -79,7 +81,7 @@ def read_csv(
     Side effect: raises ``csv.field_size_limit`` (process-wide) to at least ``max_line``.
     """
     csv.field_size_limit(max(csv.field_size_limit(), max_line))
-    lines = _CsvLines(stream, max_line, start_line, header_line)
+    lines = _CsvLines(stream, max_line, start_line, header_rows)
     reader = csv.reader(lines)
     header: list[str] | None = []
     try:

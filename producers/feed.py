@@ -92,6 +92,8 @@ class Feed:
                         sink = SchemaSink(self.schema_store(self.user))
                     sink.add(rec)
                 elif isinstance(rec, Record):
+                    if sink is not None:
+                        sink.close()  # schemas read so far are restored before any checkpoint
                     ns = self.namespace or rec.namespace
                     why = namespace_problem(ns, valid, self.check_namespace)
                     if why is not None or ns is None:
@@ -103,10 +105,10 @@ class Feed:
                             cp.add(s, p, rec.line)
                             s.add_to(p, rec.key, rec.value)
                 tracker.commit()
-            for s in segs.values():
-                s.close()
             if sink is not None:
                 sink.close()
+            for s in segs.values():
+                s.close()
         finally:
             with contextlib.suppress(errors.BackendUnavailableError):
                 self.ledger.producing.reject_lines(self.job, self._shown)

@@ -15,13 +15,14 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 from pipeline import ids
 from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger, new_job_id
+from pipeline.segmenter import SEGMENT_MAX_BYTES
 from pipeline.states import JobKind
 from producers.checkpoint import Checkpoint, TrackedInput
 from producers.export import PrefixedStream, SchemaSink, looks_like_export, verify_export
@@ -29,6 +30,7 @@ from producers.feed import Feed, namespace_problem
 from producers.inputs import (
     MAX_LINE_BYTES,
     BadLine,
+    Parsed,
     Record,
     open_input,
     read_records,
@@ -123,11 +125,13 @@ class FileLoader:
                 extra, sink = self._verify_export(stream, user, force)
             if strict:
                 self._check_strict(stream, format, key_column, namespace)
-            base = Checkpoint(format, key_column, namespace, _size(stream))
+            cut = (self.partitions, self.segment_size, SEGMENT_MAX_BYTES)
+            base = Checkpoint(format, key_column, namespace, _size(stream), cut=cut)
             tracker = TrackedInput(stream)
             if resume is None:
                 # Reading starts now: a CSV without its key column fails before any job exists.
                 records = read_records(tracker, format, key_column)
+                base = replace(base, header_end=tracker.position if format == "csv" else 0)
                 job_id, token = new_job_id(), ProducerSession.new_token()
                 if str(path_or_dash) != "-":
                     extra["file"] = os.fspath(path_or_dash)
@@ -140,10 +144,8 @@ class FileLoader:
                     **extra,
                 )
             else:
-                job_id, token, base, header = self._take_over(resume, user, base, tracker)
-                records = read_records(
-                    tracker, format, key_column, start_line=base.line, header_line=header
-                )
+                job_id, token = resume, ProducerSession.new_token()
+                base, records = self._resumable(job_id, user, base, tracker, token)
             feed = Feed(
                 self.ledger,
                 self.enqueue,
@@ -156,6 +158,8 @@ class FileLoader:
                 schema_store=self.schema_store,
             )
             with ProducerSession(self.ledger, job_id, token=token) as session:
+                if resume is not None:
+                    self._cut_again_if_unsent(job_id, base)
                 gate = BudgetGate(session, self.budget, on_progress=on_progress)
                 session.describe = lambda: (
                     f"{gate.lines} input lines enqueued; go on with "
@@ -164,13 +168,13 @@ class FileLoader:
                 feed.run(records, tracker, base, gate, session, sink=sink)
         return Job(job_id, self.ledger)
 
-    def _take_over(
-        self, job_id: str, user: str, base: Checkpoint, tracker: TrackedInput
-    ) -> tuple[str, str, Checkpoint, bytes | None]:
-        """Check that job ``job_id`` is this user's load of this input and read the input up
-        to its checkpoint (digest compared), then take it over. Returns the job id, the new
-        producer token, the checkpoint (its last segment cut again if it was never sent) and
-        a CSV's header line. NotResumableError, before taking anything over, if not."""
+    def _resumable(
+        self, job_id: str, user: str, base: Checkpoint, tracker: TrackedInput, token: str
+    ) -> tuple[Checkpoint, Iterator[Parsed]]:
+        """Check that job ``job_id`` is this user's stopped load of this input, cut alike,
+        read the input up to its checkpoint (size and digest compared) and open the reader
+        there; only then take the job over as producer ``token``. Returns the checkpoint and
+        the records after it. NotResumableError, with nothing taken over, if not."""
         st = self.ledger.status(job_id)
         if st.kind != JobKind.LOAD or st.user_id != user:
             raise errors.NotResumableError(
@@ -189,11 +193,12 @@ class FileLoader:
                 operation="Resume",
             )
         text = self.ledger.producing.checkpoint(job_id)
-        cp = Checkpoint.from_json(text) if text else replace(base, offset=0, line=0)
+        cp = Checkpoint.from_json(text) if text else base
         for name, mine, theirs in (
             ("format", base.format, cp.format),
             ("key column", base.key_column, cp.key_column),
             ("namespace", base.namespace, cp.namespace),
+            ("partitions, segment size and bytes", base.cut, cp.cut),
         ):
             if mine != theirs:
                 raise errors.NotResumableError(
@@ -205,29 +210,40 @@ class FileLoader:
                 f"not the same file: {base.size} bytes, job {job_id} read {cp.size}",
                 operation="Resume",
             )
-        header = tracker.skip_to(cp.offset)
-        if tracker.offset != cp.offset or tracker.mark().digest.hexdigest() != (
-            cp.digest or tracker.mark().digest.hexdigest()
+        header = tracker.skip_to(cp.offset, keep=cp.header_end)
+        if tracker.offset != cp.offset or (
+            cp.digest and tracker.mark().digest.hexdigest() != cp.digest
         ):
             raise errors.NotResumableError(
                 f"not the same file: its first {cp.offset} bytes differ from what job "
                 f"{job_id} read",
                 operation="Resume",
             )
-        token = ProducerSession.new_token()
+        records = read_records(
+            tracker,
+            cp.format,
+            cp.key_column,
+            start_line=cp.line,
+            header_rows=header if cp.format == "csv" and cp.offset else None,
+        )
         if self.ledger.producing.resume(job_id, token) != text:
             self.ledger.producing.stop(job_id, token, st.stopped or "resume raced another")
             raise errors.NotResumableError(
                 f"job {job_id} moved on while this resume read its input; try again",
                 operation="Resume",
             )
+        return cp, records
+
+    def _cut_again_if_unsent(self, job_id: str, cp: Checkpoint) -> None:
+        """The segment planned last may never have been staged (its producer died in
+        between, or it was taken back since): roll its partition back to cut it again.
+        Rejected lines past the checkpoint are shown again as they are read again."""
         if cp.last is not None:
             scope, p, before = cp.last
             nxt = cp.scopes[scope][p][0]
             if nxt > 0 and not self.ledger.producing.sent(job_id, ids.segment(scope, p, nxt - 1)):
-                cp.scopes[scope][p] = [nxt - 1, before]  # planned, never sent: cut it again
+                cp.scopes[scope][p] = [nxt - 1, before]
         self.ledger.producing.keep_rejected_through(job_id, cp.line)
-        return job_id, token, cp, header if cp.format == "csv" and cp.offset else None
 
     def _verify_export(
         self, stream: BinaryIO, user: str, force: bool

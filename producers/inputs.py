@@ -217,7 +217,7 @@ def read_records(
     max_line: int = MAX_LINE_BYTES,
     on_line: OnLine | None = None,
     start_line: int = 0,
-    header_line: bytes | None = None,
+    header_rows: bytes | None = None,
 ) -> Iterator[Parsed]:
     """Dispatch to :func:`read_jsonl` (``"jsonl"``: plain and export lines) or :func:`read_csv`
     (``"csv"``, needs ``key_column``). Raises :class:`InputError` at once for an unknown format,
@@ -238,6 +238,6 @@ def read_records(
             key_column=key_column,
             max_line=max_line,
             start_line=start_line,
-            header_line=header_line,
+            header_rows=header_rows,
         )
     raise InputError(f"unknown input format {format!r} (use jsonl or csv)")

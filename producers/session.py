@@ -99,14 +99,16 @@ class ProducerSession:
         self._stop.set()
         if exc is None or isinstance(exc, ProducerFencedError):
             return
-        reason = stop_reason(exc)
         try:
-            self.ledger.producing.stop(self.job, self.token, reason)
-            state = "incomplete"
+            if self.ledger.producing.stop(self.job, self.token, stop_reason(exc)):
+                self.ledger.unplan_unsent(self.job)
+                state = "is incomplete"
+            else:
+                state = "is no longer this producer's (marked abandoned, or resumed elsewhere)"
         except BackendUnavailableError:
-            state = "abandoned once its heartbeat times out"
+            state = "will be marked abandoned once its heartbeat times out"
         detail = self.describe()
-        exc.add_note(f"job {self.job} is {state}" + (f": {detail}" if detail else ""))
+        exc.add_note(f"job {self.job} {state}" + (f": {detail}" if detail else ""))
 
 
 class BudgetGate:

@@ -125,6 +125,7 @@ class Sweeper:
         now = self.clock()
         self.payloads.forget_older(now - self.payloads.ttl)  # results gone: nothing to finish
         for job in self.ledger.producing.abandon_stale():
+            self.ledger.unplan_unsent(job)
             log.warning("job %s: its producer went silent; marked abandoned", job)
         self.ledger.producing.heal_queued()
         overdue = self.payloads.overdue(now - self.grace, MAX_PER_SWEEP)

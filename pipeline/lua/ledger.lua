@@ -6,21 +6,25 @@
 --   take   : take a segment's lease (fencing): done? planned? held by another delivery?
 --   renew  : extend a lease this delivery holds.
 --   release: give a lease back without recording (the segment will run again).
+--   unplan : take back a planned segment that was never staged (no payload): its producer died
+--            or stopped between planning and staging it; a resumed load cuts it again.
 --   finish : record a finished segment exactly once — only by its lease holder when a token is
 --            given — with its counters, dead letters, child segment and partition order, then
 --            finalize the job if it is sealed and complete. Its bytes leave the queued budget.
 -- KEYS: 1 job hash, 2 done set, 3 planned set, 4 dead-letter list, 5 order hash,
 --       6 deliveries hash, 7 holders hash (segment -> token of its last lease holder),
 --       8 the segment's lease (string: the holder's token, expiring), 9 sizes hash (segment ->
---       payload bytes, until recorded), 10 queued hash (job id -> bytes; every job),
---       11 producing sorted set (job id -> producer heartbeat; every job)
+--       "<payload bytes> <items planned with it>", until recorded), 10 queued hash (job id ->
+--       bytes; every job), 11 producing sorted set (job id -> producer's deadline; every job),
+--       12 the segment's payload (string), 13 the journal of sent messages (hash, every job)
 -- Every key of the job gets its TTL refreshed so a finished job's results expire together.
 -- The job states spelled here are pipeline/states.py's JobState (a unit test compares them);
 -- producer.lua sets 'incomplete' and 'abandoned'.
 
 local job, done, planned, dead, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local deliveries, holders, lease = KEYS[6], KEYS[7], KEYS[8]
-local sizes, queued, producing = KEYS[9], KEYS[10], KEYS[11]
+local sizes, queued, producing, payload = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local journal = KEYS[13]
 local op = ARGV[1]
 
 local function touch(ttl)
@@ -29,6 +33,20 @@ local function touch(ttl)
 end
 
 local function job_id() return redis.call('HGET', job, 'id') or '' end
+
+-- Give back ``seg``'s queued bytes (or pass them on to ``child``); returns its planned items.
+local function release_size(seg, child)
+  local v = redis.call('HGET', sizes, seg)
+  if not v then return 0 end
+  local bytes, items = string.match(v, '^(%d+) (%d+)$')
+  redis.call('HDEL', sizes, seg)
+  if child ~= '' then
+    redis.call('HSET', sizes, child, bytes .. ' 0')  -- its leftovers are still queued
+  elseif redis.call('HINCRBY', queued, job_id(), -tonumber(bytes)) <= 0 then
+    redis.call('HDEL', queued, job_id())
+  end
+  return tonumber(items)
+end
 
 local function finalize(now)
   if redis.call('HGET', job, 'sealed') ~= '1' then return end
@@ -109,7 +127,7 @@ elseif op == 'plan' then
     redis.call('SADD', planned, seg)
     redis.call('HINCRBY', job, 'items', items)
     if size > 0 then
-      redis.call('HSET', sizes, seg, size)
+      redis.call('HSET', sizes, seg, size .. ' ' .. items)
       redis.call('HINCRBY', queued, job_id(), size)
       total = total + size
     end
@@ -130,6 +148,18 @@ elseif op == 'seal' then
   finalize(ARGV[3])
   touch(tonumber(ARGV[4]))
   return 1
+elseif op == 'unplan' then
+  -- ARGV: 2 segment, 3 its journal member. 1 taken back (no longer planned, its items and
+  -- bytes uncounted), 0 not (recorded, not planned, or staged: its message runs).
+  local seg = ARGV[2]
+  if redis.call('SISMEMBER', done, seg) == 1 or redis.call('EXISTS', payload) == 1
+    or redis.call('HEXISTS', journal, ARGV[3]) == 1 then
+    return 0
+  end
+  if redis.call('SREM', planned, seg) == 0 then return 0 end
+  local items = release_size(seg, '')
+  if items > 0 then redis.call('HINCRBY', job, 'items', -items) end
+  return 1
 elseif op == 'finish' then
   -- ARGV: 2 segment, 3 written, 4 deleted, 5 superseded, 6 child id or '',
   --       7 partition or '', 8 next index, 9 now, 10 ttl, 11 lease token or '',
@@ -145,15 +175,7 @@ elseif op == 'finish' then
     redis.call('HDEL', holders, seg)
   end
   redis.call('SADD', done, seg)
-  local size = redis.call('HGET', sizes, seg)
-  if size then
-    redis.call('HDEL', sizes, seg)
-    if ARGV[6] ~= '' then
-      redis.call('HSET', sizes, ARGV[6], size)  -- its leftovers are still queued
-    elseif redis.call('HINCRBY', queued, job_id(), -tonumber(size)) <= 0 then
-      redis.call('HDEL', queued, job_id())
-    end
-  end
+  release_size(seg, ARGV[6])
   redis.call('HINCRBY', job, 'written', tonumber(ARGV[3]))
   redis.call('HINCRBY', job, 'deleted', tonumber(ARGV[4]))
   redis.call('HINCRBY', job, 'superseded', tonumber(ARGV[5]))

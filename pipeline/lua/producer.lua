@@ -6,7 +6,8 @@
 --   handoff : its part is done without sealing (a plan job: the planner seals it).
 --   abandon : mark the job 'abandoned' if its producer has been silent longer than the timeout.
 --   resume  : a new producer takes over an 'incomplete' or 'abandoned' job (resume a load).
--- KEYS: 1 job hash, 2 producing sorted set (job id -> last heartbeat, ms).
+-- KEYS: 1 job hash, 2 producing sorted set (job id -> the producer's deadline, ms: its last
+-- heartbeat plus its own timeout, so whoever judges it needs no timeout of theirs).
 -- Heartbeats are Redis TIME, never a client's clock: producers and the workers that judge
 -- them may run on machines whose clocks disagree.
 
@@ -20,6 +21,12 @@ end
 
 local function id() return redis.call('HGET', job, 'id') end
 
+local function beat(timeout_ms)
+  local now = now_ms()
+  redis.call('HSET', job, 'beat_ms', now)
+  redis.call('ZADD', producing, now + tonumber(timeout_ms), id())
+end
+
 local function release(state, reason, now)
   redis.call('HSET', job, 'state', state, 'stopped', reason, 'stopped_at', now)
   redis.call('HDEL', job, 'producer')
@@ -27,14 +34,14 @@ local function release(state, reason, now)
 end
 
 if op == 'begin' then
-  -- ARGV: 2 token.
+  -- ARGV: 2 token, 3 timeout ms.
   redis.call('HSET', job, 'producer', ARGV[2])
-  redis.call('ZADD', producing, now_ms(), id())
+  beat(ARGV[3])
   return 1
 elseif op == 'beat' then
-  -- ARGV: 2 token. 1 alive and noted, 0 the token is no longer the job's producer.
+  -- ARGV: 2 token, 3 timeout ms. 1 alive and noted, 0 the token is no longer the producer.
   if redis.call('HGET', job, 'producer') ~= ARGV[2] then return 0 end
-  redis.call('ZADD', producing, now_ms(), id())
+  beat(ARGV[3])
   return 1
 elseif op == 'stop' then
   -- ARGV: 2 token, 3 reason, 4 now (epoch s). 1 stopped, 0 not the job's producer.
@@ -48,25 +55,26 @@ elseif op == 'handoff' then
   redis.call('ZREM', producing, id())
   return 1
 elseif op == 'abandon' then
-  -- ARGV: 2 job id, 3 timeout ms, 4 now (epoch s). 1 marked abandoned, else 0.
-  local score = redis.call('ZSCORE', producing, ARGV[2])
-  if not score then return 0 end
+  -- ARGV: 2 job id, 3 now (epoch s). 1 marked abandoned (past its producer's deadline), else 0.
+  local deadline = redis.call('ZSCORE', producing, ARGV[2])
+  if not deadline then return 0 end
   if redis.call('EXISTS', job) == 0 then
     redis.call('ZREM', producing, ARGV[2])  -- its results expired
     return 0
   end
-  local silent = now_ms() - tonumber(score)
-  if silent <= tonumber(ARGV[3]) then return 0 end
+  local now = now_ms()
+  if now <= tonumber(deadline) then return 0 end
+  local silent = now - tonumber(redis.call('HGET', job, 'beat_ms') or deadline)
   local state = redis.call('HGET', job, 'state')
   if state ~= 'queued' and state ~= 'running' then
     redis.call('ZREM', producing, ARGV[2])
     return 0
   end
-  release('abandoned', string.format('producer silent for %.0f s', silent / 1000), ARGV[4])
+  release('abandoned', string.format('producer silent for %.0f s', silent / 1000), ARGV[3])
   return 1
 elseif op == 'resume' then
-  -- ARGV: 2 token. {1, checkpoint} taken over; {0, state} not resumable (sealed, finished,
-  -- or still fed by a live producer).
+  -- ARGV: 2 token, 3 timeout ms. {1, checkpoint} taken over; {0, state} not resumable
+  -- (sealed, finished, or still fed by a live producer).
   local state = redis.call('HGET', job, 'state')
   if (state ~= 'incomplete' and state ~= 'abandoned') or redis.call('HGET', job, 'sealed') == '1'
   then
@@ -74,7 +82,7 @@ elseif op == 'resume' then
   end
   redis.call('HSET', job, 'producer', ARGV[2], 'state', 'running')
   redis.call('HDEL', job, 'stopped', 'stopped_at')
-  redis.call('ZADD', producing, now_ms(), id())
+  beat(ARGV[3])
   return {1, redis.call('HGET', job, 'checkpoint') or ''}
 end
 return redis.error_reply('unknown producer op ' .. tostring(op))

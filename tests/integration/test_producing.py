@@ -196,3 +196,44 @@ def test_a_stopped_jobs_wait_ends_when_what_was_sent_is_recorded(r: redis.Redis[
     ledger.finish(job, "s0", written=2)
     st = ledger.status(job)
     assert st.finished and st.state is JobState.INCOMPLETE and st.written == 2
+
+
+def test_stopping_takes_back_what_was_planned_and_never_staged(r: redis.Redis[Any]) -> None:
+    from pipeline.payloads import PayloadStore
+
+    ledger = Ledger(r, ttl=600)
+    job = _job(ledger, "tok")
+    ledger.plan(job, "s0", 3, size=300, producer="tok")
+    PayloadStore(r, ttl=600).sent(job, "s0", {"seg": "s0"}, 0.0, ops=[(b"k", b"v")] * 3)
+    ledger.plan(job, "s1", 4, size=400, producer="tok")  # its producer died right here
+    ledger.producing.stop(job, "tok", "interrupted (Ctrl-C)")
+    assert ledger.unplan_unsent(job) == 1
+    st = ledger.status(job)
+    assert (st.items, st.segments_planned) == (3, 1)
+    assert ledger.producing.queued_bytes() == 300
+    ledger.finish(job, "s0", written=3)
+    assert ledger.status(job).finished and ledger.producing.queued_bytes() == 0
+
+
+def test_an_abandoned_job_read_by_anyone_gives_back_its_unstaged_segment(
+    r: redis.Redis[Any],
+) -> None:
+    ledger = Ledger(r, ttl=600, producer_timeout=0.2)
+    job = _job(ledger, "tok")
+    ledger.plan(job, "s0", 4, size=400, producer="tok")
+    time.sleep(0.4)
+    st = ledger.status(job)
+    assert st.state is JobState.ABANDONED and st.items == 0 and st.finished
+
+
+def test_a_producer_is_judged_by_its_own_timeout_not_the_readers(r: redis.Redis[Any]) -> None:
+    patient = Ledger(r, ttl=600, producer_timeout=5)
+    hasty_reader = Ledger(r, ttl=600, producer_timeout=0.1)
+    job = _job(patient, "tok")
+    time.sleep(0.4)
+    assert hasty_reader.status(job).state is JobState.QUEUED
+    assert hasty_reader.producing.abandon_stale() == []
+    quick = Ledger(r, ttl=600, producer_timeout=0.1)
+    other = _job(quick, "t2")
+    time.sleep(0.3)
+    assert Ledger(r, ttl=600, producer_timeout=600).status(other).state is JobState.ABANDONED

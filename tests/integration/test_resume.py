@@ -269,3 +269,96 @@ def test_the_job_names_its_file_for_the_resume_hint(
     path = _jsonl(tmp_path / f"{uuid.uuid4().hex}.jsonl", 60)
     p, _ = _producer(r, dynamo_config)
     assert p.load_file(path, "ns", "u").status().extra["file"] == str(path)
+
+
+def test_schema_lines_read_before_an_interrupt_are_restored_and_stay_so_after_resume(
+    r: redis.Redis[Any], schema_config: DynamoConfig, tmp_path: Path
+) -> None:
+    from storage.schema import DynamoSchemaStore
+
+    user = f"u{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "with-schema.jsonl"
+    schema = {"kind": "schema", "name": "people", "body": {"fields": ["name"]}, "version": 3}
+    path.write_text(json.dumps(schema) + "\n" + _jsonl(tmp_path / "items.jsonl").read_text())
+    p, _ = _producer(r, schema_config)
+    with pytest.raises(Interrupt):
+        p.load_file(path, "ns", user, force=True, on_progress=_interrupt_after(150))
+    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    store = DynamoSchemaStore(schema_config, user)
+    assert store.get_schema("people") is not None  # restored before the first checkpoint
+    p.load_file(path, "ns", user, force=True, resume=job_id)  # an export without its trailer
+    got = store.get_schema("people")
+    assert got is not None and got.body == {"fields": ["name"]} and got.version == 3
+
+
+def test_a_killed_producers_never_staged_segment_is_taken_back_so_its_job_can_finish(
+    r: redis.Redis[Any], dynamo_config: DynamoConfig, tmp_path: Path
+) -> None:
+    path = _jsonl(tmp_path / "in.jsonl")
+
+    class DiesOnTheFifth(ListEnqueuer):
+        def segment(self, seg: Any, countdown: float = 0.0) -> None:
+            if len(self.segments) == 4:
+                raise KeyboardInterrupt  # after planning the fifth, before staging it
+            super().segment(seg, countdown)
+
+    p, enq = _producer(r, dynamo_config, DiesOnTheFifth(PayloadStore(r, ttl=600)))
+    with pytest.raises(KeyboardInterrupt):
+        p.load_file(path, "ns", "u")
+    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    st = p.job(job_id).status()
+    sent = _sent(enq)
+    assert (st.items, st.segments_planned) == (sum(map(len, sent.values())), len(sent))
+    for seg in sent:  # what was sent is recorded: the stopped job is finished
+        p.ledger.finish(job_id, seg, written=len(sent[seg]))
+    assert p.job(job_id).status().finished
+    assert p.ledger.producing.queued_bytes() == 0
+
+
+def test_a_csv_whose_header_follows_blank_lines_and_spans_two_lines_resumes(
+    r: redis.Redis[Any], dynamo_config: DynamoConfig, tmp_path: Path
+) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbf\n\n"
+        + b'id,"full\nname"\n'
+        + b"".join(b"r%d,n%d\n" % (i % 90, i) for i in range(300))
+    )
+    kw: dict[str, Any] = {"format": "csv", "key_column": "id"}
+    want, want_segs = _baseline(r, dynamo_config, path, **kw)
+    p, enq = _producer(r, dynamo_config)
+    with pytest.raises(Interrupt):
+        p.load_file(path, "ns", "u", on_progress=_interrupt_after(120), **kw)
+    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    got = p.load_file(path, "ns", "u", resume=job_id, **kw).status()
+    assert (got.items, got.rejected) == (want.items, want.rejected)
+    assert _sent(enq) == want_segs
+
+
+def test_resume_refuses_other_segmenting_settings_before_taking_the_job_over(
+    r: redis.Redis[Any], dynamo_config: DynamoConfig, tmp_path: Path
+) -> None:
+    path = _jsonl(tmp_path / "in.jsonl")
+    p, _ = _producer(r, dynamo_config)
+    with pytest.raises(Interrupt):
+        p.load_file(path, "ns", "u", on_progress=_interrupt_after(150))
+    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    other, _ = _producer(r, dynamo_config, segment_size=9)
+    with pytest.raises(NotResumableError, match="segment size"):
+        other.load_file(path, "ns", "u", resume=job_id)
+    assert p.job(job_id).status().state is JobState.INCOMPLETE
+
+
+def test_a_producer_stopped_after_its_job_was_taken_says_so(
+    r: redis.Redis[Any], dynamo_config: DynamoConfig, tmp_path: Path
+) -> None:
+    path = _jsonl(tmp_path / "in.jsonl")
+    p, _ = _producer(r, dynamo_config)
+
+    def taken_then_interrupted(progress: Progress) -> None:
+        r.hdel(keys.job(progress.job), "producer")
+        raise Interrupt
+
+    with pytest.raises(Interrupt) as caught:
+        p.load_file(path, "ns", "u", on_progress=taken_then_interrupted)
+    assert "no longer this producer's" in caught.value.__notes__[0]

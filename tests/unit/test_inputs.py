@@ -405,3 +405,25 @@ def test_schema_optional_fields_default() -> None:
     assert jsonl(line(kind="schema", name="S", body={})) == [
         SchemaRecord(1, "S", {}, {}, None, None, None)
     ]
+
+
+def test_the_tracked_input_keeps_memory_bounded_over_a_huge_line_and_hashes_every_byte() -> None:
+    import hashlib
+    import io
+
+    from producers.checkpoint import TrackedInput
+    from producers.inputs import read_jsonl
+
+    data = b"x" * (12 * 2**20) + b"\n" + b'{"key": "a", "value": 1}\n'
+    tracker = TrackedInput(io.BytesIO(data))
+    records = read_jsonl(tracker)
+    first = next(records)
+    assert isinstance(first, BadLine) and first.line == 1
+    assert sum(map(len, tracker._pending)) <= TrackedInput.PENDING_MAX + 2**20
+    tracker.commit()
+    rest = list(records)
+    tracker.commit()
+    assert [type(x).__name__ for x in rest] == ["Record"]
+    mark = tracker.mark()
+    assert (mark.offset, mark.line) == (len(data), 2)
+    assert mark.digest.hexdigest() == hashlib.blake2b(data, digest_size=20).hexdigest()
