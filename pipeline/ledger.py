@@ -160,10 +160,9 @@ class Ledger:
             )
 
     def unplan_unsent(self, job_id: str) -> int:
-        """Take back every planned segment of a stopped job that was never staged (its
-        producer stopped or died between planning and staging it): nothing would ever run it,
-        so it would hold its bytes of the budget and keep the job from finishing. A resumed
-        load cuts it again. Returns how many."""
+        """Take back the planned segments of a stopped job that were never staged (its producer
+        stopped between planning and staging): nothing would run them, so they would hold
+        budget and keep the job from finishing. A resume cuts them again. Returns how many."""
         pending = self._guard(
             lambda: self.r.sdiff(keys.job_planned_segments(job_id), keys.job_done_segments(job_id))
         )
@@ -174,11 +173,6 @@ class Ledger:
         return n
 
     # -- worker side ----------------------------------------------------------------------
-    def is_planned(self, job_id: str, segment: str) -> bool:
-        return bool(
-            self._guard(lambda: self.r.sismember(keys.job_planned_segments(job_id), segment))
-        )
-
     def is_done(self, job_id: str, segment: str) -> bool:
         return bool(self._guard(lambda: self.r.sismember(keys.job_done_segments(job_id), segment)))
 
