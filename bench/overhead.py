@@ -18,7 +18,7 @@ from bench.model import Panel, Section, Table
 from bench.procs import CpuMeter
 from bench.runs import BenchError
 from pipeline.enqueue import CeleryEnqueuer
-from pipeline.ledger import new_job_id
+from pipeline.ids import new_job_id
 from pipeline.messages import Segment
 
 

@@ -21,6 +21,8 @@ redelivered message, or a producer cutting the same input again, names the same 
 
 from __future__ import annotations
 
+import uuid
+
 SINGLE_WRITE = "w"
 PLAN = "plan"
 
@@ -53,3 +55,8 @@ def requeued(parent: str, attempt: int, holder: int = 1, rerun: int = 0) -> str:
 def single_write(attempt: int) -> str:
     """The id a single write is counted under: ``w`` first, ``w.r{attempt}`` when requeued."""
     return SINGLE_WRITE if attempt == 0 else requeued(SINGLE_WRITE, attempt)
+
+
+def new_job_id() -> str:
+    """A new job's id: 16 random hex digits."""
+    return uuid.uuid4().hex[:16]

@@ -16,7 +16,6 @@ the budget when it is recorded); with a producer token, only by the job's curren
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -37,10 +36,6 @@ from pipeline.status import (
     Recorded,
 )
 from storage.errors import JobNotFoundError, ProducerFencedError
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex[:16]
 
 
 class Ledger:

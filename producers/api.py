@@ -18,7 +18,8 @@ from pipeline import ids, keys
 from pipeline.broker import sender_app
 from pipeline.config import PipelineConfig
 from pipeline.enqueue import CeleryEnqueuer, Enqueuer
-from pipeline.ledger import Ledger, new_job_id
+from pipeline.ids import new_job_id
+from pipeline.ledger import Ledger
 from pipeline.messages import Plan, SingleWrite
 from pipeline.payloads import LOST, PayloadStore
 from pipeline.redis_boundary import Redis, connect, guard

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 from pipeline.config import PipelineConfig
 from pipeline.enqueue import Enqueuer
-from pipeline.ledger import Ledger, new_job_id
+from pipeline.ids import new_job_id
+from pipeline.ledger import Ledger
 from pipeline.segmenter import Segmenter
 from pipeline.states import JobKind, Target
 from producers.session import BudgetGate, OnProgress, ProducerSession

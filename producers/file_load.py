@@ -21,7 +21,8 @@ from typing import Any, BinaryIO
 
 from pipeline import ids
 from pipeline.enqueue import Enqueuer
-from pipeline.ledger import Ledger, new_job_id
+from pipeline.ids import new_job_id
+from pipeline.ledger import Ledger
 from pipeline.segmenter import SEGMENT_MAX_BYTES
 from pipeline.states import JobKind
 from producers.checkpoint import Checkpoint, TrackedInput
