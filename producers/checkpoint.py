@@ -43,21 +43,24 @@ class Mark:
 class TrackedInput:
     """A binary input read through ``readline``/``read`` whose bytes are counted and hashed
     as the reader *commits* them (after each record), so :meth:`mark` is always a point
-    between records however far the reader has read into the next one. Memory stays bounded:
-    past ``PENDING_MAX`` uncommitted bytes (a huge line being skipped) they are hashed at once
-    into a copy of the committed digest instead of kept."""
+    between records however far the reader has read into the next one. Committed bytes are
+    hashed in batches, when a mark is asked for or past ``PENDING_MAX`` of them; past
+    ``PENDING_MAX`` uncommitted bytes (a huge line being skipped) they are hashed at once into
+    a copy of the digest instead of kept: memory stays bounded."""
 
     PENDING_MAX = 4 * 1024 * 1024
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
-        self._pending: list[bytes] = []
+        self._hash = hashlib.blake2b(digest_size=20)  # every byte before the chunks below
+        self._chunks: list[bytes] = []  # read, not hashed yet: the first _done are committed
+        self._done = 0
+        self._done_bytes = 0
+        self._ahead: Any = None  # the digest with every byte read in it, once they are many
         self._pending_bytes = 0
-        self._ahead: Any = None  # the digest with the pending bytes in it, once they are many
-        self._hash = hashlib.blake2b(digest_size=20)
-        self.offset = 0
-        self.lines = 0
         self._pending_lines = 0
+        self.offset = 0  # committed bytes
+        self.lines = 0  # committed lines
 
     def _took(self, data: bytes) -> bytes:
         self._pending_bytes += len(data)
@@ -65,14 +68,20 @@ class TrackedInput:
         if self._ahead is not None:
             self._ahead.update(data)
         elif self._pending_bytes > self.PENDING_MAX:
+            self._hash_committed()
             self._ahead = self._hash.copy()
-            for piece in self._pending:
-                self._ahead.update(piece)
+            self._ahead.update(b"".join(self._chunks))
             self._ahead.update(data)
-            self._pending.clear()
+            self._chunks.clear()
         else:
-            self._pending.append(data)
+            self._chunks.append(data)
         return data
+
+    def _hash_committed(self) -> None:
+        if self._done:
+            self._hash.update(b"".join(self._chunks[: self._done]))
+            del self._chunks[: self._done]
+            self._done = self._done_bytes = 0
 
     def readline(self, size: int = -1) -> bytes:
         return self._took(self.raw.readline(size))
@@ -90,14 +99,16 @@ class TrackedInput:
         if self._ahead is not None:
             self._hash, self._ahead = self._ahead, None
         else:
-            for data in self._pending:
-                self._hash.update(data)
-        self._pending.clear()
+            self._done = len(self._chunks)
+            self._done_bytes += self._pending_bytes
         self.offset += self._pending_bytes
         self.lines += self._pending_lines
         self._pending_bytes = self._pending_lines = 0
+        if self._done_bytes > self.PENDING_MAX:
+            self._hash_committed()
 
     def mark(self) -> Mark:
+        self._hash_committed()
         return Mark(self.offset, self.lines, self._hash.copy())
 
     def skip_to(self, offset: int, keep: int = 0) -> bytes:

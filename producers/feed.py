@@ -83,6 +83,7 @@ class Feed:
         gate.checkpoint = cp
         segs: dict[str, Segmenter] = {}
         valid: set[str] = set()
+        resuming = bool(base.scopes)
         try:
             for rec in records:
                 if isinstance(rec, BadLine):
@@ -95,15 +96,18 @@ class Feed:
                     if sink is not None:
                         sink.close()  # schemas read so far are restored before any checkpoint
                     ns = self.namespace or rec.namespace
-                    why = namespace_problem(ns, valid, self.check_namespace)
-                    if why is not None or ns is None:
-                        self._reject(cp, rec.line, why or "")
-                    else:
-                        s = segs.get(ns) or self._segmenter(segs, ns, base, gate)
-                        p = s.partition_of(rec.key)
-                        if not cp.skips(ns, p, rec.line):
-                            cp.add(s, p, rec.line)
-                            s.add_to(p, rec.key, rec.value)
+                    s = segs.get(ns) if ns is not None else None
+                    if s is None or ns is None:
+                        why = namespace_problem(ns, valid, self.check_namespace)
+                        if why is not None or ns is None:
+                            self._reject(cp, rec.line, why or "")
+                            tracker.commit()
+                            continue
+                        s = self._segmenter(segs, ns, base, gate)
+                    p = s.partition_of(rec.key)
+                    if not (resuming and cp.skips(ns, p, rec.line)):
+                        cp.add(s, p, rec.line)
+                        s.add_to(p, rec.key, rec.value)
                 tracker.commit()
             if sink is not None:
                 sink.close()

@@ -130,6 +130,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+"""One decoder for every line (``json.loads`` with an argument builds one per call)."""
+
+
 def _parse(line: int, raw: bytes) -> Parsed | None:
     """One JSONL line; ``None`` when blank."""
     if line == 1 and raw.startswith(BOM):
@@ -141,7 +145,7 @@ def _parse(line: int, raw: bytes) -> Parsed | None:
     if not text.strip():
         return None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _DECODER.decode(text)
     except json.JSONDecodeError as e:
         return BadLine(line, f"not valid JSON ({e.msg} at column {e.colno})")
     except ValueError as e:  # NaN/Infinity, integers over Python's digit limit

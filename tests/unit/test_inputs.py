@@ -419,7 +419,7 @@ def test_the_tracked_input_keeps_memory_bounded_over_a_huge_line_and_hashes_ever
     records = read_jsonl(tracker)
     first = next(records)
     assert isinstance(first, BadLine) and first.line == 1
-    assert sum(map(len, tracker._pending)) <= TrackedInput.PENDING_MAX + 2**20
+    assert sum(map(len, tracker._chunks)) <= TrackedInput.PENDING_MAX + 2**20
     tracker.commit()
     rest = list(records)
     tracker.commit()
