@@ -19,7 +19,9 @@
         ├── BatchIncompleteError      items still unwritten after the bounded rounds (carries them)
         ├── AccessDeniedError         the credentials may not do this
         ├── InputError                a bad input line or file (names line and reason)
-        └── JobNotFoundError          no such job in the ledger (or it expired)
+        ├── JobNotFoundError          no such job in the ledger (or it expired)
+        ├── NotResumableError         a load that cannot resume (finished, fed, another file)
+        └── ProducerFencedError       a producer that no longer holds its job (abandoned, taken)
 
 Every error carries its context — ``operation``, ``table``, ``key`` (shortened) and the DynamoDB
 error ``code`` — and its message names them, so a log line alone tells what failed where.
