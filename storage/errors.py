@@ -6,7 +6,7 @@
     ├── ConfigError                   a setting is missing or malformed (names the variable)
     ├── RetryableError                worth trying again later; the retry layers do so
     │   ├── ThrottledError            ProvisionedThroughputExceeded, Throttling, RequestLimit
-    │   ├── TransientError            5xx, InternalServerError, timeouts, dropped connections
+    │   ├── TransientError            5xx, timeouts, dropped connections, write conflicts
     │   ├── BackendUnavailableError   Redis (broker, ledger, limiter) unreachable: fail loudly
     │   └── StoppedError              the caller's deadline passed or it lost its right to write
     └── PermanentError                trying again gives the same answer
