@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from storage.redact import scrub
+
 KEY_PREVIEW = 48
 
 
@@ -56,7 +58,8 @@ def short_key(key: bytes | str | None) -> str | None:
 
 
 class StorageError(Exception):
-    """Root of every error; ``str()`` is one line naming operation, table, key and code."""
+    """Root of every error; ``str()`` is one line naming operation, table, key and code, and
+    never a credential value (the message is scrubbed: :mod:`storage.redact`)."""
 
     def __init__(
         self,
@@ -67,7 +70,7 @@ class StorageError(Exception):
         key: bytes | str | None = None,
         code: str | None = None,
     ) -> None:
-        self.message = message
+        self.message = scrub(message)
         self.operation = operation
         self.table = table
         self.key = short_key(key)
