@@ -16,6 +16,7 @@
         │   ├── InvalidKeyError       empty key, sort key over 1024 bytes
         │   └── InvalidNamespaceError namespace name that makes no valid table name
         ├── ConditionFailedError      a conditional write's condition was false
+        ├── CorruptItemError          an item read from DynamoDB that does not decode
         ├── BatchIncompleteError      items still unwritten after the bounded rounds (carries them)
         ├── AccessDeniedError         the credentials may not do this
         ├── InputError                a bad input line or file (names line and reason)
@@ -139,6 +140,11 @@ class InvalidNamespaceError(ValidationError):
 
 class ConditionFailedError(PermanentError):
     """A conditional write's condition was false (exists already, version moved, newer write)."""
+
+
+class CorruptItemError(PermanentError):
+    """An item read from DynamoDB is not what this project writes (missing or mistyped
+    attributes, bad JSON): names table and key."""
 
 
 class AccessDeniedError(PermanentError):
