@@ -105,7 +105,7 @@ def producing() -> str:
 
 
 def write_sequence() -> str:
-    """Counter: producer-assigned sequence of single-key writes (INCR; monotonic)."""
+    """String: the last sequence handed to a single-key write (``pipeline.sequence``)."""
     return f"{PREFIX}:seq"
 
 

@@ -36,6 +36,7 @@ from pipeline.status import (
     Recorded,
 )
 from storage.errors import JobNotFoundError, ProducerFencedError
+from storage.redact import scrub
 
 
 class Ledger:
@@ -241,7 +242,7 @@ class Ledger:
             self.ttl,
             token,
             len(letters) if dead_items is None else dead_items,
-            failure,
+            scrub(failure),
             *letters,
             segment=segment,
         )

@@ -27,6 +27,7 @@ from typing import Any
 from pipeline import keys
 from pipeline.redis_boundary import Redis, guard
 from storage.errors import NotResumableError
+from storage.redact import scrub
 
 SCRIPT = Path(__file__).parent / "lua" / "producer.lua"
 MAX_REJECTED_KEPT = 1000
@@ -64,7 +65,7 @@ class Producing:
 
     def stop(self, job_id: str, token: str, reason: str) -> bool:
         """Mark the job ``incomplete``: its input was not read to the end, because ``reason``."""
-        return bool(self._run(job_id, "stop", token, reason[:500], repr(self.clock())))
+        return bool(self._run(job_id, "stop", token, scrub(reason)[:500], repr(self.clock())))
 
     def handoff(self, job_id: str, token: str) -> None:
         """The producer's part is done; the job is sealed by someone else (the planner)."""

@@ -10,6 +10,7 @@ from enum import IntEnum
 from typing import Any
 
 from pipeline.states import JobState
+from storage.redact import scrub
 
 COUNTERS = (
     "items",
@@ -39,7 +40,7 @@ class DeadLetter:
             {
                 "key": self.key.hex(),
                 "value": None if self.value is None else self.value.hex(),
-                "reason": self.reason,
+                "reason": scrub(self.reason),
                 "code": self.code,
                 "namespace": self.namespace,
             },

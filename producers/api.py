@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, TextIO
 
 from celery import Celery
 
-from pipeline import ids, keys
+from pipeline import ids
 from pipeline.broker import sender_app
 from pipeline.config import PipelineConfig
 from pipeline.enqueue import CeleryEnqueuer, Enqueuer
@@ -22,8 +22,9 @@ from pipeline.ids import new_job_id
 from pipeline.ledger import Ledger
 from pipeline.messages import Plan, SingleWrite
 from pipeline.payloads import LOST, PayloadStore
-from pipeline.redis_boundary import Redis, connect, guard
+from pipeline.redis_boundary import Redis, connect
 from pipeline.segmenter import DEFAULT_PARTITIONS
+from pipeline.sequence import Sequencer
 from pipeline.states import JobKind, PlanKind, Target
 from producers.bulk import Group, bulk_job
 from producers.export import ExportCounts, export_user
@@ -60,6 +61,7 @@ class Producer:
             enqueue = CeleryEnqueuer(app, PayloadStore(self.redis, ttl=pipeline.result_ttl))
         self.enqueue = enqueue
         self.partitions = partitions
+        self.sequencer = Sequencer(self.redis)
         self._store: DynamoNamespacedStore | None = None
 
     @classmethod
@@ -217,8 +219,7 @@ class Producer:
         ns, user = self._ns(namespace), self._user(user_id)
         if not isinstance(key, bytes) or (value is not None and not isinstance(value, bytes)):
             raise errors.ValidationError("keys and values are bytes", operation=kind)
-        with guard("Producer.sequence", self.redis):
-            seq = int(self.redis.incr(keys.write_sequence()))
+        seq = self.sequencer.next()
         job_id, token = new_job_id(), ProducerSession.new_token()
         self.ledger.create(job_id, kind=kind, namespace=ns, user_id=user, producer=token)
         write = SingleWrite(job_id, ns, user, key, value, seq)

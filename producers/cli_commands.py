@@ -17,7 +17,8 @@ from producers.api import Producer
 from producers.export import ExportCounts, export_to_path
 from producers.job import Job
 from producers.progress import EnqueueProgress, summary
-from storage.schema import DynamoSchemaStore, Schema, create_schema_table
+from storage.schema import DynamoSchemaStore, create_schema_table
+from storage.schema_item import Schema
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 

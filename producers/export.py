@@ -33,7 +33,8 @@ from producers.progress import ExportProgress
 from storage import errors
 from storage.kv import DynamoKvStore
 from storage.namespaced import DynamoNamespacedStore
-from storage.schema import DynamoSchemaStore, Schema
+from storage.schema import DynamoSchemaStore
+from storage.schema_item import Schema
 
 EXPORT_PAGE_ITEMS = 250
 """Items per Query page while exporting: bounds memory with many small items (a parsed page

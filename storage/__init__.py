@@ -11,7 +11,8 @@ from storage.kv import DynamoKvStore, KvStore
 from storage.limits import BATCH_WRITE_MAX_ITEMS, MAX_ITEM_BYTES, MAX_SORT_KEY_BYTES
 from storage.memory import MemoryKvStore, MemoryNamespacedStore
 from storage.namespaced import DynamoNamespacedStore
-from storage.schema import DynamoSchemaStore, Schema, create_schema_table
+from storage.schema import DynamoSchemaStore, create_schema_table
+from storage.schema_item import Schema
 from storage.settings import DynamoConfig
 
 __all__ = [

@@ -111,7 +111,7 @@ class Dynamo:
         start = time.perf_counter()
         try:
             result: dict[str, Any] = method(**params)
-        except (bex.BotoCoreError, bex.ClientError) as exc:
+        except (bex.BotoCoreError, bex.ClientError, errors.StorageError) as exc:
             err = classify(exc, operation=operation, table=table, key=key)
             ERRORS.labels(operation, label_table, err.code or "Unknown").inc()
             if isinstance(err, errors.ThrottledError):

@@ -6,7 +6,7 @@
     ├── ConfigError                   a setting is missing or malformed (names the variable)
     ├── RetryableError                worth trying again later; the retry layers do so
     │   ├── ThrottledError            ProvisionedThroughputExceeded, Throttling, RequestLimit
-    │   ├── TransientError            5xx, InternalServerError, timeouts, dropped connections
+    │   ├── TransientError            5xx, timeouts, dropped connections, write conflicts
     │   ├── BackendUnavailableError   Redis (broker, ledger, limiter) unreachable: fail loudly
     │   └── StoppedError              the caller's deadline passed or it lost its right to write
     └── PermanentError                trying again gives the same answer
@@ -16,6 +16,7 @@
         │   ├── InvalidKeyError       empty key, sort key over 1024 bytes
         │   └── InvalidNamespaceError namespace name that makes no valid table name
         ├── ConditionFailedError      a conditional write's condition was false
+        ├── CorruptItemError          an item read from DynamoDB that does not decode
         ├── BatchIncompleteError      items still unwritten after the bounded rounds (carries them)
         ├── AccessDeniedError         the credentials may not do this
         ├── InputError                a bad input line or file (names line and reason)
@@ -31,6 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from storage.redact import scrub
 
 KEY_PREVIEW = 48
 
@@ -56,7 +59,8 @@ def short_key(key: bytes | str | None) -> str | None:
 
 
 class StorageError(Exception):
-    """Root of every error; ``str()`` is one line naming operation, table, key and code."""
+    """Root of every error; ``str()`` is one line naming operation, table, key and code, and
+    never a credential value (the message is scrubbed: :mod:`storage.redact`)."""
 
     def __init__(
         self,
@@ -67,7 +71,7 @@ class StorageError(Exception):
         key: bytes | str | None = None,
         code: str | None = None,
     ) -> None:
-        self.message = message
+        self.message = scrub(message)
         self.operation = operation
         self.table = table
         self.key = short_key(key)
@@ -136,6 +140,11 @@ class InvalidNamespaceError(ValidationError):
 
 class ConditionFailedError(PermanentError):
     """A conditional write's condition was false (exists already, version moved, newer write)."""
+
+
+class CorruptItemError(PermanentError):
+    """An item read from DynamoDB is not what this project writes (missing or mistyped
+    attributes, bad JSON): names table and key."""
 
 
 class AccessDeniedError(PermanentError):

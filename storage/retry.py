@@ -29,11 +29,41 @@ from storage.metrics import RETRIES
 
 T = TypeVar("T")
 
+# What botocore's own retry data retries (its standard mode's throttle and transient codes,
+# the codes its legacy retry policy names for DynamoDB, the errors DynamoDB's model marks
+# retryable), plus TransactionConflictException, which DynamoDB documents as worth retrying.
+# Throttles are throttles as botocore counts them; the rest is transient. A unit test compares
+# these sets with the installed botocore's data, so an upgrade cannot drift from them silently.
 THROTTLE_CODES = frozenset(
-    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestThrottledException",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "SlowDown",
+        "EC2ThrottledException",
+        "TransactionInProgressException",
+        "PriorRequestNotComplete",
+    }
 )
+THROTTLE_STATUSES = frozenset({429, 509})
 TRANSIENT_CODES = frozenset(
-    {"InternalServerError", "ServiceUnavailable", "InternalFailure", "ServiceUnavailableException"}
+    {
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ReplicatedWriteConflictException",
+        "TransactionConflictException",
+    }
 )
 NOT_FOUND_CODES = frozenset({"ResourceNotFoundException"})
 CONDITION_CODES = frozenset({"ConditionalCheckFailedException"})
@@ -67,7 +97,7 @@ def classify(
     if isinstance(exc, bex.ClientError):
         message = str(exc.response.get("Error", {}).get("Message") or code)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        if code in THROTTLE_CODES:
+        if code in THROTTLE_CODES or status in THROTTLE_STATUSES:
             return errors.ThrottledError(message, **ctx)
         if code in TRANSIENT_CODES or status >= 500:
             return errors.TransientError(message, **ctx)

@@ -11,28 +11,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from storage import errors
 from storage.batch import BatchWriter, Rejected, WriteOp
 from storage.client import Dynamo
 from storage.limits import MAX_SORT_KEY_BYTES, check_item, check_partition
+from storage.schema_item import Schema, schema_from_item
 from storage.settings import DynamoConfig
 from storage.tables import SCHEMA_TABLE_SPEC, UPDATED_INDEX, ensure_table, require_table
-
-
-@dataclass(frozen=True)
-class Schema:
-    """A schema: ``name`` and a JSON-serialisable ``body``. What the store returns also carries
-    ``mutation_mappers``, ``created_at``/``updated_at`` (unix seconds) and ``version``."""
-
-    name: str
-    body: dict[str, Any]
-    mutation_mappers: dict[str, Any] = field(default_factory=dict)
-    created_at: int | None = None
-    updated_at: int | None = None
-    version: int | None = None
 
 
 def create_schema_table(config: DynamoConfig, dynamo: Dynamo | None = None) -> bool:
@@ -40,17 +27,6 @@ def create_schema_table(config: DynamoConfig, dynamo: Dynamo | None = None) -> b
     True if this call created it."""
     d = dynamo or Dynamo(config)
     return ensure_table(d, config.schema_table, SCHEMA_TABLE_SPEC)
-
-
-def _from_item(item: dict[str, Any]) -> Schema:
-    return Schema(
-        name=item["SK"]["S"],
-        body=json.loads(item["SchemaJson"]["S"]),
-        mutation_mappers=json.loads(item.get("MutationMappers", {}).get("S", "{}")),
-        created_at=int(item["CreatedAt"]["N"]),
-        updated_at=int(item["UpdatedAt"]["N"]),
-        version=int(item["Version"]["N"]),
-    )
 
 
 class DynamoSchemaStore:
@@ -102,7 +78,7 @@ class DynamoSchemaStore:
             "GetItem", self.table, name, Key=self._key(name, "GetItem"), ConsistentRead=True
         )
         item = resp.get("Item")
-        return _from_item(item) if item else None
+        return schema_from_item(item, self.table, "GetItem") if item else None
 
     def schema_exists(self, name: str) -> bool:
         """One GetItem projecting the key only."""
@@ -130,7 +106,14 @@ class DynamoSchemaStore:
         ``if_not_exists`` refuses to overwrite; ``expected_version`` refuses unless the stored
         version matches (optimistic locking). Either raises :class:`ConditionFailedError`.
         Item limit 400 KB (:class:`ItemTooLargeError` before any call). Returns the stored
-        schema."""
+        schema. Both at once contradict each other: ValidationError, before any call."""
+        if if_not_exists and expected_version is not None:
+            raise errors.ValidationError(
+                "if_not_exists and expected_version contradict each other",
+                operation="UpdateItem",
+                table=self.table,
+                key=schema.name,
+            )
         key = self._key(schema.name, "UpdateItem")
         mappers = mutation_mappers if mutation_mappers is not None else schema.mutation_mappers
         now = int(self.clock())
@@ -172,7 +155,7 @@ class DynamoSchemaStore:
             ExpressionAttributeValues=values,
             **params,
         )
-        return _from_item(resp["Attributes"])
+        return schema_from_item(resp["Attributes"], self.table, "UpdateItem")
 
     def delete_schema(self, name: str) -> bool:
         """One DeleteItem; whether the schema existed."""
@@ -212,7 +195,7 @@ class DynamoSchemaStore:
         or :class:`InvalidKeyError` before any call."""
         op = self._restore_op(schema, "PutItem")
         self.dynamo.call("PutItem", self.table, schema.name, Item=op.request["PutRequest"]["Item"])
-        return _from_item(op.request["PutRequest"]["Item"])
+        return schema_from_item(op.request["PutRequest"]["Item"], self.table, "PutItem")
 
     def restore_schemas(self, schemas: Iterable[Schema]) -> int:
         """:meth:`restore_schema` for many: 25 per BatchWriteItem, in parallel, last one per name
@@ -264,7 +247,7 @@ class DynamoSchemaStore:
     def iter_schemas(self) -> Iterator[Schema]:
         """Every schema of this user, lazily, page by page (a paginated Query)."""
         for item in self._query(ConsistentRead=True):
-            yield _from_item(item)
+            yield schema_from_item(item, self.table, "Query")
 
     def get_all_schemas(self) -> list[Schema]:
         return list(self.iter_schemas())

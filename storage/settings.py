@@ -10,6 +10,7 @@ settings: they come from boto3's default chain, and nothing here reads, stores o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -61,6 +62,10 @@ def _optional_bool(raw: str) -> bool | None:
 _optional_bool.__name__ = "boolean (or auto)"
 
 
+KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_+=.@-]+")
+"""A KMS key (or alias) ARN, as ``DATAFOLD_SSE`` may name one."""
+
+
 @dataclass(frozen=True)
 class DynamoConfig:
     """Where DynamoDB is and how the client talks to it.
@@ -85,6 +90,7 @@ class DynamoConfig:
     batch_rounds: int = 6
     fast_writes: bool = True
     consumed_capacity: bool | None = None
+    sse: str = "owned"
 
     def __post_init__(self) -> None:
         if not self.region:
@@ -95,8 +101,24 @@ class DynamoConfig:
         for name in ("connect_timeout", "read_timeout", "retry_max_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"DynamoConfig.{name} must be greater than 0")
+        if self.sse not in ("owned", "kms") and not KMS_KEY_ARN.fullmatch(self.sse):
+            raise ConfigError(
+                "DATAFOLD_SSE must be owned (an AWS-owned key, free), kms (the AWS-managed KMS "
+                "key) or a KMS key ARN"
+            )
         if not self.user_id:
             raise ConfigError("DATAFOLD_DYNAMODB_USER_ID must not be empty")
+
+    def sse_specification(self) -> dict[str, str | bool] | None:
+        """``SSESpecification`` of new tables: none for ``owned`` (DynamoDB encrypts every table
+        with an AWS-owned key, at no charge), KMS with the AWS-managed key for ``kms``, or KMS
+        with the customer key ``sse`` names (both billed per KMS request)."""
+        if self.sse == "owned":
+            return None
+        spec: dict[str, str | bool] = {"Enabled": True, "SSEType": "KMS"}
+        if self.sse != "kms":
+            spec["KMSMasterKeyId"] = self.sse
+        return spec
 
     @property
     def wants_consumed_capacity(self) -> bool:
@@ -143,4 +165,5 @@ class DynamoConfig:
             consumed_capacity=env_value(
                 e, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", _optional_bool, None
             ),
+            sse=env_value(e, "DATAFOLD_SSE", str, "owned").strip(),
         )

@@ -3,7 +3,7 @@
 Creation tolerates other processes creating the same table at the same moment
 (``ResourceInUseException`` is success) and always waits until the table is ACTIVE, so the
 first write after :func:`ensure_table` returns never meets a CREATING table. Tables are
-PAY_PER_REQUEST with server-side encryption on.
+PAY_PER_REQUEST, encrypted at rest with the key ``DATAFOLD_SSE`` chooses.
 """
 
 from __future__ import annotations
@@ -74,14 +74,11 @@ def ensure_table(
     created = False
     if desc is None:
         try:
-            dynamo.call(
-                "CreateTable",
-                table,
-                TableName=table,
-                BillingMode="PAY_PER_REQUEST",
-                SSESpecification={"Enabled": True},
-                **spec,
-            )
+            params: dict[str, Any] = {"BillingMode": "PAY_PER_REQUEST", **spec}
+            sse = dynamo.config.sse_specification()
+            if sse:
+                params["SSESpecification"] = sse
+            dynamo.call("CreateTable", table, TableName=table, **params)
             created = True
         except errors.PermanentError as exc:
             if exc.code != "ResourceInUseException":

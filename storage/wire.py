@@ -12,6 +12,8 @@ in a bulk load (BENCHMARKS.md, "Where the time goes"). :class:`WireWriter` does 
 * the HTTP exchange goes through botocore's ``URLLib3Session`` (same TLS verification, proxies,
   timeouts and pooling as the client), with ``TCP_NODELAY``;
 * the response's ``x-amz-crc32`` is checked (a mismatch is a retryable error, as in botocore);
+  an answer that is not DynamoDB's — an empty 200, a body that is not a JSON object, a
+  malformed ``x-amz-crc32`` — is a retryable error naming the table, never "all written";
 * errors become the same botocore exceptions the client raises, so
   :func:`storage.retry.classify` sorts them exactly as before.
 
@@ -236,24 +238,32 @@ class WireWriter:
         headers: Any = self.signer.headers(body, self._creds(), self.now())
         resp = self.http.send(AWSPreparedRequest("POST", self.url, headers, body, False))
         content: bytes = resp.content
+        table = next(iter(params.get("RequestItems") or {}), None)
+
+        def bad(why: str, code: str) -> errors.TransientError:
+            # Not DynamoDB's whole answer (a proxy, a cut connection): nothing is known written.
+            return errors.TransientError(why, operation="BatchWriteItem", table=table, code=code)
+
         crc = resp.headers.get("x-amz-crc32")
-        if crc is not None and int(crc) != zlib.crc32(content):
-            raise errors.TransientError(
-                "response CRC32 does not match its body",
-                operation="BatchWriteItem",
-                code="CRC32Mismatch",
-            )
+        if crc is not None:
+            try:
+                expected = int(crc)
+            except ValueError:
+                raise bad(f"malformed x-amz-crc32 header {crc[:40]!r}", "CRC32Malformed") from None
+            if expected != zlib.crc32(content):
+                raise bad("response CRC32 does not match its body", "CRC32Mismatch")
         status = int(resp.status_code)
+        if status == 200 and not content:
+            raise bad("BatchWriteItem answered 200 with an empty body", "BadResponse")
         try:
-            data: dict[str, Any] = json.loads(content) if content else {}
+            parsed: Any = json.loads(content) if content else {}
         except ValueError:
-            if status == 200:  # not DynamoDB's answer (a proxy?): nothing is known written
-                raise errors.TransientError(
-                    "BatchWriteItem answered 200 without JSON",
-                    operation="BatchWriteItem",
-                    code="BadResponse",
-                ) from None
-            data = {}
+            if status == 200:
+                raise bad("BatchWriteItem answered 200 without JSON", "BadResponse") from None
+            parsed = {}
+        if not isinstance(parsed, dict) and status == 200:
+            raise bad("BatchWriteItem answered 200 with JSON that is not an object", "BadResponse")
+        data: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
         meta: Any = {
             "HTTPStatusCode": status,
             "RequestId": resp.headers.get("x-amzn-requestid", ""),

@@ -28,10 +28,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
 from pipeline.config import PipelineConfig
+from storage.redact import ScrubFilter
 from worker.exporter import PipelineCollector
 
 log = logging.getLogger(__name__)
@@ -124,6 +131,15 @@ def stop() -> None:
         if _served is not None:
             _served[0].unregister(_served[1])
             _served = None
+
+
+@after_setup_logger.connect  # type: ignore[untyped-decorator]
+@after_setup_task_logger.connect  # type: ignore[untyped-decorator]
+def _scrub_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    """Every handler Celery sets up writes scrubbed lines (no credential value)."""
+    for handler in logger.handlers if logger is not None else []:
+        if not any(isinstance(f, ScrubFilter) for f in handler.filters):
+            handler.addFilter(ScrubFilter())
 
 
 @worker_init.connect  # type: ignore[untyped-decorator]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from pipeline import keys
+from pipeline.sequence import Sequencer
 from producers import Producer
 from tests.support.pipeline import PipelineEnv, Worker
 
@@ -44,3 +46,30 @@ def test_interleaved_puts_and_deletes_end_in_the_last_enqueued_state(
     assert [k for k, _ in kv.scan_prefix(b"")] == sorted(
         k for k, v in finals.items() if v is not None
     )
+
+
+def test_a_write_after_redis_lost_its_sequence_counter_still_wins(
+    penv: PipelineEnv, workers: list[Worker], producer: Producer, unique: str
+) -> None:
+    ns, user = f"seq{unique}", f"user-{unique}"
+    first = producer.put(ns, b"k", b"v1", user).wait(timeout=60)
+    assert first.written == 1
+    penv.redis().delete(keys.write_sequence())  # a failover to a lagging replica, a FLUSHDB
+    second = producer.put(ns, b"k", b"v2", user).wait(timeout=60)
+    assert (second.written, second.superseded) == (1, 0), second
+    assert producer.get(ns, b"k", user) == b"v2"
+
+
+def test_sequences_never_go_backwards_whatever_happens_to_the_counter(
+    penv: PipelineEnv,
+) -> None:
+    seq = Sequencer(penv.redis())
+    a = seq.next()
+    b = seq.next()
+    penv.redis().delete(keys.write_sequence())
+    c = seq.next()
+    penv.redis().set(keys.write_sequence(), 5)  # an old counter restored
+    d = seq.next()
+    assert a < b < c < d
+    secs, micros = penv.redis().time()
+    assert abs(d - (secs * 1_000_000 + micros)) < 60_000_000  # floored at Redis's clock

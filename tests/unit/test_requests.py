@@ -220,3 +220,48 @@ def test_the_scan_check_would_see_a_scan() -> None:
     src = 'x = dynamo.call("Scan", t)\ny = client.scan(TableName=t)\nz = getattr(c, "scan")\n'
     assert len(scan_uses(src)) == 3
     assert scan_uses("kv.scan_prefix(b'a')\nkv.scan_keys()\n") == []
+
+
+@pytest.mark.parametrize(
+    ("item", "what"),
+    [
+        ({"PK": {"S": "alice"}, "SK": {"S": "people"}}, "no attribute 'SchemaJson'"),
+        (
+            {
+                "PK": {"S": "alice"},
+                "SK": {"S": "people"},
+                "SchemaJson": {"S": "{not json"},
+                "CreatedAt": {"N": "1"},
+                "UpdatedAt": {"N": "1"},
+                "Version": {"N": "1"},
+            },
+            "Expecting property name",
+        ),
+        (
+            {
+                "PK": {"S": "alice"},
+                "SK": {"S": "people"},
+                "SchemaJson": {"S": "[1, 2]"},
+                "CreatedAt": {"N": "1"},
+                "UpdatedAt": {"N": "1"},
+                "Version": {"N": "1"},
+            },
+            "not a JSON object",
+        ),
+    ],
+)
+def test_a_schema_item_that_does_not_decode_is_an_error_naming_table_and_key(
+    item: dict[str, Any], what: str
+) -> None:
+    store, _ = schema_store({"GetItem": lambda **p: {"Item": item}})
+    with pytest.raises(errors.CorruptItemError) as info:
+        store.get_schema("people")
+    text = str(info.value)
+    assert what in text and "GetItem" in text and store.table in text and "'people'" in text
+
+
+def test_put_schema_refuses_if_not_exists_with_an_expected_version() -> None:
+    store, client = schema_store({})
+    with pytest.raises(errors.ValidationError, match="contradict"):
+        store.put_schema(Schema("people", {"a": 1}), if_not_exists=True, expected_version=3)
+    assert "UpdateItem" not in client.ops()  # refused before any write (the store was opened)

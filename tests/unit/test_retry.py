@@ -216,3 +216,47 @@ def test_never_retries_a_permanent_error(exc: Exception) -> None:
     assert fn.calls == 1
     assert clock.sleeps == []
     assert retries("t-permanent", getattr(exc, "code", None) or "Unknown") == 0
+
+
+def _botocore_retry_data() -> tuple[set[str], set[str], set[int]]:
+    """(throttle codes, every retried code, retried HTTP statuses) of the installed botocore
+    for DynamoDB: standard mode's checkers, the legacy policy file, the service model."""
+    import json
+    from pathlib import Path
+
+    import botocore
+    import botocore.session
+    from botocore.retries import standard
+
+    throttles = set(standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES)
+    codes = throttles | set(standard.TransientRetryableChecker._TRANSIENT_ERROR_CODES)
+    statuses = set(standard.TransientRetryableChecker._TRANSIENT_STATUS_CODES) | {429}
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    codes |= {n for n in model.shape_names if "retryable" in model.shape_for(n).metadata}
+    data = json.loads((Path(botocore.__file__).parent / "data" / "_retry.json").read_text())
+    policies = {
+        **data["definitions"],
+        **data["retry"]["__default__"].get("policies", {}),
+        **data["retry"].get("dynamodb", {}).get("policies", {}),
+    }
+    for policy in policies.values():
+        answer = policy.get("applies_when", {}).get("response", {})
+        if "service_error_code" in answer:
+            codes.add(answer["service_error_code"])
+        elif "http_status_code" in answer:
+            statuses.add(answer["http_status_code"])
+    return throttles, codes, statuses
+
+
+def test_every_code_and_status_botocore_retries_is_retryable_here() -> None:
+    throttles, codes, statuses = _botocore_retry_data()
+    assert {"ReplicatedWriteConflictException", "ProvisionedThroughputExceededException"} <= codes
+    for code in sorted(codes | {"TransactionConflictException"}):
+        err = classify(client_error(code), **ctx())
+        assert isinstance(err, errors.RetryableError), code
+        assert err.code == code
+    for code in sorted(throttles):
+        assert isinstance(classify(client_error(code), **ctx()), errors.ThrottledError), code
+    for status in sorted(statuses):
+        err = classify(client_error("SomethingNew", status=status), **ctx())
+        assert isinstance(err, errors.RetryableError), status

@@ -156,3 +156,24 @@ def test_direct_construction_is_validated(kwargs: dict[str, object]) -> None:
 def test_the_config_carries_no_credentials() -> None:
     names = {f.name for f in dataclasses.fields(DynamoConfig)}
     assert not {n for n in names if "secret" in n or "key" in n or "password" in n}
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("owned", True),
+        ("kms", True),
+        ("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", True),
+        ("arn:aws:kms:us-east-1:123456789012:alias/datafold", True),
+        ("on", False),
+        ("arn:aws:s3:::bucket", False),
+    ],
+)
+def test_datafold_sse_is_owned_kms_or_a_key_arn(value: str, ok: bool) -> None:
+    env = {"DATAFOLD_DYNAMODB_REGION": "eu-west-1", "DATAFOLD_SSE": value}
+    if ok:
+        assert DynamoConfig.from_env(env).sse == value
+    else:
+        with pytest.raises(ConfigError, match="DATAFOLD_SSE"):
+            DynamoConfig.from_env(env)
+    assert DynamoConfig.from_env({"DATAFOLD_DYNAMODB_REGION": "eu-west-1"}).sse == "owned"

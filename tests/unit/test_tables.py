@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -59,10 +60,12 @@ class Lifecycle:
         )
 
 
-def dynamo_for(life: Lifecycle) -> tuple[Dynamo, FakeClient, FakeClock]:
+def dynamo_for(
+    life: Lifecycle, config: DynamoConfig = CONFIG
+) -> tuple[Dynamo, FakeClient, FakeClock]:
     clock = FakeClock()
     fake = life.client()
-    return Dynamo(CONFIG, fake, sleep=clock.sleep, clock=clock), fake, clock
+    return Dynamo(config, fake, sleep=clock.sleep, clock=clock), fake, clock
 
 
 def test_creates_a_missing_table_encrypted_on_demand_and_waits_for_active() -> None:
@@ -73,7 +76,7 @@ def test_creates_a_missing_table_encrypted_on_demand_and_waits_for_active() -> N
         is True
     )
     (create,) = fake.params("CreateTable")
-    assert create["SSESpecification"] == {"Enabled": True}
+    assert "SSESpecification" not in create  # DATAFOLD_SSE=owned: the free AWS-owned key
     assert create["BillingMode"] == "PAY_PER_REQUEST"
     assert create["KeySchema"] == [
         {"AttributeName": "PK", "KeyType": "HASH"},
@@ -121,10 +124,10 @@ def test_an_active_table_costs_one_describe() -> None:
 
 
 def test_other_creation_errors_are_raised() -> None:
-    dynamo, _, clock = dynamo_for(Lifecycle([None], create_error="LimitExceededException"))
+    dynamo, _, clock = dynamo_for(Lifecycle([None], create_error="AccessDeniedException"))
     with pytest.raises(errors.PermanentError) as info:
         ensure_table(dynamo, "T-ns", KV_TABLE_SPEC, sleep=clock.sleep)
-    assert info.value.code == "LimitExceededException" and "T-ns" in str(info.value)
+    assert info.value.code == "AccessDeniedException" and "T-ns" in str(info.value)
 
 
 def test_waiting_for_active_is_bounded() -> None:
@@ -195,7 +198,7 @@ def test_the_schema_table_has_the_updated_at_index_and_encryption() -> None:
     assert create_schema_table(CONFIG, dynamo) is True
     (create,) = fake.params("CreateTable")
     assert create["TableName"] == CONFIG.schema_table
-    assert create["SSESpecification"] == {"Enabled": True}
+    assert "SSESpecification" not in create
     (gsi,) = create["GlobalSecondaryIndexes"]
     assert gsi["IndexName"] == UPDATED_INDEX
     assert gsi["KeySchema"] == [
@@ -263,3 +266,26 @@ def test_an_opened_namespace_is_remembered(
     first = store.open_namespace("ns")
     second = store.for_user("v").open_namespace("ns")  # no second DescribeTable
     assert (first.table, first.user_id, second.user_id) == (table, "u", "v")
+
+
+@pytest.mark.parametrize(
+    ("sse", "spec"),
+    [
+        ("kms", {"Enabled": True, "SSEType": "KMS"}),
+        (
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            {
+                "Enabled": True,
+                "SSEType": "KMS",
+                "KMSMasterKeyId": "arn:aws:kms:eu-west-1:123456789012:key/"
+                "1234abcd-12ab-34cd-56ef-1234567890ab",
+            },
+        ),
+    ],
+)
+def test_datafold_sse_chooses_the_kms_key_of_new_tables(sse: str, spec: dict[str, Any]) -> None:
+    life = Lifecycle([None, "ACTIVE"])
+    dynamo, fake, clock = dynamo_for(life, replace(CONFIG, sse=sse))
+    ensure_table(dynamo, "T-ns", KV_TABLE_SPEC, sleep=clock.sleep)
+    (create,) = fake.params("CreateTable")
+    assert create["SSESpecification"] == spec

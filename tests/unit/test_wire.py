@@ -20,7 +20,7 @@ from storage import BatchWriter, Dynamo, DynamoConfig, errors
 from storage.batch import WriteOp
 from storage.settings import DynamoConfig as Config
 from storage.wire import Signer, WireWriter, decode_unprocessed, encode_body
-from tests.doubles import FakeClient
+from tests.doubles import FakeClient, metric
 
 NOW = datetime.datetime(2026, 11, 26, 10, 58, 7, tzinfo=datetime.UTC)
 URL = "https://dynamodb.eu-west-1.amazonaws.com"
@@ -149,7 +149,7 @@ class FakeResponse:
 class FakeHttp:
     """Answers every request with the next scripted (status, body, crc) and records requests."""
 
-    answers: list[tuple[int, dict[str, Any] | bytes, int | None]]
+    answers: list[tuple[int, dict[str, Any] | bytes, int | str | None]]
     sent: list[Any] = field(default_factory=list)
 
     def send(self, request: Any) -> FakeResponse:
@@ -157,12 +157,15 @@ class FakeHttp:
         status, body, crc = self.answers.pop(0)
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"x-amzn-requestid": "RID"}
-        headers["x-amz-crc32"] = str(zlib.crc32(raw) if crc is None else crc)
+        if isinstance(crc, str):
+            headers["x-amz-crc32"] = crc
+        else:
+            headers["x-amz-crc32"] = str(zlib.crc32(raw) if crc is None else crc)
         return FakeResponse(status, raw, headers)
 
 
 def wired(
-    answers: list[tuple[int, dict[str, Any] | bytes, int | None]], **cfg: Any
+    answers: list[tuple[int, dict[str, Any] | bytes, int | str | None]], **cfg: Any
 ) -> tuple[Dynamo, FakeHttp]:
     """A Dynamo whose BatchWriteItem goes through a WireWriter on a scripted HTTP session."""
     http = FakeHttp(answers)
@@ -287,6 +290,27 @@ def test_a_200_that_is_not_json_is_not_taken_for_success() -> None:
     with pytest.raises(errors.TransientError) as info:
         dynamo.call("BatchWriteItem", "t", RequestItems={"t": [put(b"k").request]})
     assert info.value.code == "BadResponse" and len(http.sent) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "crc", "code"),
+    [
+        (b"", None, "BadResponse"),  # an empty 200 was taken for "all written"
+        (b"[]", None, "BadResponse"),  # JSON, but not DynamoDB's object
+        (b'"ok"', None, "BadResponse"),
+        (b"{}", "not-a-number", "CRC32Malformed"),  # was a ValueError out of the task
+    ],
+)
+def test_an_edge_answer_is_a_retryable_error_naming_the_table_and_counted(
+    body: bytes, crc: str | None, code: str
+) -> None:
+    dynamo, http = wired([(200, body, crc)] * 3)
+    labels = {"operation": "BatchWriteItem", "table": "t", "code": code}
+    before = metric("datafold_dynamodb_errors_total", **labels)
+    with pytest.raises(errors.TransientError) as info:
+        dynamo.call("BatchWriteItem", "t", RequestItems={"t": [put(b"k").request]})
+    assert info.value.code == code and info.value.table == "t" and len(http.sent) == 3
+    assert metric("datafold_dynamodb_errors_total", **labels) - before == 3
 
 
 def test_missing_credentials_is_a_config_error() -> None:
