@@ -16,14 +16,17 @@ import re
 
 REDACTED = "<redacted>"
 
+_VALUE = r"[^\s\"',;&<]+"
+_SEP = r"[\"']?\s*[:=>]\s*b?[\"']?"  # header line, query, JSON, XML, repr of bytes
 _PATTERNS = (
-    # the session token, as a header line, a query parameter or a JSON field
-    re.compile(r"(?i)(x-amz-security-token[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;]+"),
+    # the session token, as a header line, a query parameter, a JSON or XML field
+    re.compile(rf"(?i)((?:x-amz-security-token|session_?token|aws_session_token){_SEP}){_VALUE}"),
     # Authorization: AWS4-HMAC-SHA256 Credential=KEYID/scope, SignedHeaders=..., Signature=hex
-    re.compile(r"(?i)(Credential=)[^\s,\"'&]+"),
-    re.compile(r"(?i)(Signature=)[^\s,\"'&]+"),
-    re.compile(r"(?i)(aws_secret_access_key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"),
-    re.compile(r"(?i)(aws_session_token[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"),
+    re.compile(rf"(?i)(Credential=){_VALUE}"),
+    re.compile(rf"(?i)(Signature=){_VALUE}"),
+    # secret keys: config files, STS answers (XML), JSON, a Credentials repr
+    re.compile(rf"(?i)((?:aws_secret_access_key|secret_?access_?key|secret_key){_SEP}){_VALUE}"),
+    re.compile(rf"(?i)(\btoken{_SEP}){_VALUE}"),
 )
 _KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 
@@ -39,10 +42,17 @@ class ScrubFilter(logging.Filter):
     """A handler filter that scrubs each record's message and traceback before it is written."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = scrub(record.getMessage())
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = scrub(record.exc_text)
+        # Never raise: logging's own error handling does not cover filters, and a badly
+        # formatted log call must not fail the task that made it.
+        try:
+            record.msg = scrub(record.getMessage())
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = scrub(record.exc_text)
+            if record.stack_info:
+                record.stack_info = scrub(record.stack_info)
+        except Exception:  # leave the record as it was
+            pass
         return True

@@ -45,7 +45,6 @@ THROTTLE_CODES = frozenset(
         "TooManyRequestsException",
         "RequestLimitExceeded",
         "BandwidthLimitExceeded",
-        "LimitExceededException",
         "SlowDown",
         "EC2ThrottledException",
         "TransactionInProgressException",
@@ -63,6 +62,9 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
         "ReplicatedWriteConflictException",
         "TransactionConflictException",
+        # botocore counts it a throttle; for DynamoDB it is too many table operations at once
+        # (or the account's table quota): not a reason to slow down writes.
+        "LimitExceededException",
     }
 )
 NOT_FOUND_CODES = frozenset({"ResourceNotFoundException"})

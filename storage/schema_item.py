@@ -39,7 +39,8 @@ def schema_from_item(item: dict[str, Any], table: str, operation: str) -> Schema
         if not isinstance(schema.body, dict) or not isinstance(schema.mutation_mappers, dict):
             raise ValueError("SchemaJson or MutationMappers is not a JSON object")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        name = (item.get("SK") or {}).get("S") if isinstance(item.get("SK"), dict) else None
+        sk = item.get("SK") if isinstance(item, dict) else None
+        name = sk.get("S") if isinstance(sk, dict) else None
         what = f"no attribute {exc}" if isinstance(exc, KeyError) else str(exc)[:200]
         raise errors.CorruptItemError(
             f"schema item does not decode: {what}",

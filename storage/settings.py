@@ -62,6 +62,12 @@ def _optional_bool(raw: str) -> bool | None:
 _optional_bool.__name__ = "boolean (or auto)"
 
 
+def _sse(raw: str) -> str:
+    """``owned`` and ``kms`` in any case; a key ARN as it is."""
+    text = raw.strip()
+    return text.lower() if text.lower() in ("owned", "kms") else text
+
+
 KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_+=.@-]+")
 """A KMS key (or alias) ARN, as ``DATAFOLD_SSE`` may name one."""
 
@@ -165,5 +171,5 @@ class DynamoConfig:
             consumed_capacity=env_value(
                 e, "DATAFOLD_DYNAMODB_CONSUMED_CAPACITY", _optional_bool, None
             ),
-            sse=env_value(e, "DATAFOLD_SSE", str, "owned").strip(),
+            sse=_sse(env_value(e, "DATAFOLD_SSE", str, "owned")),
         )

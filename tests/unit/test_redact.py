@@ -88,3 +88,23 @@ def test_celerys_log_handlers_get_the_filter_once() -> None:
         assert [type(f) for f in handler.filters] == [ScrubFilter]
     finally:
         log.removeHandler(handler)
+
+
+def test_scrub_knows_the_forms_botocore_and_sts_print() -> None:
+    forms = [
+        f"{{'X-Amz-Security-Token': b'{TOKEN}', 'Content-Type': b'application/json'}}",
+        f"<SecretAccessKey>wJalrXUtnFEMI/K7MDENG</SecretAccessKey><SessionToken>{TOKEN}"
+        "</SessionToken>",
+        f'{{"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG", "SessionToken": "{TOKEN}"}}',
+        f"ReadOnlyCredentials(access_key='{KEY_ID}', secret_key='wJalrXUtnFEMI/K7MDENG', "
+        f"token='{TOKEN}')",
+    ]
+    for form in forms:
+        out = scrub(form)
+        assert _clean(out) and "wJalrXUtnFEMI" not in out, out
+    assert scrub("NextToken and ExclusiveStartKey stay") == "NextToken and ExclusiveStartKey stay"
+
+
+def test_a_badly_formatted_log_call_does_not_raise_through_the_filter() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d items", ("many",), None)
+    assert ScrubFilter().filter(record) is True

@@ -163,6 +163,7 @@ def test_the_config_carries_no_credentials() -> None:
     [
         ("owned", True),
         ("kms", True),
+        ("KMS", True),
         ("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", True),
         ("arn:aws:kms:us-east-1:123456789012:alias/datafold", True),
         ("on", False),
@@ -172,7 +173,8 @@ def test_the_config_carries_no_credentials() -> None:
 def test_datafold_sse_is_owned_kms_or_a_key_arn(value: str, ok: bool) -> None:
     env = {"DATAFOLD_DYNAMODB_REGION": "eu-west-1", "DATAFOLD_SSE": value}
     if ok:
-        assert DynamoConfig.from_env(env).sse == value
+        want = value.lower() if value.lower() in ("owned", "kms") else value
+        assert DynamoConfig.from_env(env).sse == want
     else:
         with pytest.raises(ConfigError, match="DATAFOLD_SSE"):
             DynamoConfig.from_env(env)
