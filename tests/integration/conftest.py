@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 from producers import Producer
 from storage import DynamoConfig
 from tests.support.pipeline import PipelineEnv, Worker, fresh_env, start_workers, stop_all
 
 REDIS_DB = 9
+SCRATCH_REDIS_URL = "redis://127.0.0.1:6379/12"
+"""Tests of producer steps without workers; the queued-bytes budget counts every job there."""
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +49,12 @@ def isolated_penv(penv: PipelineEnv, request: pytest.FixtureRequest) -> Iterator
     r.flushdb()
     yield iso
     r.flushdb()
+
+
+@pytest.fixture
+def r() -> Iterator[redis.Redis[Any]]:
+    """A client of Redis DB 12, emptied before and after the test."""
+    client = redis.Redis.from_url(SCRATCH_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()

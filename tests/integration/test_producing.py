@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,16 +21,6 @@ from pipeline.status import PlanStatus, Recorded
 from producers.session import BudgetGate, ProducerSession, Progress
 from storage.errors import NotResumableError, ProducerFencedError
 from tests.integration.test_segment_runner import ListEnqueuer
-
-REDIS_URL = "redis://127.0.0.1:6379/12"
-
-
-@pytest.fixture
-def r() -> Iterator[redis.Redis[Any]]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 def _job(ledger: Ledger, token: str = "") -> str:

@@ -27,28 +27,21 @@ from producers import Producer
 from producers.session import Progress
 from storage import DynamoConfig
 from storage.errors import InputError, NotResumableError, ProducerFencedError
+from tests.integration.conftest import SCRATCH_REDIS_URL
 from tests.integration.test_segment_runner import ListEnqueuer
-
-REDIS_URL = "redis://127.0.0.1:6379/12"
 
 
 class Interrupt(KeyboardInterrupt):
     """Ctrl-C, raised by a progress callback half-way through a load."""
 
 
-@pytest.fixture
-def r() -> Iterator[redis.Redis[Any]]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-
-
 def _producer(
     r: redis.Redis[Any], dynamo: DynamoConfig, enq: ListEnqueuer | None = None, **cfg: Any
 ) -> tuple[Producer, ListEnqueuer]:
     enq = enq or ListEnqueuer(PayloadStore(r, ttl=600))
-    pcfg = PipelineConfig(redis_url=REDIS_URL, segment_size=cfg.pop("segment_size", 7), **cfg)
+    pcfg = PipelineConfig(
+        redis_url=SCRATCH_REDIS_URL, segment_size=cfg.pop("segment_size", 7), **cfg
+    )
     return Producer(dynamo, pcfg, redis_client=r, enqueue=enq, partitions=4), enq
 
 
@@ -61,6 +54,17 @@ def _jsonl(path: Path, n: int = 400) -> Path:
             else:
                 f.write(json.dumps({"key": f"k{i % 150}", "value": {"i": i}}) + "\n")
     return path
+
+
+def _newest_job(r: redis.Redis[Any]) -> str:
+    return str(r.zrange(keys.jobs_index(), -1, -1)[0].decode())
+
+
+def _interrupted(p: Producer, path: Any, user: str = "u", items: int = 150, **kw: Any) -> str:
+    """Load ``path`` into ``ns`` and press Ctrl-C once ``items`` are enqueued; the job id."""
+    with pytest.raises(Interrupt):
+        p.load_file(path, "ns", user, on_progress=_interrupt_after(items), **kw)
+    return _newest_job(p.ledger.r)
 
 
 def _sent(enq: ListEnqueuer) -> dict[str, list[Op]]:
@@ -93,7 +97,7 @@ def test_an_interrupted_load_is_incomplete_and_its_resume_sends_what_one_load_wo
     p, enq = _producer(r, dynamo_config)
     with pytest.raises(Interrupt) as caught:
         p.load_file(path, "ns", "u", on_progress=_interrupt_after(150))
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _newest_job(r)
     st = p.job(job_id).status()
     assert st.state is JobState.INCOMPLETE and st.stopped == "interrupted (Ctrl-C)"
     assert 0 < st.lines < 400 and st.items < want.items
@@ -131,7 +135,7 @@ def test_a_producer_killed_between_planning_and_sending_a_segment_is_resumed_who
     p, enq = _producer(r, dynamo_config, DiesOnTheTenth(PayloadStore(r, ttl=600)))
     with pytest.raises(Killed):
         p.load_file(path, "ns", "u")
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _newest_job(r)
     p2, enq2 = _producer(r, dynamo_config)
     p2.load_file(path, "ns", "u", resume=job_id)
     assert {**_sent(enq), **_sent(enq2)} == want_segs
@@ -146,9 +150,7 @@ def test_a_csv_load_resumes_with_its_header(
     kw: dict[str, Any] = {"format": "csv", "key_column": "id"}
     want, want_segs = _baseline(r, dynamo_config, path, **kw)
     p, enq = _producer(r, dynamo_config)
-    with pytest.raises(Interrupt):
-        p.load_file(path, "ns", "u", on_progress=_interrupt_after(120), **kw)
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _interrupted(p, path, items=120, **kw)
     assert p.job(job_id).status().lines > 1
     got = p.load_file(path, "ns", "u", resume=job_id, **kw).status()
     assert (got.items, got.rejected) == (want.items, want.rejected)
@@ -163,7 +165,7 @@ def test_stdin_resumes_when_the_same_bytes_come_again_and_only_then(
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     with pytest.raises(Interrupt):
         p.load_file("-", "ns", "u", on_progress=_interrupt_after(150))
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _newest_job(r)
     other = data.replace(b'"k1"', b'"kX"', 1)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(other)))
     with pytest.raises(NotResumableError, match="not the same file"):
@@ -180,9 +182,7 @@ def test_resume_refuses_another_file_user_namespace_or_a_finished_job(
 ) -> None:
     path = _jsonl(tmp_path / "in.jsonl")
     p, _ = _producer(r, dynamo_config)
-    with pytest.raises(Interrupt):
-        p.load_file(path, "ns", "u", on_progress=_interrupt_after(150))
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _interrupted(p, path)
     longer = tmp_path / "longer.jsonl"
     longer.write_bytes(path.read_bytes() + b'{"key":"z","value":1}\n')
     altered = tmp_path / "altered.jsonl"
@@ -218,7 +218,7 @@ def test_a_producer_whose_job_was_taken_from_it_stops_without_counting(
 
     with pytest.raises(ProducerFencedError):
         p.load_file(path, "ns", "u", on_progress=taken)
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _newest_job(r)
     st = p.job(job_id).status()
     assert st.state is JobState.ABANDONED and st.items < 400
     assert not r.hget(keys.job(job_id), "sealed")
@@ -236,7 +236,7 @@ def test_an_iterable_that_raises_leaves_its_job_incomplete_never_running_or_succ
 
     with pytest.raises(OSError) as caught:
         p.load("ns", items(), "u")
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _newest_job(r)
     st = p.job(job_id).status()
     assert st.state is JobState.INCOMPLETE
     assert st.stopped == "its input raised OSError: disk went away"
@@ -283,7 +283,7 @@ def test_schema_lines_read_before_an_interrupt_are_restored_and_stay_so_after_re
     p, _ = _producer(r, schema_config)
     with pytest.raises(Interrupt):
         p.load_file(path, "ns", user, force=True, on_progress=_interrupt_after(150))
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _newest_job(r)
     store = DynamoSchemaStore(schema_config, user)
     assert store.get_schema("people") is not None  # restored before the first checkpoint
     p.load_file(path, "ns", user, force=True, resume=job_id)  # an export without its trailer
@@ -305,7 +305,7 @@ def test_a_killed_producers_never_staged_segment_is_taken_back_so_its_job_can_fi
     p, enq = _producer(r, dynamo_config, DiesOnTheFifth(PayloadStore(r, ttl=600)))
     with pytest.raises(KeyboardInterrupt):
         p.load_file(path, "ns", "u")
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _newest_job(r)
     st = p.job(job_id).status()
     sent = _sent(enq)
     assert (st.items, st.segments_planned) == (sum(map(len, sent.values())), len(sent))
@@ -327,9 +327,7 @@ def test_a_csv_whose_header_follows_blank_lines_and_spans_two_lines_resumes(
     kw: dict[str, Any] = {"format": "csv", "key_column": "id"}
     want, want_segs = _baseline(r, dynamo_config, path, **kw)
     p, enq = _producer(r, dynamo_config)
-    with pytest.raises(Interrupt):
-        p.load_file(path, "ns", "u", on_progress=_interrupt_after(120), **kw)
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _interrupted(p, path, items=120, **kw)
     got = p.load_file(path, "ns", "u", resume=job_id, **kw).status()
     assert (got.items, got.rejected) == (want.items, want.rejected)
     assert _sent(enq) == want_segs
@@ -340,9 +338,7 @@ def test_resume_refuses_other_segmenting_settings_before_taking_the_job_over(
 ) -> None:
     path = _jsonl(tmp_path / "in.jsonl")
     p, _ = _producer(r, dynamo_config)
-    with pytest.raises(Interrupt):
-        p.load_file(path, "ns", "u", on_progress=_interrupt_after(150))
-    job_id = r.zrange(keys.jobs_index(), -1, -1)[0].decode()
+    job_id = _interrupted(p, path)
     other, _ = _producer(r, dynamo_config, segment_size=9)
     with pytest.raises(NotResumableError, match="segment size"):
         other.load_file(path, "ns", "u", resume=job_id)
