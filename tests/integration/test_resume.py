@@ -26,7 +26,7 @@ from pipeline.states import JobState
 from producers import Producer
 from producers.session import Progress
 from storage import DynamoConfig
-from storage.errors import InputError, NotResumableError, ProducerFencedError
+from storage.errors import InputError, InvalidKeyError, NotResumableError, ProducerFencedError
 from tests.integration.conftest import SCRATCH_REDIS_URL
 from tests.integration.test_segment_runner import ListEnqueuer
 
@@ -258,6 +258,9 @@ def test_strict_refuses_before_any_job_exists_what_the_load_would_reject(
         p.load_file(export_like, None, "u", strict=True)
     assert "line 1: no namespace" in str(caught.value) and "line 3:" in str(caught.value)
     assert r.zcard(keys.jobs_index()) == 0 and enq.segments == []
+    with pytest.raises(InvalidKeyError):  # a user id DynamoDB could never store
+        p.load_file(export_like, "ns", "u" * 2049, strict=True)
+    assert r.zcard(keys.jobs_index()) == 0
     # Without --strict the same lines are rejected lines of a job, never an error half-way.
     st = p.load_file(export_like, None, "u").status()
     assert (st.items, st.rejected) == (1, 2)
