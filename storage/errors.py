@@ -11,6 +11,7 @@
     │   └── StoppedError              the caller's deadline passed or it lost its right to write
     └── PermanentError                trying again gives the same answer
         ├── TableNotFoundError        the table does not exist (names table and endpoint/region)
+        ├── IncompatibleTableError    the table's key is not this project's (names what it is)
         ├── ValidationError           DynamoDB refused the request (ValidationException)
         │   ├── ItemTooLargeError     item over 400 KB as DynamoDB counts it
         │   ├── InvalidKeyError       empty key, sort key over 1024 bytes
@@ -120,6 +121,11 @@ class PermanentError(StorageError):
 
 class TableNotFoundError(PermanentError):
     """The table does not exist where the config points."""
+
+
+class IncompatibleTableError(PermanentError):
+    """A table of the expected name whose primary key is not the one this project creates
+    (another program's table, datafold's Rust backend's): names the layout found."""
 
 
 class ValidationError(PermanentError):

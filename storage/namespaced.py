@@ -68,7 +68,7 @@ class DynamoNamespacedStore:
                     self.dynamo, table, KV_TABLE_SPEC, ttl_attribute="ExpiresAt", sleep=self.sleep
                 )
             else:
-                require_table(self.dynamo, table)
+                require_table(self.dynamo, table, KV_TABLE_SPEC)
             with self._lock:
                 self._ready.add(table)
         return DynamoKvStore(self.dynamo, table, self.user_id, self.writer)

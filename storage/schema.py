@@ -51,7 +51,7 @@ class DynamoSchemaStore:
         self.dynamo = dynamo or Dynamo(config)
         self.writer = writer or BatchWriter(self.dynamo, rounds=config.batch_rounds, threads=4)
         self.clock = clock
-        require_table(self.dynamo, self.table)
+        require_table(self.dynamo, self.table, SCHEMA_TABLE_SPEC)
 
     def for_user(self, user_id: str) -> DynamoSchemaStore:
         """The same store (same client) seen as another user; no extra DescribeTable."""

@@ -26,6 +26,41 @@ def describe(dynamo: Dynamo, table: str) -> dict[str, Any] | None:
         return None
 
 
+def _layout(desc: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Key attribute -> (key type, attribute type) of a table description or spec."""
+    types = {a["AttributeName"]: a["AttributeType"] for a in desc.get("AttributeDefinitions", [])}
+    return {
+        k["AttributeName"]: (k["KeyType"], types.get(k["AttributeName"], "?"))
+        for k in desc["KeySchema"]
+    }
+
+
+def check_layout(desc: dict[str, Any], spec: dict[str, Any], table: str) -> None:
+    """IncompatibleTableError, naming the layout found, unless the table's primary key is the
+    one ``spec`` creates (a description without a key schema is not DynamoDB's: not checked)."""
+    if "KeySchema" not in desc:
+        return
+    found, want = _layout(desc), _layout(spec)
+    if found == want:
+        return
+
+    def show(layout: dict[str, tuple[str, str]]) -> str:
+        return ", ".join(f"{n} ({t} {k})" for n, (k, t) in layout.items())
+
+    hint = ""
+    if "SchemaName" in found:
+        hint = ": a schema table keyed by SchemaName, as datafold's Rust backend writes it"
+    elif found.get("SK", ("", ""))[1] == "S" and want.get("SK", ("", ""))[1] == "B":
+        hint = ": a string sort key, as datafold's Rust backend writes its namespaces"
+    raise errors.IncompatibleTableError(
+        f"table has key {show(found)}, this project needs {show(want)}{hint}; "
+        "use another table name or prefix",
+        operation="DescribeTable",
+        table=table,
+        code="IncompatibleTable",
+    )
+
+
 def wait_active(
     dynamo: Dynamo,
     table: str,
@@ -72,6 +107,8 @@ def ensure_table(
     Cost: one DescribeTable when the table exists; otherwise CreateTable plus polling."""
     desc = describe(dynamo, table)
     created = False
+    if desc is not None:
+        check_layout(desc, spec, table)
     if desc is None:
         try:
             params: dict[str, Any] = {"BillingMode": "PAY_PER_REQUEST", **spec}
@@ -146,8 +183,9 @@ def delete_table(
     return True
 
 
-def require_table(dynamo: Dynamo, table: str) -> dict[str, Any]:
-    """Raise :class:`TableNotFoundError` naming table and endpoint/region if it is missing."""
+def require_table(dynamo: Dynamo, table: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Raise :class:`TableNotFoundError` naming table and endpoint/region if it is missing, and
+    :class:`IncompatibleTableError` if its key is not the one ``spec`` creates."""
     desc = describe(dynamo, table)
     if desc is None:
         raise errors.TableNotFoundError(
@@ -157,6 +195,8 @@ def require_table(dynamo: Dynamo, table: str) -> dict[str, Any]:
             table=table,
             code="ResourceNotFoundException",
         )
+    if spec is not None:
+        check_layout(desc, spec, table)
     return desc
 
 

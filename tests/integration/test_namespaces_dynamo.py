@@ -103,3 +103,30 @@ def test_eight_processes_opening_the_same_new_namespace_all_succeed(
             f"user{i}".encode()
         )
     store.delete_namespace(namespace)
+
+
+def test_a_namespace_table_of_another_layout_is_refused_before_any_write(
+    dynamo_config: DynamoConfig, unique: str
+) -> None:
+    raw = make_client(dynamo_config)
+    name = f"rust{unique}"
+    table = f"{dynamo_config.table_prefix}-{name}"
+    raw.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
+    )
+    raw.get_waiter("table_exists").wait(TableName=table)
+    store = DynamoNamespacedStore(dynamo_config)
+    for create in (True, False):
+        with pytest.raises(errors.IncompatibleTableError, match="string sort key") as info:
+            store.open_namespace(name, create=create)
+        assert table in str(info.value)
+    raw.delete_table(TableName=table)

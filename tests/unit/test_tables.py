@@ -289,3 +289,43 @@ def test_datafold_sse_chooses_the_kms_key_of_new_tables(sse: str, spec: dict[str
     ensure_table(dynamo, "T-ns", KV_TABLE_SPEC, sleep=clock.sleep)
     (create,) = fake.params("CreateTable")
     assert create["SSESpecification"] == spec
+
+
+def _described(keys: list[tuple[str, str, str]]) -> dict[str, Any]:
+    return {
+        "Table": {
+            "TableStatus": "ACTIVE",
+            "KeySchema": [{"AttributeName": n, "KeyType": k} for n, k, _ in keys],
+            "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, _, t in keys],
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "keys", "named"),
+    [
+        (KV_TABLE_SPEC, [("PK", "HASH", "S"), ("SK", "RANGE", "S")], "a string sort key"),
+        (SCHEMA_TABLE_SPEC, [("SchemaName", "HASH", "S")], "keyed by SchemaName"),
+        (KV_TABLE_SPEC, [("id", "HASH", "N")], "this project needs PK (S HASH), SK (B RANGE)"),
+    ],
+)
+def test_a_table_with_another_key_is_refused_naming_what_it_is(
+    spec: dict[str, Any], keys: list[tuple[str, str, str]], named: str
+) -> None:
+    fake = FakeClient({"DescribeTable": lambda **p: _described(keys)})
+    dynamo = Dynamo(CONFIG, fake, sleep=lambda s: None)
+    for open_it in (
+        lambda: ensure_table(dynamo, "T-x", spec, sleep=lambda s: None),
+        lambda: require_table(dynamo, "T-x", spec),
+    ):
+        with pytest.raises(errors.IncompatibleTableError) as info:
+            open_it()
+        assert named in str(info.value) and "T-x" in str(info.value)
+    assert "CreateTable" not in fake.ops()
+
+
+def test_a_table_with_this_projects_key_opens() -> None:
+    keys = [("PK", "HASH", "S"), ("SK", "RANGE", "B")]
+    fake = FakeClient({"DescribeTable": lambda **p: _described(keys)})
+    dynamo = Dynamo(CONFIG, fake, sleep=lambda s: None)
+    assert ensure_table(dynamo, "T-x", KV_TABLE_SPEC, sleep=lambda s: None) is False
