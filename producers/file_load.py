@@ -42,7 +42,6 @@ from storage import errors
 from storage.schema import DynamoSchemaStore
 
 MAX_STRICT_REPORT = 5
-REJECTED_FLUSH = 100
 
 
 class _Opened:
