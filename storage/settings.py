@@ -68,6 +68,11 @@ def _sse(raw: str) -> str:
     return text.lower() if text.lower() in ("owned", "kms") else text
 
 
+TABLE_WORD = re.compile(r"[A-Za-z0-9_.]{1,200}")
+"""A table prefix or the schema table's name: a table name's characters but ``-``, which
+separates prefix and namespace (``{prefix}-{namespace}``), so every namespace table belongs to the
+one prefix before its first ``-`` and no schema table looks like a namespace table."""
+
 KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_+=.@-]+")
 """A KMS key (or alias) ARN, as ``DATAFOLD_SSE`` may name one."""
 
@@ -114,6 +119,16 @@ class DynamoConfig:
             )
         if not self.user_id:
             raise ConfigError("DATAFOLD_DYNAMODB_USER_ID must not be empty")
+        for variable, name in (
+            ("DATAFOLD_TABLE_PREFIX", self.table_prefix),
+            ("DATAFOLD_DYNAMODB_TABLE", self.schema_table),
+        ):
+            if not TABLE_WORD.fullmatch(name) or (variable.endswith("TABLE") and len(name) < 3):
+                raise ConfigError(
+                    f"{variable}={name!r}: use letters, digits, '_' and '.' (no '-': it separates "
+                    "prefix and namespace in table names, so prefix 'X' would list the tables of "
+                    "a prefix 'X-staging' as its own namespaces)"
+                )
 
     def sse_specification(self) -> dict[str, str | bool] | None:
         """``SSESpecification`` of new tables: none for ``owned`` (DynamoDB encrypts every table

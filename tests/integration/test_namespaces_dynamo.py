@@ -130,3 +130,22 @@ def test_a_namespace_table_of_another_layout_is_refused_before_any_write(
             store.open_namespace(name, create=create)
         assert table in str(info.value)
     raw.delete_table(TableName=table)
+
+
+def test_two_deployments_never_list_each_others_tables(
+    dynamo_config: DynamoConfig, unique: str
+) -> None:
+    base = f"{dynamo_config.table_prefix}D{unique}"
+    prod = DynamoNamespacedStore(replace(dynamo_config, table_prefix=base))
+    staging = DynamoNamespacedStore(replace(dynamo_config, table_prefix=f"{base}_staging"))
+    prod.open_namespace("staging-notes")  # a namespace may contain '-'; a prefix may not
+    prod.open_namespace("notes")
+    staging.open_namespace("notes")
+    assert prod.list_namespaces() == ["notes", "staging-notes"]
+    assert staging.list_namespaces() == ["notes"]
+    # The prefix that would have claimed prod's "staging-notes" table is refused outright.
+    with pytest.raises(errors.ConfigError):
+        replace(dynamo_config, table_prefix=f"{base}-staging")
+    for store, names in ((prod, ("notes", "staging-notes")), (staging, ("notes",))):
+        for name in names:
+            store.delete_namespace(name)

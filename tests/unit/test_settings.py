@@ -179,3 +179,33 @@ def test_datafold_sse_is_owned_kms_or_a_key_arn(value: str, ok: bool) -> None:
         with pytest.raises(ConfigError, match="DATAFOLD_SSE"):
             DynamoConfig.from_env(env)
     assert DynamoConfig.from_env({"DATAFOLD_DYNAMODB_REGION": "eu-west-1"}).sse == "owned"
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("DATAFOLD_TABLE_PREFIX", "DataFold-staging"),
+        ("DATAFOLD_TABLE_PREFIX", "bad prefix"),
+        ("DATAFOLD_DYNAMODB_TABLE", "DataFoldStorage-schemas"),
+        ("DATAFOLD_DYNAMODB_TABLE", "ab"),
+    ],
+)
+def test_table_names_that_could_collide_are_refused(variable: str, raw: str) -> None:
+    # With '-' in a prefix, prefix "DataFold" would list "DataFold-staging-notes" (namespace
+    # "notes" of prefix "DataFold-staging") as its own namespace "staging-notes"; with '-' in
+    # the schema table, some prefix would list the schema table as a namespace.
+    env = {"DATAFOLD_DYNAMODB_REGION": "us-east-1", variable: raw}
+    with pytest.raises(ConfigError) as info:
+        DynamoConfig.from_env(env)
+    assert variable in str(info.value) and "'-'" in str(info.value)
+
+
+def test_prefixes_without_a_dash_map_every_table_to_one_deployment() -> None:
+    ok = DynamoConfig.from_env(
+        {
+            "DATAFOLD_DYNAMODB_REGION": "us-east-1",
+            "DATAFOLD_TABLE_PREFIX": "DataFold_staging.v2",
+            "DATAFOLD_DYNAMODB_TABLE": "DataFold_staging.schemas",
+        }
+    )
+    assert ok.table_prefix == "DataFold_staging.v2"
