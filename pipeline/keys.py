@@ -109,6 +109,25 @@ def write_sequence() -> str:
     return f"{PREFIX}:seq"
 
 
+def user_erased(user: str) -> str:
+    """String: the highest sequence of an erase (``reset_user``) of ``user``; a write of that
+    user whose job began before it never lands (``pipeline.erasure``). Keys of one user share
+    a ``{user}`` hash tag."""
+    return f"{PREFIX}:user:{{{user}}}:erased"
+
+
+def user_erasing(user: str) -> str:
+    """Sorted set: erase jobs of ``user`` not yet seen finished -> their sequence (new writes
+    of the user wait for them)."""
+    return f"{PREFIX}:user:{{{user}}}:erasing"
+
+
+def user_writing(user: str) -> str:
+    """Sorted set: ``seq|job|segment`` of each delivery writing for ``user`` -> its lease
+    deadline in ms (an erase waits for the older ones to end)."""
+    return f"{PREFIX}:user:{{{user}}}:writing"
+
+
 # -- the broker's keys (kombu's Redis transport names them; listed here so nothing else does) --
 BROKER_PRIORITY_SEP = "\x06\x16"
 BROKER_PRIORITY_STEPS = (0, 3, 6, 9)

@@ -22,19 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import keys
+from pipeline.erasure import Erasure
 from pipeline.payloads import journal_member
 from pipeline.producing import Producing
 from pipeline.redis_boundary import Redis, guard
+from pipeline.sequence import Sequencer
 from pipeline.states import JobKind, JobState
-from pipeline.status import (
-    DeadLetter,
-    JobStatus,
-    Lease,
-    LeaseStatus,
-    Planned,
-    PlanStatus,
-    Recorded,
-)
+from pipeline.status import DeadLetter, JobStatus, Lease, LeaseStatus, Planned, PlanStatus, Recorded
 from storage.errors import JobNotFoundError, ProducerFencedError
 from storage.redact import scrub
 
@@ -56,6 +50,7 @@ class Ledger:
         source = (Path(__file__).parent / "lua" / "ledger.lua").read_text(encoding="utf-8")
         self._script = client.register_script(source)
         self.producing = Producing(client, timeout=producer_timeout, ttl=ttl, clock=clock)
+        self.erasure, self.sequencer = Erasure(client, ttl=ttl), Sequencer(client)
 
     def _keys(self, job_id: str, segment: str = "") -> list[str]:
         return [
@@ -91,19 +86,22 @@ class Ledger:
         namespace: str = "",
         user_id: str = "",
         producer: str = "",
-        **extra: str,
-    ) -> None:
+        seq: int = 0,
+        extra: dict[str, str] | None = None,
+    ) -> int:
         """A new job; with ``producer`` (a token), held by that producer from now on (its
-        heartbeat starts: see :mod:`pipeline.producing`)."""
-        now = self.clock()
+        heartbeat starts: see :mod:`pipeline.producing`). Returns its sequence, ``seq`` or a
+        new one: its place among writes and erases (:mod:`pipeline.erasure`)."""
+        now, seq = self.clock(), seq or self.sequencer.next("Ledger.create")
         fields: dict[str | bytes, str] = {
             "id": job_id,
+            "seq": str(seq),
             "state": JobState.QUEUED,
             "kind": kind,
             "namespace": namespace,
             "user_id": user_id,
             "created_at": repr(now),
-            **{f"x_{k}": v for k, v in extra.items()},
+            **{f"x_{k}": v for k, v in (extra or {}).items()},
         }
 
         def go() -> None:
@@ -117,6 +115,7 @@ class Ledger:
             pipe.execute()
 
         self._guard(go, "create")
+        return seq
 
     def plan(
         self,

@@ -25,7 +25,8 @@ class Sequencer:
         self.r = client
         self._script = client.register_script(SCRIPT.read_text(encoding="utf-8"))
 
-    def next(self) -> int:
-        with guard("Producer.sequence", self.r):
+    def next(self, operation: str = "Producer.sequence") -> int:
+        """The next sequence; a Redis failure is an error of ``operation``."""
+        with guard(operation, self.r):
             raw = self._script(keys=[keys.write_sequence()])
         return int(raw)

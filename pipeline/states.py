@@ -76,3 +76,11 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # already recorded by another delivery
     RESENT = "resent"  # sent again by the sweeper: its message was lost
     FENCED = "fenced"  # stopped: another delivery took the segment's lease
+
+
+class Admission(StrEnum):
+    """Whether a delivery may write for its user now (``lua/erasure.lua``'s ``admit``)."""
+
+    ADMITTED = "admitted"  # write; registered as in flight until it leaves
+    SUPERSEDED = "superseded"  # its job began before an erase of the user: never write
+    WAIT = "wait"  # an erase of the user is under way: write after it

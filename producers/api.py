@@ -24,7 +24,6 @@ from pipeline.messages import Plan, SingleWrite
 from pipeline.payloads import LOST, PayloadStore
 from pipeline.redis_boundary import Redis, connect
 from pipeline.segmenter import DEFAULT_PARTITIONS
-from pipeline.sequence import Sequencer
 from pipeline.states import JobKind, PlanKind, Target
 from producers.bulk import Group, bulk_job
 from producers.export import ExportCounts, export_user
@@ -61,7 +60,7 @@ class Producer:
             enqueue = CeleryEnqueuer(app, PayloadStore(self.redis, ttl=pipeline.result_ttl))
         self.enqueue = enqueue
         self.partitions = partitions
-        self.sequencer = Sequencer(self.redis)
+        self.sequencer = self.ledger.sequencer
         self._store: DynamoNamespacedStore | None = None
 
     @classmethod
@@ -221,7 +220,7 @@ class Producer:
             raise errors.ValidationError("keys and values are bytes", operation=kind)
         seq = self.sequencer.next()
         job_id, token = new_job_id(), ProducerSession.new_token()
-        self.ledger.create(job_id, kind=kind, namespace=ns, user_id=user, producer=token)
+        self.ledger.create(job_id, kind=kind, namespace=ns, user_id=user, producer=token, seq=seq)
         write = SingleWrite(job_id, ns, user, key, value, seq)
         self.ledger.plan(job_id, write.seg, 1)
         self.enqueue.single(write)
@@ -240,8 +239,11 @@ class Producer:
     # -- bulk deletes planned by the worker -------------------------------------------------
     def _plan(self, what: PlanKind, user: str) -> Job:
         job_id, token = new_job_id(), ProducerSession.new_token()
-        self.ledger.create(job_id, kind=JobKind(what), user_id=user, producer=token)
+        seq = self.ledger.create(job_id, kind=JobKind(what), user_id=user, producer=token)
         self.ledger.plan(job_id, ids.PLAN, 0)
+        if what is PlanKind.RESET_USER:
+            # Older writes of the user are superseded, newer ones wait (pipeline/erasure.py).
+            self.ledger.erasure.mark(user, job_id, seq)
         self.enqueue.plan(Plan(job_id, what, user))
         self.ledger.producing.handoff(job_id, token)  # the planner seals it
         return Job(job_id, self.ledger)

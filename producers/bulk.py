@@ -37,7 +37,7 @@ def bulk_job(
     ``config.max_queued_bytes``."""
     job_id, token = new_job_id(), ProducerSession.new_token()
     ledger.create(
-        job_id, kind=kind, namespace=namespace or "", user_id=user, producer=token, **(extra or {})
+        job_id, kind=kind, namespace=namespace or "", user_id=user, producer=token, extra=extra
     )
     with ProducerSession(ledger, job_id, token=token) as session:
         gate = BudgetGate(session, config.max_queued_bytes, on_progress=on_progress)

@@ -141,7 +141,7 @@ class FileLoader:
                     namespace=namespace or "",
                     user_id=user,
                     producer=token,
-                    **extra,
+                    extra=extra,
                 )
             else:
                 job_id, token = resume, ProducerSession.new_token()

@@ -40,8 +40,10 @@ class LeaseKeeper:
         *,
         clock: Callable[[], float] = time.monotonic,
         since: float | None = None,
+        on_renew: Callable[[], None] | None = None,
     ) -> None:
         self.ledger, self.job, self.segment, self.token = ledger, job, segment, token
+        self.on_renew = on_renew  # renews what lives as long as the lease (worker.admission)
         self.term = term
         self.clock = clock
         # When the last successful renewal (or the take: ``since``) was sent.
@@ -63,6 +65,8 @@ class LeaseKeeper:
             sent = self.clock()
             try:
                 held = self.ledger.renew(self.job, self.segment, self.token, self.term)
+                if held and self.on_renew is not None:
+                    self.on_renew()
             except BackendUnavailableError as exc:
                 log.warning("job %s segment %s: lease not renewed: %s", self.job, self.segment, exc)
                 continue

@@ -31,6 +31,8 @@ from worker.lease import LOST, LeaseKeeper
 
 log = logging.getLogger(__name__)
 
+ERASE_WAIT_SECONDS = 1.0
+
 
 class Planner:
     def __init__(
@@ -98,6 +100,9 @@ class Planner:
         (or sent again by the sweeper from its journal)."""
         delivery = delivery or Delivery()
         delivery.runs += 1
+        if self._writes_before(plan):
+            self._again(plan, ERASE_WAIT_SECONDS)
+            return 0
         asked = time.monotonic()
         lease = self.ledger.take(plan.job, ids.PLAN, delivery.token, self.cfg.lease_seconds)
         if lease.status in (LeaseStatus.RECORDED, LeaseStatus.ORPHAN):
@@ -136,6 +141,15 @@ class Planner:
         self.payloads.delete(plan.job, ids.PLAN)
         log.info("job %s: planned %d deletes (%s)", plan.job, total, plan.what)
         return total
+
+    def _writes_before(self, plan: Plan) -> int:
+        """Writes of an erased user enqueued before the erase and still in flight: their
+        items would land behind the deletes, so the erase reads keys only once they are over
+        (none can start any more: pipeline/erasure.py)."""
+        if plan.what is not PlanKind.RESET_USER:
+            return 0
+        seq, _ = self.ledger.erasure.job_sequence(plan.job)
+        return self.ledger.erasure.pending(plan.user, seq) if seq else 0
 
     def _again(self, plan: Plan, countdown: float) -> None:
         self.enqueue.stage(plan, countdown)

@@ -25,11 +25,12 @@ from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger
 from pipeline.messages import Segment
 from pipeline.payloads import LOST, PayloadError, PayloadStore
-from pipeline.states import Outcome, Target
+from pipeline.states import Admission, Outcome, Target
 from pipeline.status import DeadLetter, LeaseStatus
 from storage import errors
 from storage.batch import BatchResult, Rejected, WriteOp, dedupe
 from storage.namespaced import DynamoNamespacedStore
+from worker.admission import Gate
 from worker.delivery import Delivery
 from worker.lease import LeaseKeeper
 from worker.metrics import SEGMENTS
@@ -62,6 +63,7 @@ class SegmentRunner:
         self.rng = rng or random.Random()
         self.sleep = sleep
         self.clock = clock
+        self.gate = Gate(ledger, cfg.lease_seconds)
 
     def _ready(self, seg: Segment) -> bool:
         """Whether the segment's partition has reached it; polls briefly before giving up."""
@@ -148,6 +150,10 @@ class SegmentRunner:
             return self._defer(seg, ORDER_DEFER_SECONDS)  # its parent is being recorded
         if lease.status is LeaseStatus.HELD:
             return self._defer(seg, max(ORDER_DEFER_SECONDS, lease.expires_in))
+        admitted = self.gate.enter(seg.job, seg.seg, seg.user)
+        if admitted.admission is Admission.WAIT:  # an erase of the user is under way
+            self.ledger.release(seg.job, seg.seg, delivery.token)
+            return self._defer(seg, ORDER_DEFER_SECONDS)
         keeper = LeaseKeeper(
             self.ledger,
             seg.job,
@@ -156,9 +162,18 @@ class SegmentRunner:
             self.cfg.lease_seconds,
             clock=self.clock,
             since=asked,
+            on_renew=admitted.renew,
         )
-        with keeper:
-            outcome = self._holding(seg, lease.deliveries, keeper, delivery)
+        try:
+            with keeper:
+                if admitted.admission is Admission.SUPERSEDED:
+                    outcome = self._recorder(seg, lease.deliveries, delivery).record(
+                        BatchResult(), [], superseded=seg.n
+                    )
+                else:
+                    outcome = self._holding(seg, lease.deliveries, keeper, delivery)
+        finally:
+            admitted.leave()
         if outcome is Outcome.FENCED:
             # Another delivery holds it, or none does (renewals failed: then give it back, so
             # the next taker does not count this one as vanished). Either way the message goes
@@ -172,13 +187,16 @@ class SegmentRunner:
         self.enqueue.segment(seg, countdown=countdown)
         return Outcome.DEFERRED
 
+    def _recorder(self, seg: Segment, deliveries: int, delivery: Delivery) -> Recording:
+        return Recording(
+            self.ledger, self.enqueue, self.payloads, self.cfg, self.rng, seg, deliveries, delivery
+        )
+
     def _holding(
         self, seg: Segment, deliveries: int, keeper: LeaseKeeper, delivery: Delivery
     ) -> Outcome:
         deadline = self.clock() + self.cfg.segment_seconds
-        run = Recording(
-            self.ledger, self.enqueue, self.payloads, self.cfg, self.rng, seg, deliveries, delivery
-        )
+        run = self._recorder(seg, deliveries, delivery)
         seg, missing = self._load(seg)
         if missing is not None:
             # The items cannot be named: one dead letter, keyed by the segment, stands for all.

@@ -19,13 +19,18 @@ from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger
 from pipeline.messages import SingleWrite
 from pipeline.payloads import PayloadStore
-from pipeline.states import Outcome
+from pipeline.states import Admission, Outcome
 from pipeline.status import DeadLetter, LeaseStatus, Recorded
 from storage import errors
 from storage.namespaced import DynamoNamespacedStore
+from worker.admission import Gate
 from worker.delivery import Delivery, requeue_delay
 from worker.lease import LeaseKeeper
 from worker.metrics import ITEMS
+
+
+def _superseded() -> tuple[dict[str, int], list[DeadLetter], SingleWrite | None]:
+    return {"written": 0, "deleted": 0, "superseded": 1}, [], None
 
 
 class SingleWriteRunner:
@@ -45,6 +50,7 @@ class SingleWriteRunner:
         self.enqueue = enqueue
         self.cfg = cfg
         self.rng = rng or random.Random()
+        self.gate = Gate(ledger, cfg.lease_seconds)
 
     def run(self, w: SingleWrite, delivery: Delivery | None = None) -> Outcome:
         """One delivery of ``w``, under the lease of its id like a segment: a duplicate defers
@@ -61,11 +67,28 @@ class SingleWriteRunner:
         if lease.status is not LeaseStatus.TAKEN:  # held, or its parent not recorded yet
             self.enqueue.single(w, countdown=max(1.0, lease.expires_in))
             return Outcome.DEFERRED
+        admitted = self.gate.enter(w.job, seg, w.user, w.seq)
+        if admitted.admission is Admission.WAIT:  # an erase of the user is under way
+            self.ledger.release(w.job, seg, delivery.token)
+            self.enqueue.single(w, countdown=1.0)
+            return Outcome.DEFERRED
         keeper = LeaseKeeper(
-            self.ledger, w.job, seg, delivery.token, self.cfg.lease_seconds, since=asked
+            self.ledger,
+            w.job,
+            seg,
+            delivery.token,
+            self.cfg.lease_seconds,
+            since=asked,
+            on_renew=admitted.renew,
         )
         with keeper:
-            counts, dead, nxt = self._write(w, lease.deliveries)
+            if admitted.admission is Admission.SUPERSEDED:  # enqueued before an erase
+                counts, dead, nxt = _superseded()
+            else:
+                try:
+                    counts, dead, nxt = self._write(w, lease.deliveries)
+                finally:
+                    admitted.leave()
             delay = requeue_delay(w.attempt, self.cfg, self.rng)
             if nxt is not None:
                 self.enqueue.stage(nxt, countdown=delay)
