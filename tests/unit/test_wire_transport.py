@@ -15,7 +15,7 @@ import botocore
 import botocore.config
 import botocore.session
 import pytest
-from botocore.credentials import Credentials, RefreshableCredentials
+from botocore.credentials import CredentialProvider, Credentials, RefreshableCredentials
 
 from storage import Dynamo, errors, make_client
 from storage import client as client_module
@@ -99,7 +99,14 @@ def test_expiring_credentials_of_the_client_are_refreshed_between_calls(
 ) -> None:
     creds, issued = refreshing()
     session = botocore.session.Session()
-    session._credentials = creds  # what the default chain hands a client for a role or SSO
+
+    class Role(CredentialProvider):  # first in the default chain, as a role or SSO would be
+        METHOD = "test-role"
+
+        def load(self) -> RefreshableCredentials:
+            return creds
+
+    session.get_component("credential_provider").insert_before("env", Role())
     client = session.create_client("dynamodb", region_name="eu-west-1", endpoint_url=URL)
     wire = WireWriter.from_client(client)
     assert wire.credentials is creds
