@@ -28,6 +28,7 @@ from bench import (
     recovery,
     report,
     scaling,
+    signing,
 )
 from bench.env import BenchEnv
 from bench.model import Section
@@ -41,6 +42,7 @@ SECTIONS: dict[str, Callable[[BenchEnv], Section]] = {
     "memory": memory.run,
     "overhead": overhead.run,
     "recovery": recovery.run,
+    "signing": signing.run,
 }
 ROOT = Path(__file__).resolve().parents[1]
 

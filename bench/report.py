@@ -69,23 +69,29 @@ def markdown(
             )
     lines.append("")
     for s in sections:
-        lines += [f"## {s.title}", ""]
-        if s.intro:
-            lines += [s.intro, ""]
-        if s.error:
-            lines += ["**This section failed:**", "", "```", s.error, "```", ""]
-        for t in s.tables:
-            lines += [t.markdown(), ""]
-        if s.goals:
-            lines += [f"- {g.render()}" for g in s.goals] + [""]
-        for n in s.notes:
-            lines += [f"- {n}"]
-        if s.notes:
-            lines.append("")
-        if s.profile:
-            lines += ["### Where the time goes", "", s.profile.strip(), ""]
-        lines += [f"_Section time: {s.seconds:.0f} s._", ""]
+        lines += section_lines(s)
     return "\n".join(lines)
+
+
+def section_lines(s: Section) -> list[str]:
+    """One section of the report, from its ``## title`` to its time."""
+    lines = [f"## {s.title}", ""]
+    if s.intro:
+        lines += [s.intro, ""]
+    if s.error:
+        lines += ["**This section failed:**", "", "```", s.error, "```", ""]
+    for t in s.tables:
+        lines += [t.markdown(), ""]
+    if s.goals:
+        lines += [f"- {g.render()}" for g in s.goals] + [""]
+    for n in s.notes:
+        lines += [f"- {n}"]
+    if s.notes:
+        lines.append("")
+    if s.profile:
+        lines += ["### Where the time goes", "", s.profile.strip(), ""]
+    lines += [f"_Section time: {s.seconds:.0f} s._", ""]
+    return lines
 
 
 def chart(sections: Sequence[Section], path: Path) -> None:

@@ -9,6 +9,7 @@ with operation/table/key/code, and retryable ones are retried under the policy.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,8 @@ from storage.metrics import ERRORS, REQUEST_SECONDS, THROTTLES
 from storage.retry import FullJitter, RetryPolicy, classify
 from storage.settings import DynamoConfig
 from storage.wire import WireWriter
+
+log = logging.getLogger(__name__)
 
 _NO_TABLE_NAME = frozenset({"BatchWriteItem", "BatchGetItem", "ListTables"})
 
@@ -49,7 +52,8 @@ class Dynamo:
 
     BatchWriteItem goes through :class:`~storage.wire.WireWriter` when ``config.fast_writes`` is
     on and the client is the one built here (an injected client, e.g. a stubbed one, is used for
-    every call).
+    every call); the writer sends through that client's own endpoint, HTTP session and
+    credentials.
 
     Thread-safe (boto3 clients are); share one per process and store.
     """
@@ -66,17 +70,12 @@ class Dynamo:
         self.config = config
         self.wire: WireWriter | None = None
         if client is None:
-            session = boto3.session.Session()
-            client = make_client(config, session)
+            client = make_client(config)
             if config.fast_writes:
-                self.wire = WireWriter(
-                    client.meta.endpoint_url,
-                    client.meta.region_name,
-                    session.get_credentials(),
-                    max_connections=config.max_connections,
-                    connect_timeout=config.connect_timeout,
-                    read_timeout=config.read_timeout,
-                )
+                try:
+                    self.wire = WireWriter.from_client(client)
+                except errors.ConfigError as exc:
+                    log.warning("fast BatchWriteItem is off, the botocore client sends it: %s", exc)
         self.client = client
         self.sleep = sleep
         self.policy = RetryPolicy(

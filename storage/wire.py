@@ -1,5 +1,5 @@
 """BatchWriteItem on the wire: the one call that carries every bulk item, without botocore's
-generic request machinery.
+generic request machinery, but through the botocore client's own transport.
 
 For each call botocore walks the service model to serialize the request, fires a dozen event
 hooks, signs, sends, and walks the model again to parse the answer: about 60 % of a worker's CPU
@@ -7,28 +7,31 @@ in a bulk load (BENCHMARKS.md, "Where the time goes"). :class:`WireWriter` does 
 ``BatchWriteItem`` alone, with the request already in DynamoDB's JSON shape:
 
 * the body is DynamoDB's JSON, joined from base64 text and ``json`` quoted strings;
-* Signature Version 4 is computed here (:func:`sign`), with the day's signing key cached; a unit
-  test checks it against botocore's own signer byte for byte;
-* the HTTP exchange goes through botocore's ``URLLib3Session`` (same TLS verification, proxies,
-  timeouts and pooling as the client), with ``TCP_NODELAY``;
+* Signature Version 4 is computed by :class:`storage.sigv4.Signer`, with the day's signing key
+  cached; a unit test checks it against botocore's own signer byte for byte. botocore's
+  ``SigV4Auth`` would add 7-12 % to a call's client CPU (BENCHMARKS.md, "SigV4 signing");
+* credentials are the client's own credentials object, frozen per call
+  (``get_frozen_credentials()``), so assumed-role and SSO credentials refresh as the client's do;
+* the HTTP exchange goes to the client's own endpoint URL through the client's own HTTP session
+  (``client._endpoint.http_session``): the same proxies (``HTTPS_PROXY``, ``proxies``,
+  ``proxies_config``), CA bundle (``AWS_CA_BUNDLE``, ``ca_bundle``, ``verify``), client
+  certificate, timeouts, connection pool and socket options as every other call.
+  :meth:`WireWriter.from_client` refuses a client without them (:class:`storage.client.Dynamo`
+  then sends BatchWriteItem through the client itself, with a warning);
 * the response's ``x-amz-crc32`` is checked (a mismatch is a retryable error, as in botocore);
   an answer that is not DynamoDB's — an empty 200, a body that is not a JSON object, a
   malformed ``x-amz-crc32`` — is a retryable error naming the table, never "all written";
 * errors become the same botocore exceptions the client raises, so
   :func:`storage.retry.classify` sorts them exactly as before.
 
-The endpoint and region are the botocore client's own (``client.meta``), credentials come from
-the same default chain. ``DATAFOLD_DYNAMODB_FAST_WRITES=0`` switches this path off.
+``DATAFOLD_DYNAMODB_FAST_WRITES=0`` switches this path off.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
-import hmac
 import json
-import socket
 import zlib
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
@@ -38,13 +41,20 @@ from urllib.parse import urlsplit
 import botocore.exceptions as bex
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
-from botocore.httpsession import URLLib3Session
 
 from storage import errors
+from storage.sigv4 import CONTENT_TYPE, SERVICE, TARGET, Signer
 
-TARGET = "DynamoDB_20120810.BatchWriteItem"
-CONTENT_TYPE = "application/x-amz-json-1.0"
-SERVICE = "dynamodb"
+__all__ = [
+    "CONTENT_TYPE",
+    "SERVICE",
+    "TARGET",
+    "Signer",
+    "WireWriter",
+    "decode_unprocessed",
+    "encode_body",
+]
+
 
 _quote: Callable[[str], str] = encode_basestring_ascii  # a JSON string literal (C)
 
@@ -129,102 +139,72 @@ def decode_unprocessed(items: dict[str, list[dict[str, Any]]]) -> dict[str, Any]
     return out
 
 
-class Signer:
-    """AWS Signature Version 4 for POSTs of JSON to ``/`` of one host (what DynamoDB takes)."""
-
-    def __init__(self, region: str, host: str) -> None:
-        self.region = region
-        self.host = host
-        self._keys: dict[tuple[str, str], bytes] = {}
-
-    def _key(self, secret: str, day: str) -> bytes:
-        k = self._keys.get((secret, day))
-        if k is None:
-            k = ("AWS4" + secret).encode("utf-8")
-            for part in (day, self.region, SERVICE, "aws4_request"):
-                k = hmac.new(k, part.encode("utf-8"), hashlib.sha256).digest()
-            self._keys = {(secret, day): k}  # one day, one secret: the old key is dropped
-        return k
-
-    def headers(
-        self, body: bytes, creds: ReadOnlyCredentials, now: datetime.datetime, target: str = TARGET
-    ) -> dict[str, str]:
-        """The request's headers, ``Authorization`` included."""
-        stamp = now.strftime("%Y%m%dT%H%M%SZ")
-        day = stamp[:8]
-        headers = {
-            "content-type": CONTENT_TYPE,
-            "host": self.host,
-            "x-amz-date": stamp,
-            "x-amz-target": target,
-        }
-        if creds.token:
-            headers["x-amz-security-token"] = creds.token
-        names = sorted(headers)
-        signed = ";".join(names)
-        canonical = "\n".join(
-            [
-                "POST",
-                "/",
-                "",
-                *(f"{n}:{headers[n]}" for n in names),
-                "",
-                signed,
-                hashlib.sha256(body).hexdigest(),
-            ]
-        )
-        scope = f"{day}/{self.region}/{SERVICE}/aws4_request"
-        to_sign = "\n".join(
-            [
-                "AWS4-HMAC-SHA256",
-                stamp,
-                scope,
-                hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
-            ]
-        )
-        sig = hmac.new(
-            self._key(creds.secret_key or "", day), to_sign.encode("utf-8"), hashlib.sha256
-        ).hexdigest()
-        headers["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
-            f"SignedHeaders={signed}, Signature={sig}"
-        )
-        return headers
-
-
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
 class WireWriter:
-    """Sends ``BatchWriteItem`` requests; thread-safe; one per :class:`storage.client.Dynamo`."""
+    """Sends ``BatchWriteItem`` requests; thread-safe; one per :class:`storage.client.Dynamo`.
+
+    ``http`` is a botocore HTTP session (``send(AWSPreparedRequest) -> AWSResponse``); build
+    one from a client with :meth:`from_client`, which uses the client's own.
+    """
 
     def __init__(
         self,
         endpoint_url: str,
-        region: str,
+        http: Any,
         credentials: Credentials | None,
+        region: str,
         *,
-        max_connections: int,
-        connect_timeout: float,
-        read_timeout: float,
-        http: Any | None = None,
+        service: str = SERVICE,
         now: Callable[[], datetime.datetime] = _utcnow,
     ) -> None:
         parts = urlsplit(endpoint_url)
         self.url = f"{parts.scheme}://{parts.netloc}/"
+        self.http = http
         self.credentials = credentials
-        self.signer = Signer(region, parts.netloc)
+        self.signer = Signer(region, parts.netloc, service)
         self.now = now
-        # botocore's stubs type these two arguments too narrowly; the runtime takes both.
-        options: Any = [
-            (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+
+    @classmethod
+    def from_client(cls, client: Any) -> WireWriter:
+        """A writer on ``client``'s endpoint URL, HTTP session and credentials object.
+
+        Raises :class:`~storage.errors.ConfigError` when the client lacks them (another botocore
+        version, a stub) or does not sign with SigV4: never a transport of its own, which would
+        go around the client's proxies and CA bundle."""
+        endpoint = getattr(client, "_endpoint", None)
+        url = getattr(endpoint, "host", None)
+        http = getattr(endpoint, "http_session", None)
+        signer = getattr(client, "_request_signer", None)
+        region = getattr(signer, "region_name", None)
+        missing = [
+            name
+            for name, ok in (
+                ("_endpoint.host", isinstance(url, str) and "://" in url),
+                ("_endpoint.http_session.send", callable(getattr(http, "send", None))),
+                ("_request_signer._credentials", hasattr(signer, "_credentials")),
+                ("_request_signer.region_name", isinstance(region, str) and bool(region)),
+            )
+            if not ok
         ]
-        timeout: Any = (connect_timeout, read_timeout)
-        self.http = http or URLLib3Session(
-            max_pool_connections=max_connections, timeout=timeout, socket_options=options
-        )
+        if missing:
+            raise errors.ConfigError(
+                f"the botocore client has no {', '.join(missing)} to send it through",
+                operation="BatchWriteItem",
+                code="WireUnavailable",
+            )
+        version = getattr(signer, "signature_version", None)
+        if version != "v4":
+            raise errors.ConfigError(
+                f"the botocore client signs with {version!r}, not SigV4 ('v4')",
+                operation="BatchWriteItem",
+                code="WireUnavailable",
+            )
+        service = getattr(signer, "signing_name", None) or SERVICE
+        credentials: Credentials | None = getattr(signer, "_credentials", None)
+        return cls(str(url), http, credentials, str(region), service=str(service))
 
     def _creds(self) -> ReadOnlyCredentials:
         if self.credentials is None:

@@ -8,20 +8,30 @@
         print(proxy.stats().op("PutItem", "throttling"))
 
 Command line: ``python -m tests.faults --help``.
+
+Transport pieces, to put before DynamoDB Local or a `FaultProxy`: `ConnectProxy` (an HTTP proxy
+for ``HTTPS_PROXY``, counting its ``CONNECT`` tunnels and bytes) and `TlsFront` (TLS with a
+certificate of a CA of its own, ``trustme``).
 """
 
 from .capacity import item_size, write_units
 from .config import FaultConfig, FaultKind, Rate
 from .proxy import CONTROL_PATH, FaultProxy
+from .relay import RelayStats
 from .stats import StatsSnapshot
+from .tls import TlsFront
+from .tunnel import ConnectProxy
 
 __all__ = [
     "CONTROL_PATH",
+    "ConnectProxy",
     "FaultConfig",
     "FaultKind",
     "FaultProxy",
     "Rate",
+    "RelayStats",
     "StatsSnapshot",
+    "TlsFront",
     "item_size",
     "write_units",
 ]

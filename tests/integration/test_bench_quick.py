@@ -21,6 +21,7 @@ SECTIONS = (
     "5. Scaling and defaults",
     "6. Memory",
     "7. Celery overhead per segment message",
+    "9. SigV4 signing",
 )
 
 

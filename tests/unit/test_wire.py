@@ -171,16 +171,7 @@ def wired(
     http = FakeHttp(answers)
     config = DynamoConfig(region="eu-west-1", max_attempts=3, **cfg)
     dynamo = Dynamo(config, client=FakeClient({}), sleep=lambda s: None)
-    dynamo.wire = WireWriter(
-        URL,
-        "eu-west-1",
-        Credentials("AKID", "SECRET"),
-        max_connections=2,
-        connect_timeout=1,
-        read_timeout=1,
-        http=http,
-        now=lambda: NOW,
-    )
+    dynamo.wire = WireWriter(URL, http, Credentials("AKID", "SECRET"), "eu-west-1", now=lambda: NOW)
     return dynamo, http
 
 
