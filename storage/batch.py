@@ -36,19 +36,43 @@ __all__ = ["BatchResult", "BatchWriter", "Pacer", "Rejected", "Stop", "WriteOp",
 class Pacer(Protocol):
     """What a rate limiter offers the batch writer (see ``worker.limiter``)."""
 
-    def acquire(self, table: str, units: float, deadline: float | None = None) -> float:
+    def acquire(
+        self,
+        table: str,
+        units: float,
+        deadline: float | None = None,
+        partition: str | None = None,
+    ) -> float:
         """Block until ``units`` WCU may be spent on ``table``; return seconds waited.
         :class:`~storage.errors.StoppedError` (nothing charged) if that would pass
-        ``deadline`` (the pacer's own clock)."""
+        ``deadline`` (the pacer's own clock). ``partition``: the partition key every item of
+        the call shares (None: several)."""
         ...
 
-    def feedback(self, table: str, *, units: float, throttled: bool) -> None:
-        """Report what a call consumed and whether it was throttled or partly refused."""
+    def feedback(
+        self,
+        table: str,
+        *,
+        units: float,
+        throttled: bool,
+        partition: str | None = None,
+        reasons: tuple[str, ...] = (),
+    ) -> None:
+        """Report what a call consumed and whether it was throttled or partly refused;
+        ``reasons``: the refusal's ``ThrottlingReasons`` (none for unprocessed items)."""
         ...
 
 
 Stop = Callable[[], "str | None"]
 """Asked before each call of a bounded run: None to go on, or why to stop."""
+
+
+def _partition(ops: Sequence[WriteOp]) -> str | None:
+    """The partition key all of ``ops`` share (one user's items: always), else None."""
+    first = ops[0].ident[0]
+    if all(op.ident[0] == first for op in ops):
+        return first if isinstance(first, str) else repr(first)
+    return None
 
 
 class BatchWriter:
@@ -130,10 +154,11 @@ class BatchWriter:
         rounds = idle = 0
         while pending:
             units = float(sum(write_units(op.size) for op in pending))
+            key = _partition(pending)
             try:
                 self._go_on(table, stop)  # before taking capacity the run may not use
                 if self.pacer is not None:
-                    self.pacer.acquire(table, units, deadline)
+                    self.pacer.acquire(table, units, deadline, key)
                     self._go_on(table, stop)  # the wait may have been long
             except errors.StoppedError as exc:
                 if exc.code != "Stopped" and len(pending) > 1:
@@ -160,7 +185,10 @@ class BatchWriter:
                 # reset connections) must not cut the shared rate to its floor.
                 result.throttled_calls += 1
                 if self.pacer is not None and isinstance(exc, errors.ThrottledError):
-                    self.pacer.feedback(table, units=0.0, throttled=True)
+                    reasons = tuple(getattr(exc, "reasons", ()))
+                    self.pacer.feedback(
+                        table, units=0.0, throttled=True, partition=key, reasons=reasons
+                    )
                 result.unprocessed.extend(pending)
                 result.last_error = exc
                 break
@@ -182,7 +210,7 @@ class BatchWriter:
             ) or (units if not left else float(sum(write_units(op.size) for op in done)))
             result.consumed_wcu += consumed
             if self.pacer is not None:
-                self.pacer.feedback(table, units=consumed, throttled=bool(left))
+                self.pacer.feedback(table, units=consumed, throttled=bool(left), partition=key)
             if not left:
                 break
             pending = [op for op in pending if op.ident in left_ids]

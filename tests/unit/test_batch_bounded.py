@@ -5,6 +5,7 @@ its parts fit, so a slow table still makes progress; nothing is ever dropped."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -19,13 +20,15 @@ class Pacer:
         self.fits = fits
         self.granted: list[float] = []
 
-    def acquire(self, table: str, units: float, deadline: float | None = None) -> float:
+    def acquire(
+        self, table: str, units: float, deadline: float | None = None, partition: Any = None
+    ) -> float:
         if deadline is not None and units > self.fits:
             raise StoppedError("no capacity in time", table=table, code="CapacityDeadline")
         self.granted.append(units)
         return 0.0
 
-    def feedback(self, table: str, *, units: float, throttled: bool) -> None:
+    def feedback(self, table: str, *, units: float, throttled: bool, **more: Any) -> None:
         pass
 
 
@@ -95,7 +98,9 @@ def test_a_chunk_that_raises_waits_for_the_others_before_the_write_returns() -> 
     ended: list[float] = []
 
     class Failing(Pacer):
-        def acquire(self, table: str, units: float, deadline: float | None = None) -> float:
+        def acquire(
+            self, table: str, units: float, deadline: float | None = None, partition: Any = None
+        ) -> float:
             if not self.granted:
                 self.granted.append(units)
                 raise BackendUnavailableError("Redis gone", operation="RateLimiter.acquire")

@@ -25,7 +25,7 @@ from worker.limiter import (
     RateLimiter,
     RedisBucketBackend,
 )
-from worker.limiter.rate_limiter import RATE_WCU, THROTTLE_CUTS, WAIT_SECONDS
+from worker.limiter.metrics import RATE_WCU, THROTTLE_CUTS, WAIT_SECONDS
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -235,10 +235,35 @@ def test_clean_seconds_raise_rate_up_to_ceiling(make: Any, clock: FakeClock, tab
     lim.feedback(table, units=10.0, throttled=False)  # one clean window: +2 %
     assert lim.current_rate(table) == pytest.approx(714.0)
     clock.t += 5.0  # idle windows raise nothing
-    lim.feedback(table, units=10.0, throttled=False)
-    assert lim.current_rate(table) == pytest.approx(728.28)
+    lim.feedback(table, units=10.0, throttled=False)  # the second clean window in a row: +4 %
+    assert lim.current_rate(table) == pytest.approx(742.56)
     consume(lim, clock, table, 100.0, 30.0)
     assert lim.current_rate(table) == pytest.approx(1000.0)  # the ceiling holds
+
+
+def test_once_refusals_stop_the_rate_is_back_within_seconds(
+    make: Any, clock: FakeClock, table: str
+) -> None:
+    # A storm cut the rate to the floor; clean windows in a row double their step, so 90 % of a
+    # 40,000 WCU/s ceiling is back in about twenty seconds (2 % a second took over six minutes).
+    lim = make(capacity=40000.0, min_capacity=25.0)
+    for _ in range(40):
+        lim.feedback(table, units=1.0, throttled=True)
+        clock.t += 0.6
+    assert lim.current_rate(table) == pytest.approx(25.0)
+    seconds = 0
+    while lim.current_rate(table) < 0.9 * 40000.0:
+        clock.t += 1.0
+        lim.feedback(table, units=1.0, throttled=False)
+        seconds += 1
+    assert seconds <= 25
+    lim.feedback(table, units=1.0, throttled=True)  # a new refusal: small steps again
+    rate = lim.current_rate(table)
+    clock.t += 1.0
+    lim.feedback(table, units=1.0, throttled=False)
+    clock.t += 1.0
+    lim.feedback(table, units=1.0, throttled=False)
+    assert lim.current_rate(table) == pytest.approx(rate * 1.02)
 
 
 def test_rate_never_below_floor(make: Any, clock: FakeClock, table: str) -> None:

@@ -28,10 +28,13 @@ class CountingBackend:
         units: float = 0.0,
         throttled: bool = False,
         charge: float = 0.0,
+        tag: int = 0,
     ) -> Any:
         if op == "feedback":
             self.calls.append((op, units, throttled, charge))
-        return self.inner.run(table, op, params, units=units, throttled=throttled, charge=charge)
+        return self.inner.run(
+            table, op, params, units=units, throttled=throttled, charge=charge, tag=tag
+        )
 
 
 TABLE = "t"  # the memory backend: nothing outlives the test

@@ -21,7 +21,11 @@ BETA = 0.9
 FALLBACK_BETA = 0.7
 """Cut to 70 % of the rate when nothing was measured (the beta of botocore's CUBIC)."""
 ALPHA = 0.02
-"""Raise 2 % of the rate per clean window: back from a cut in ~3-5 s, yet a small overshoot."""
+"""Raise 2 % of the rate in the first clean window after a cut: a small overshoot. Each clean
+window in a row doubles the step (4 %, 8 %, ...) up to :data:`MAX_STEP`."""
+MAX_STEP = 0.5
+"""The largest raise per clean window (+50 %): once refusals have stopped, a rate cut to the
+floor by a storm is back at a table's thousands of WCU/s in seconds, not minutes."""
 MIN_SPAN_SECONDS = 0.1
 """Less measured time than this is noise (a reply's latency): use the fallback cut."""
 AHEAD_SECONDS = 0.05
@@ -56,9 +60,10 @@ class BucketParams:
     alpha: float = ALPHA
     min_span: float = MIN_SPAN_SECONDS
     ahead: float = AHEAD_SECONDS
+    max_step: float = MAX_STEP
 
     def argv(self) -> list[str]:
-        """ARGV[6..16] of the Lua script, in its order."""
+        """ARGV[6..17] of the Lua script, in its order."""
         return [
             repr(self.ceiling),
             repr(self.floor),
@@ -71,6 +76,7 @@ class BucketParams:
             repr(self.alpha),
             repr(self.min_span),
             repr(self.ahead),
+            repr(self.max_step),
         ]
 
 
@@ -111,8 +117,11 @@ class BucketBackend(Protocol):
         units: float = 0.0,
         throttled: bool = False,
         charge: float = 0.0,
+        tag: int = 0,
     ) -> BucketReply:
         """Apply ``op`` to the table's bucket atomically and return its state after it.
         ``charge``: for feedback, WCU charged beyond the grant; for acquire, the longest wait
-        the caller accepts (-1: any), past which nothing is granted or booked."""
+        the caller accepts (-1: any), past which nothing is granted or booked. ``tag``: for a
+        throttled feedback, the partition a refusal without a reason came from (0: none); it
+        cuts this bucket only if another partition was refused within the last window."""
         ...

@@ -32,6 +32,9 @@ class _Bucket:
     nw: float = 0.0
     touched: float = 0.0
     cu: float = 0.0
+    st: int = 0
+    rp: int = 0
+    rpt: float = 0.0
 
 
 class MemoryBucketBackend:
@@ -51,6 +54,7 @@ class MemoryBucketBackend:
         units: float = 0.0,
         throttled: bool = False,
         charge: float = 0.0,
+        tag: int = 0,
     ) -> BucketReply:
         with self._lock:
             now = self._clock()
@@ -73,13 +77,19 @@ class MemoryBucketBackend:
                     stored.cut,
                     stored.nw,
                     cu=stored.cu,
+                    st=stored.st,
+                    rp=stored.rp,
+                    rpt=stored.rpt,
                 )
             b.rate = min(p.ceiling, max(p.floor, b.rate))
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
             b.ts = max(b.ts, now)
             if now - b.win >= p.window:
                 if b.used > 0 and not b.thr:
-                    b.rate = min(p.ceiling, b.rate * (1 + p.alpha))
+                    b.rate = min(p.ceiling, b.rate * (1 + min(p.max_step, p.alpha * 2**b.st)))
+                    b.st += 1
+                elif b.thr:
+                    b.st = 0
                 b.pu, b.pd = (b.used, now - b.win) if now - b.win <= 2 * p.window else (0.0, 0.0)
                 b.win, b.used, b.thr = now, 0.0, False
             wait, did_cut, granted = 0.0, False, False
@@ -110,8 +120,13 @@ class MemoryBucketBackend:
                 b.cu += units
                 if charge > 0 or not throttled:
                     b.tokens = min(b.rate * p.burst_seconds, b.tokens - charge)
+                cuts = throttled
+                if throttled and tag != 0:
+                    cuts = b.rp != 0 and b.rp != tag and now - b.rpt <= p.window
+                    b.rp, b.rpt = tag, now
                 if throttled:
                     b.thr = True
+                if cuts:
                     span = b.pd + (now - b.win)
                     measured = span >= p.min_span and b.pu + b.used > 0
                     target = b.rate * p.fallback_beta
@@ -127,7 +142,7 @@ class MemoryBucketBackend:
                     ):
                         b.rate = target
                         b.tokens = min(b.tokens, 0.0) - b.rate * p.ahead
-                        b.cut, did_cut, b.cu = now, True, 0.0
+                        b.cut, did_cut, b.cu, b.st = now, True, 0.0, 0
             if op != "state":
                 b.touched = now
                 self._buckets[table] = b

@@ -1,4 +1,5 @@
-"""The global adaptive rate limiter: one token bucket per table, shared by every worker.
+"""The global adaptive rate limiter: one token bucket per table, shared by every worker, and
+one per partition key that DynamoDB refused (:mod:`.partitions`).
 
 The batch writer calls :meth:`RateLimiter.acquire` with a batch's estimated WCU before sending
 it, then :meth:`RateLimiter.feedback` with the WCU DynamoDB reports consumed and whether any of
@@ -24,31 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from pipeline.config import PipelineConfig
 from storage.errors import ConfigError, StoppedError
+from worker.limiter import metrics
 from worker.limiter.bucket import IDLE_TTL_SECONDS, RETRY_FLOOR_SECONDS, BucketBackend, BucketParams
-
-WAIT_SECONDS = Histogram(
-    "datafold_limiter_wait_seconds",
-    "Time one acquire waited for write capacity (includes the Redis round trip), by table.",
-    ["table"],
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
-RATE_WCU = Gauge(
-    "datafold_limiter_rate_wcu",
-    "Current shared write rate of a table's limiter, WCU per second.",
-    ["table"],
-    # Under the prefork pool (multiprocess mode) every process sees the same shared rate:
-    # serve the latest value, not one series per pid.
-    multiprocess_mode="mostrecent",
-)
-THROTTLE_CUTS = Counter(
-    "datafold_limiter_throttle_cuts_total",
-    "Multiplicative cuts of a table's shared rate after throttled or partly refused writes.",
-    ["table"],
-)
+from worker.limiter.partitions import HotPartitions, Scope, bucket_name, label, scope_of, tag_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +89,7 @@ class RateLimiter:
         self._pending: dict[str, list[float]] = {}  # table -> [units, charge, first report]
         self._rates: dict[str, float] = {}  # table -> shared rate in the last reply
         self._pending_lock = threading.Lock()
+        self.hot = HotPartitions(idle_ttl, clock)
 
     @classmethod
     def from_config(
@@ -129,8 +111,16 @@ class RateLimiter:
             f"burst={p.burst_seconds}s)"
         )
 
-    def acquire(self, table: str, units: float, deadline: float | None = None) -> float:
-        """Block until ``units`` WCU may be spent on ``table``; return the seconds waited.
+    def acquire(
+        self,
+        table: str,
+        units: float,
+        deadline: float | None = None,
+        partition: str | None = None,
+    ) -> float:
+        """Block until ``units`` WCU may be spent on ``table`` (and on ``partition``, the
+        partition key every item of the call shares, when that one was refused lately: it
+        has a bucket of its own); return the seconds waited.
 
         One Redis round trip when capacity is free; under contention one more per retry (each
         after the wait the script computed). With ``deadline`` (this limiter's clock), a wait
@@ -142,10 +132,16 @@ class RateLimiter:
             if units == 0:
                 return 0.0
             raise ValueError(f"units must be 0 or more, not {units}")
+        waited = 0.0
+        if partition is not None and (table, tag := tag_of(partition)) in self.hot:
+            waited = self._acquire(table, units, deadline, bucket_name(table, tag))
+        return waited + self._acquire(table, units, deadline, table)
+
+    def _acquire(self, table: str, units: float, deadline: float | None, bucket: str) -> float:
         start = self._clock()
         while True:
             left = None if deadline is None else deadline - self._clock()
-            grant = self.try_acquire(table, units, max_wait=left)
+            grant = self._try(table, bucket, units, left)
             if left is not None and not grant.granted and grant.wait > left:
                 raise StoppedError(
                     f"no capacity for {units:g} WCU before the deadline "
@@ -158,9 +154,9 @@ class RateLimiter:
                 self._sleep(grant.wait)
             if grant.granted:
                 break
-        self._granted.__dict__[table] = units
+        self._granted.__dict__[bucket] = units
         waited = max(0.0, self._clock() - start)
-        WAIT_SECONDS.labels(table).observe(waited)
+        metrics.WAIT_SECONDS.labels(table).observe(waited)
         return waited
 
     def try_acquire(self, table: str, units: float, max_wait: float | None = None) -> Grant:
@@ -171,42 +167,90 @@ class RateLimiter:
         a grant or a booking that would wait longer is not made: ``Grant(False, w > max_wait)``
         and the bucket is left as it was.
         """
+        return self._try(table, table, units, max_wait)
+
+    def _try(self, table: str, bucket: str, units: float, max_wait: float | None) -> Grant:
         limit = -1.0 if max_wait is None else max(0.0, max_wait)
-        reply = self._backend.run(table, "acquire", self.params, units=units, charge=limit)
-        self._rates[table] = reply.rate
-        RATE_WCU.labels(table).set(reply.rate)
+        reply = self._backend.run(bucket, "acquire", self.params, units=units, charge=limit)
+        if bucket == table:
+            self._rates[table] = reply.rate
+            metrics.RATE_WCU.labels(table).set(reply.rate)
         if reply.granted:
             return Grant(True, max(0.0, reply.wait))
         return Grant(False, max(RETRY_FLOOR_SECONDS, reply.wait))
 
     def feedback(
-        self, table: str, *, units: float, throttled: bool, charged: float | None = None
+        self,
+        table: str,
+        *,
+        units: float,
+        throttled: bool,
+        charged: float | None = None,
+        partition: str | None = None,
+        reasons: tuple[str, ...] = (),
     ) -> None:
         """Report the WCU a call consumed and whether it was throttled or partly refused.
 
         The bucket is charged the difference between ``units`` (really consumed: indexes cost
         extra) and ``charged``, what was acquired for that call: by default this thread's last
         acquire on ``table``. A throttle may cut the shared rate; clean consumption lets it
-        rise. Raises :class:`BackendUnavailableError` when Redis cannot be reached.
+        rise. With ``partition`` (the key all items of the call share) a refusal is attributed
+        by its ``reasons`` (:mod:`.partitions`). Raises :class:`BackendUnavailableError` when
+        Redis cannot be reached.
         """
         if not units >= 0:
             raise ValueError(f"units must be 0 or more, not {units}")
+        tag = 0
+        if partition is not None:
+            tag = self._partition_feedback(table, tag_of(partition), units, throttled, reasons)
+            if tag < 0:  # the partition's alone: the table saw clean consumption
+                throttled, tag = False, 0
+        self._table_feedback(table, units, throttled, charged, tag)
+
+    def _partition_feedback(
+        self, table: str, tag: int, units: float, throttled: bool, reasons: tuple[str, ...]
+    ) -> int:
+        """Feed a hot partition's bucket; the tag the table's feedback carries (0: none), or
+        -1 when the refusal was the partition's alone."""
+        scope = scope_of(reasons) if throttled else None
+        if scope in (Scope.PARTITION, Scope.UNKNOWN):
+            self.hot.refused(table, tag)
+        elif (table, tag) not in self.hot:
+            return 0
+        name = bucket_name(table, tag)
+        cut = scope in (Scope.PARTITION, Scope.UNKNOWN)
+        granted = self._granted.__dict__.pop(name, 0.0)
+        reply = self._backend.run(
+            name, "feedback", self.params, units=units, throttled=cut, charge=units - granted
+        )
+        metrics.PARTITION_RATE.labels(table, label(tag)).set(reply.rate)
+        if reply.cut:
+            metrics.PARTITION_CUTS.labels(table, label(tag)).inc()
+        if not throttled and reply.rate >= self.params.ceiling:
+            self.hot.recovered(table, tag)
+        if scope is Scope.PARTITION:
+            return -1
+        return tag if scope is Scope.UNKNOWN else 0
+
+    def _table_feedback(
+        self, table: str, units: float, throttled: bool, charged: float | None, tag: int
+    ) -> None:
         granted = self._granted.__dict__.pop(table, 0.0) if charged is None else charged
         if units == 0 and granted == 0 and not throttled:
             return
         if throttled or self._coalesce <= 0 or self._rates.get(table, 0.0) < self.params.ceiling:
             self.flush(table)
-        else:
-            now = self._clock()
-            with self._pending_lock:
-                p = self._pending.setdefault(table, [0.0, 0.0, now])
-                p[0] += units
-                p[1] += units - granted
-                if now - p[2] < self._coalesce:
-                    return
-                del self._pending[table]
-            units, granted = p[0], p[0] - p[1]
-        self._report(table, units, throttled, units - granted)
+            self._report(table, units, throttled, units - granted, tag)
+            return
+        now = self._clock()
+        with self._pending_lock:
+            p = self._pending.setdefault(table, [0.0, 0.0, now])
+            p[0] += units
+            p[1] += units - granted
+            if now - p[2] < self._coalesce:
+                return
+            del self._pending[table]
+        self._report(table, p[0], False, p[1])
 
     def flush(self, table: str | None = None) -> None:
         """Report the clean consumption still pending (of ``table``, or of every table)."""
@@ -216,14 +260,22 @@ class RateLimiter:
         for t, (units, charge, _) in due:
             self._report(t, units, False, charge)
 
-    def _report(self, table: str, units: float, throttled: bool, charge: float) -> None:
+    def _report(
+        self, table: str, units: float, throttled: bool, charge: float, tag: int = 0
+    ) -> None:
         reply = self._backend.run(
-            table, "feedback", self.params, units=units, throttled=throttled, charge=charge
+            table,
+            "feedback",
+            self.params,
+            units=units,
+            throttled=throttled,
+            charge=charge,
+            tag=tag,
         )
         self._rates[table] = reply.rate
-        RATE_WCU.labels(table).set(reply.rate)
+        metrics.RATE_WCU.labels(table).set(reply.rate)
         if reply.cut:
-            THROTTLE_CUTS.labels(table).inc()
+            metrics.THROTTLE_CUTS.labels(table).inc()
 
     def current_rate(self, table: str) -> float:
         """The table's shared rate now, WCU/s (the ceiling for a table never seen)."""

@@ -41,6 +41,7 @@ class RedisBucketBackend:
         units: float = 0.0,
         throttled: bool = False,
         charge: float = 0.0,
+        tag: int = 0,
     ) -> BucketReply:
         now = "" if self._now is None else repr(self._now())
         args = [
@@ -50,6 +51,7 @@ class RedisBucketBackend:
             "1" if throttled else "0",
             repr(float(charge)),
             *params.argv(),
+            str(tag),
         ]
         with guard(
             f"RateLimiter.{op}",

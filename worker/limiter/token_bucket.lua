@@ -12,15 +12,21 @@ ARGV[4]  "1" if the call reported by feedback was throttled or partly refused.
 ARGV[5]  feedback: consumed minus granted for that call (WCU), charged to the bucket.
          acquire: the longest wait the caller accepts (s), or -1 for any: a grant or a booking
          that would wait longer is not made at all (nothing charged, nothing booked).
-ARGV[6..16] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
-         beta, fallback beta, alpha, min span (s), ahead (s). Why these values:
+ARGV[6..17] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
+         beta, fallback beta, alpha, min span (s), ahead (s), max step. Why these values:
          worker/limiter/bucket.py.
+ARGV[18] feedback: the partition a refusal *without a reason* came from (a number, 0: none or
+         not known). Such a refusal cuts this (table) bucket only if another partition was
+         refused within the last window: refusals confined to one partition key are that key's
+         (its own bucket is cut by the caller), not the table's.
 
 Hash fields: tokens (WCU, negative = debt that sleeping callers are paying off), ts (last
 refill), rate (shared WCU/s), win (start of the measurement window), used (WCU consumed in it),
 thr (1 if it saw a throttle), pu/pd (the previous window's WCU and length), cut (time of the
 last cut), nw (the next wake-up to book for a refused caller), cu (WCU consumed since the last
-cut). Every number is stored and returned as a string with 17 significant digits, because
+cut), st (clean windows in a row: each raises the rate faster, so a rate cut by a storm that has
+ended is back within seconds), rp/rpt (the partition of the last refusal without a reason, and
+when). Every number is stored and returned as a string with 17 significant digits, because
 Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effects rather than
 the script, so calling TIME and then writing is allowed. The key expires after the idle ttl;
 PEXPIRE renews it.
@@ -45,14 +51,17 @@ local window, cut_window = tonumber(ARGV[10]), tonumber(ARGV[11])
 local beta, fallback_beta = tonumber(ARGV[12]), tonumber(ARGV[13])
 local alpha, min_span = tonumber(ARGV[14]), tonumber(ARGV[15])
 local ahead = tonumber(ARGV[16])
+local max_step = tonumber(ARGV[17])
+local tag = tonumber(ARGV[18]) or 0
 
 local function fmt(x)
     return string.format('%.17g', x)
 end
 
 local f = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'win', 'used', 'thr', 'pu', 'pd',
-    'cut', 'nw', 'cu')
+    'cut', 'nw', 'cu', 'st', 'rp', 'rpt')
 local tokens, ts, rate, win, used, thr, pu, pd, cut, nw, cu
+local st, rp, rpt = tonumber(f[12]) or 0, tonumber(f[13]) or 0, tonumber(f[14]) or 0
 if f[1] then
     tokens, ts, rate, win = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
     used, thr, pu, pd, cut = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8]),
@@ -74,10 +83,15 @@ tokens = math.min(rate * burst, tokens + math.max(0, now - ts) * rate)
 ts = math.max(ts, now)
 
 -- Close the measurement window: a clean one (consumption, no throttle) raises the rate by
--- alpha of itself. A window stretched by idleness says nothing about the table: forget it.
+-- alpha of itself, doubled for each clean window in a row before it (up to max step): a small
+-- overshoot just after a cut, a fast return once refusals have stopped. A window stretched by
+-- idleness says nothing about the table: forget it.
 if now - win >= window then
     if used > 0 and thr == 0 then
-        rate = math.min(ceiling, rate * (1 + alpha))
+        rate = math.min(ceiling, rate * (1 + math.min(max_step, alpha * 2 ^ st)))
+        st = st + 1
+    elseif thr ~= 0 then
+        st = 0
     end
     if now - win <= 2 * window then
         pu, pd = used, now - win
@@ -134,8 +148,16 @@ elseif op == 'feedback' then
     if charge > 0 or not throttled then
         tokens = math.min(rate * burst, tokens - charge)
     end
+    local cuts = throttled
+    if throttled and tag ~= 0 then
+        -- A refusal without a reason: the table's only if another partition was refused lately.
+        cuts = rp ~= 0 and rp ~= tag and now - rpt <= window
+        rp, rpt = tag, now
+    end
     if throttled then
         thr = 1
+    end
+    if cuts then
         local span = pd + (now - win)
         local measured = span >= min_span and pu + used > 0
         local target = rate * fallback_beta
@@ -159,7 +181,7 @@ elseif op == 'feedback' then
             -- The table's burst is spent and promises made before the cut are still going
             -- out: pay for `ahead` seconds of them at the new rate before granting more.
             tokens = math.min(tokens, 0) - rate * ahead
-            cut, did_cut, cu = now, 1, 0
+            cut, did_cut, cu, st = now, 1, 0, 0
         end
     end
 end
@@ -167,7 +189,7 @@ end
 if op ~= 'state' then
     redis.call('HSET', key, 'tokens', fmt(tokens), 'ts', fmt(ts), 'rate', fmt(rate),
         'win', fmt(win), 'used', fmt(used), 'thr', thr, 'pu', fmt(pu), 'pd', fmt(pd),
-        'cut', fmt(cut), 'nw', fmt(nw), 'cu', fmt(cu))
+        'cut', fmt(cut), 'nw', fmt(nw), 'cu', fmt(cu), 'st', st, 'rp', fmt(rp), 'rpt', fmt(rpt))
     redis.call('PEXPIRE', key, ttl_ms)
 end
 
