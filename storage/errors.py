@@ -145,7 +145,15 @@ class InvalidNamespaceError(ValidationError):
 
 
 class ConditionFailedError(PermanentError):
-    """A conditional write's condition was false (exists already, version moved, newer write)."""
+    """A conditional write's condition was false (exists already, version moved, newer write).
+
+    ``item`` is the item as it stood when the condition was checked, when the write asked for
+    it (``ReturnValuesOnConditionCheckFailure=ALL_OLD``) and there was one; else None. It is
+    how a retried write recognises that its own earlier attempt landed."""
+
+    def __init__(self, message: str, *, item: dict[str, Any] | None = None, **context: Any):
+        self.item = item
+        super().__init__(message, **context)
 
 
 class CorruptItemError(PermanentError):
