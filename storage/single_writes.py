@@ -1,4 +1,4 @@
-"""The KV store's single conditional writes, each safe to retry: a retried attempt whose earlier
+"""Single conditional writes of the stores, each safe to retry: a retried attempt whose earlier
 attempt landed (its answer lost to a timeout or a dropped connection) reports exactly what that
 earlier attempt would have reported, and never applies it twice.
 
@@ -11,6 +11,9 @@ How each write recognises its own landing, with ``ReturnValuesOnConditionCheckFa
 - unsequenced delete: first an UpdateItem turns a value into a tombstone marked ``DelId`` = a
   token of this call (condition: it holds a value), then a DeleteItem removes the tombstone. A
   retry of the first step finds its own ``DelId``: it held a value.
+- marked delete (schemas, which have no tombstones): an UpdateItem marks the item ``DelId``,
+  then a DeleteItem conditional on the mark removes it. Marking again is harmless; a retried
+  DeleteItem that finds no item after an attempt of unknown outcome reports its own landing.
 
 The exactness holds when no other writer replaces the item between the lost answer and the
 retry (milliseconds to seconds apart); if one does, the retry is a new write after it.
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 
 _NEWER = "(attribute_not_exists(#seq) OR #seq < :seq)"
 _TOMB_SET = "SET #seq = :seq, Tomb = :t, ExpiresAt = :exp, Had = :had REMOVE #v, DelId"
-_ROUNDS = 4  # value/no-value alternations of a sequenced delete before giving up
+_ROUNDS = 4  # rounds of a delete on an item that keeps changing under it, before giving up
 _WHAT: dict[str, Any] = {"#seq": "Seq", "#v": "Value"}
 
 
@@ -148,3 +151,47 @@ def delete_unsequenced(
     except errors.RetryableError as exc:
         log.warning("tombstone left to its TTL: %s", exc)
     return had
+
+
+def delete_marked(dynamo: Dynamo, table: str, key: str, keyattrs: dict[str, Any]) -> bool:
+    """Delete the item of ``key``; whether there was one. An UpdateItem marks it with this
+    call's token (``DelId``; condition: the item exists, else False), then a DeleteItem removes
+    it if it still bears the mark. If the mark is gone (a write, or another delete's mark, came
+    between) both steps run again on the item as it now is. If the item is gone, it was this
+    call's DeleteItem only if an earlier attempt of it had an unknown outcome; otherwise
+    another delete took it first, and this one reports False, as DynamoDB's ALL_OLD would."""
+    for _ in range(_ROUNDS):
+        token = {"S": uuid.uuid4().hex}
+        try:
+            dynamo.call(
+                "UpdateItem",
+                table,
+                key,
+                Key=keyattrs,
+                UpdateExpression="SET DelId = :w",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues={":w": token},
+            )
+        except errors.ConditionFailedError:
+            return False
+        try:
+            dynamo.call(
+                "DeleteItem",
+                table,
+                key,
+                Key=keyattrs,
+                ConditionExpression="DelId = :w",
+                ExpressionAttributeValues={":w": token},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return True
+        except errors.ConditionFailedError as exc:
+            if exc.item is None:
+                return exc.after_unknown
+    raise errors.TransientError(
+        f"the item changed under {_ROUNDS} attempts to delete it",
+        operation="DeleteItem",
+        table=table,
+        key=key,
+        code="KeyKeptChanging",
+    )
