@@ -10,6 +10,7 @@ still be reported, answer dropped or not.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,7 +27,8 @@ WRITES = ("PutItem", "UpdateItem", "DeleteItem")
 
 @pytest.fixture(scope="module")
 def proxy(dynamo_config: DynamoConfig) -> Iterator[FaultProxy]:
-    with FaultProxy(dynamo_config.endpoint_url or "http://127.0.0.1:8000") as p:
+    upstream = dynamo_config.endpoint_url or "http://127.0.0.1:8000"
+    with FaultProxy(upstream, rng=random.Random(14)) as p:
         yield p
 
 
@@ -210,3 +212,28 @@ def test_sequenced_writes_still_lose_to_newer_ones(
         via.put(b"k", b"same seq, another value", seq=9)
     assert dropped(lose_first_answer) >= 1
     assert (direct.get(b"k"), direct.seq_of(b"k")) == (b"newer", 9)
+
+
+def test_under_random_lost_answers_every_write_counts_once(
+    schemas: tuple[DynamoSchemaStore, DynamoSchemaStore],
+    kvs: tuple[DynamoKvStore, DynamoKvStore],
+    proxy: FaultProxy,
+) -> None:
+    """30 % of write answers lost at random (the odds of a call losing all 8 attempts: 7e-5)."""
+    (via, direct), (kv, kv_direct) = schemas, kvs
+    proxy.reset_stats()
+    proxy.configure(reset_after_rate={op: 0.3 for op in WRITES})
+    try:
+        versions = [via.put_schema(Schema("s", {"n": n})).version for n in range(1, 21)]
+        for seq in range(1, 21):
+            kv.put(b"k%d" % (seq % 4), b"v%d" % seq, seq=seq)
+        deleted = [kv.delete(b"k%d" % i, seq=100 + i) for i in range(6)]
+        lost = sum(proxy.stats().op(op, "connection_reset_after_forward") for op in WRITES)
+    finally:
+        proxy.configure(reset_after_rate=0.0)
+    assert lost > 0
+    assert versions == list(range(1, 21))
+    stored = direct.get_schema("s")
+    assert stored is not None and (stored.version, stored.body) == (20, {"n": 20})
+    assert deleted == [True] * 4 + [False] * 2
+    assert [kv_direct.seq_of(b"k%d" % i) for i in range(6)] == [100 + i for i in range(6)]
