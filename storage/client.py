@@ -125,10 +125,27 @@ class Dynamo:
     ) -> dict[str, Any]:
         """One call with retries: throttling, 5xx and timeouts are retried with capped
         full-jitter backoff up to ``max_attempts`` / ``retry_max_seconds``; permanent errors
-        are raised at once."""
-        return self.policy.run(
-            lambda: self.once(operation, table, key, **params), operation=operation, table=table
-        )
+        are raised at once.
+
+        Every attempt sends the same request, so a write is only safe to retry if a second
+        landing is harmless or recognisable: a :class:`ConditionFailedError` after an attempt
+        whose outcome is unknown (a :class:`TransientError`: it may have landed) has
+        ``after_unknown`` set, and carries the item it was checked against if the request
+        asked for it."""
+        unknown = False
+
+        def attempt() -> dict[str, Any]:
+            nonlocal unknown
+            try:
+                return self.once(operation, table, key, **params)
+            except errors.TransientError:
+                unknown = True
+                raise
+            except errors.ConditionFailedError as exc:
+                exc.after_unknown = unknown
+                raise
+
+        return self.policy.run(attempt, operation=operation, table=table)
 
     def where(self) -> str:
         return self.config.where

@@ -145,7 +145,19 @@ class InvalidNamespaceError(ValidationError):
 
 
 class ConditionFailedError(PermanentError):
-    """A conditional write's condition was false (exists already, version moved, newer write)."""
+    """A conditional write's condition was false (exists already, version moved, newer write).
+
+    ``item`` is the item as it stood when the condition was checked, when the write asked for
+    it (``ReturnValuesOnConditionCheckFailure=ALL_OLD``) and there was one; else None. It is
+    how a retried write recognises that its own earlier attempt landed. ``after_unknown`` is
+    True when an earlier attempt of the same call ended with its outcome unknown (timeout,
+    dropped connection, 5xx): that attempt may have landed (:meth:`storage.client.Dynamo.call`
+    sets it)."""
+
+    def __init__(self, message: str, *, item: dict[str, Any] | None = None, **context: Any):
+        self.item = item
+        self.after_unknown = False
+        super().__init__(message, **context)
 
 
 class CorruptItemError(PermanentError):

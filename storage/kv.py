@@ -8,7 +8,10 @@ key or prefix is asked for.
 Ordered single writes (the write pipeline's ``put``/``delete`` with a producer sequence ``seq``)
 carry ``Seq`` (N) and are conditional: an older write never overwrites a newer one. A sequenced
 delete leaves a *tombstone* (``Tomb``, no ``Value``, expiring via TTL attribute ``ExpiresAt``) so a
-late, older put cannot resurrect the key; every read treats a tombstone as absent.
+late, older put cannot resurrect the key; every read treats a tombstone as absent. A tombstone
+records in ``Had`` whether it replaced a value, and an unsequenced delete briefly leaves one
+marked ``DelId`` before removing the item, so that every single write is safe to retry
+(:mod:`storage.single_writes`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from storage.batch import BatchResult, BatchWriter, Rejected, WriteOp
 from storage.client import Dynamo
 from storage.limits import MAX_ITEM_BYTES, MAX_SORT_KEY_BYTES, check_item, check_key
 from storage.metrics import BATCH_ITEMS
+from storage.single_writes import delete_sequenced, delete_unsequenced, put_sequenced
 
 TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
-_NEWER = "attribute_not_exists(#seq) OR #seq < :seq"
 
 
 class KvStore(Protocol):
@@ -126,8 +129,7 @@ class DynamoKvStore:
 
     def seq_of(self, key: bytes) -> int | None:
         """The sequence of the last ordered write of ``key`` (put or tombstone), None if it has
-        none: one strongly consistent GetItem projecting ``Seq``. A write whose answer was lost
-        recognises its own landing by it."""
+        none: one strongly consistent GetItem projecting ``Seq``."""
         seq = (self._projected(key, "Seq", consistent=True) or {}).get("Seq")
         return None if seq is None else int(seq["N"])
 
@@ -201,46 +203,32 @@ class DynamoKvStore:
         """Store ``value`` under ``key``: one PutItem, ceil(size/1 KB) WCU.
 
         With ``seq`` the write is conditional on no newer write of the key having landed;
-        otherwise :class:`ConditionFailedError` (the write is superseded)."""
+        otherwise :class:`ConditionFailedError` (the write is superseded). Safe to retry: a
+        write finding itself stored (same sequence and value: an earlier attempt whose answer
+        was lost, a redelivery) succeeds (:mod:`storage.single_writes`)."""
         op = self.put_op(key, value)
-        params: dict[str, Any] = {"Item": op.request["PutRequest"]["Item"]}
-        if seq is not None:
-            params["Item"] = {**params["Item"], "Seq": {"N": str(seq)}}
-            # The sequence attribute counts towards the 400 KB too: check before any call.
-            check_item(params["Item"], key=key, table=self.table, operation="PutItem")
-            params.update(
-                ConditionExpression=_NEWER,
-                ExpressionAttributeNames={"#seq": "Seq"},
-                ExpressionAttributeValues={":seq": {"N": str(seq)}},
-            )
-        self.dynamo.call("PutItem", self.table, key, **params)
+        item = op.request["PutRequest"]["Item"]
+        if seq is None:
+            self.dynamo.call("PutItem", self.table, key, Item=item)
+            return
+        item = {**item, "Seq": {"N": str(seq)}}
+        # The sequence attribute counts towards the 400 KB too: check before any call.
+        check_item(item, key=key, table=self.table, operation="PutItem")
+        put_sequenced(self.dynamo, self.table, bytes(key), item, seq)
 
     def delete(self, key: bytes, *, seq: int | None = None) -> bool:
-        """Remove ``key``; return whether it held a value. One DeleteItem (or, with ``seq``, a
-        conditional PutItem of a tombstone); :class:`ConditionFailedError` if superseded."""
+        """Remove ``key``; return whether it held a value. With ``seq``, a tombstone replaces
+        the item unless a newer write landed (:class:`ConditionFailedError`: superseded).
+
+        Safe to retry, and exact: an attempt whose answer was lost is recognised by the
+        retry, which reports what it found (:mod:`storage.single_writes`). Costs one
+        UpdateItem (plus one DeleteItem without ``seq`` when there is an item, or a second
+        UpdateItem with ``seq`` when there is no value)."""
         check_key(key, table=self.table, operation="DeleteItem")
+        expires = int(self.clock()) + TOMBSTONE_TTL_SECONDS
         if seq is None:
-            resp = self.dynamo.call(
-                "DeleteItem", self.table, key, Key=self._key(key), ReturnValues="ALL_OLD"
-            )
-        else:
-            tomb = {
-                **self._key(key),
-                "Seq": {"N": str(seq)},
-                "Tomb": {"BOOL": True},
-                "ExpiresAt": {"N": str(int(self.clock()) + TOMBSTONE_TTL_SECONDS)},
-            }
-            resp = self.dynamo.call(
-                "PutItem",
-                self.table,
-                key,
-                Item=tomb,
-                ReturnValues="ALL_OLD",
-                ConditionExpression=_NEWER,
-                ExpressionAttributeNames={"#seq": "Seq"},
-                ExpressionAttributeValues={":seq": {"N": str(seq)}},
-            )
-        return "Value" in (resp.get("Attributes") or {})
+            return delete_unsequenced(self.dynamo, self.table, key, self._key(key), expires)
+        return delete_sequenced(self.dynamo, self.table, key, self._key(key), seq, expires)
 
     # -- batches --------------------------------------------------------------------------
     def _batch(self, ops: Iterable[WriteOp | Rejected], raise_on_incomplete: bool) -> BatchResult:

@@ -18,13 +18,18 @@ from storage.kv import DynamoKvStore, KvStore
 from storage.limits import MAX_ITEM_BYTES, check_key, check_partition, item_size, namespace_table
 from storage.settings import DEFAULT_TABLE_PREFIX
 
-_TOMB = object()
+
+class _Tomb:
+    """A tombstone; ``had``: whether it replaced a value (what its delete reported)."""
+
+    def __init__(self, had: bool) -> None:
+        self.had = had
 
 
 class _Table:
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        # user id -> sorted keys, and (user, key) -> (value or _TOMB, seq)
+        # user id -> sorted keys, and (user, key) -> (value or _Tomb, seq)
         self.keys: dict[str, list[bytes]] = {}
         self.items: dict[tuple[str, bytes], tuple[object, int | None]] = {}
 
@@ -89,35 +94,47 @@ class MemoryKvStore:
         with self._t.lock:
             return self._t.items.get((self.user_id, key), (None, None))[1]
 
-    def _newer(self, key: bytes, seq: int | None) -> None:
+    def _newer(self, key: bytes, seq: int | None, operation: str = "PutItem") -> None:
         if seq is None:
             return
         _, old = self._t.items.get((self.user_id, key), (None, None))
         if old is not None and old >= seq:
             raise errors.ConditionFailedError(
                 "the condition of the write was false",
-                operation="PutItem",
+                operation=operation,
                 table=self.table,
                 key=key,
                 code="ConditionalCheckFailedException",
             )
 
     def put(self, key: bytes, value: bytes, *, seq: int | None = None) -> None:
+        """As the DynamoDB store: a sequenced put finding itself stored (same sequence and
+        value) succeeds without writing again."""
         self._check_value(key, value, seq)
         with self._t.lock:
+            if seq is not None and self._t.items.get((self.user_id, bytes(key))) == (
+                bytes(value),
+                seq,
+            ):
+                return
             self._newer(bytes(key), seq)
             self._t.set(self.user_id, bytes(key), bytes(value), seq)
 
     def delete(self, key: bytes, *, seq: int | None = None) -> bool:
+        """As the DynamoDB store: a sequenced delete finding its own tombstone reports what
+        that tombstone's delete reported."""
         check_key(key, table=self.table, operation="DeleteItem")
         k = bytes(key)
         with self._t.lock:
             existed = self.get(k) is not None
             if seq is None:
                 self._t.remove(self.user_id, k)
-            else:
-                self._newer(k, seq)
-                self._t.set(self.user_id, k, _TOMB, seq)
+                return existed
+            old, old_seq = self._t.items.get((self.user_id, k), (None, None))
+            if old_seq == seq and isinstance(old, _Tomb):
+                return old.had
+            self._newer(k, seq, "UpdateItem")
+            self._t.set(self.user_id, k, _Tomb(existed), seq)
         return existed
 
     def _keys(self, prefix: bytes) -> list[bytes]:

@@ -106,7 +106,12 @@ def classify(
         if code in NOT_FOUND_CODES:
             return errors.TableNotFoundError(message, **ctx)
         if code in CONDITION_CODES:
-            return errors.ConditionFailedError("the condition of the write was false", **ctx)
+            item = exc.response.get("Item")  # ReturnValuesOnConditionCheckFailure=ALL_OLD
+            return errors.ConditionFailedError(
+                "the condition of the write was false",
+                item=item if isinstance(item, dict) else None,
+                **ctx,
+            )
         if code in VALIDATION_CODES:
             return errors.ValidationError(message, **ctx)
         if code in ACCESS_CODES:

@@ -2,7 +2,8 @@
 
 Item layout: ``PK`` (S) = user id, ``SK`` (S) = schema name, ``SchemaJson`` (S),
 ``MutationMappers`` (S, JSON map), ``CreatedAt`` / ``UpdatedAt`` (N, unix seconds), ``Version``
-(N, 1 on creation, +1 per put). A GSI ``ByUpdatedAt`` (PK, UpdatedAt) makes
+(N, 1 on creation, +1 per put), ``WriteId`` (S, the token of the put that wrote it) and, while a
+delete is under way, ``DelId`` (S). A GSI ``ByUpdatedAt`` (PK, UpdatedAt) makes
 ``list_schema_names(updated_since=...)`` a Query. Nothing here ever Scans.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -19,6 +21,7 @@ from storage.client import Dynamo
 from storage.limits import MAX_SORT_KEY_BYTES, check_item, check_partition
 from storage.schema_item import Schema, schema_from_item
 from storage.settings import DynamoConfig
+from storage.single_writes import delete_marked
 from storage.tables import SCHEMA_TABLE_SPEC, UPDATED_INDEX, ensure_table, require_table
 
 
@@ -106,7 +109,11 @@ class DynamoSchemaStore:
         ``if_not_exists`` refuses to overwrite; ``expected_version`` refuses unless the stored
         version matches (optimistic locking). Either raises :class:`ConditionFailedError`.
         Item limit 400 KB (:class:`ItemTooLargeError` before any call). Returns the stored
-        schema. Both at once contradict each other: ValidationError, before any call."""
+        schema. Both at once contradict each other: ValidationError, before any call.
+
+        Safe to retry: the item records this call's token (``WriteId``) and every attempt is
+        conditional on not finding it, so an attempt whose answer was lost is never applied
+        twice; the retry finds the token and returns the schema that attempt stored."""
         if if_not_exists and expected_version is not None:
             raise errors.ValidationError(
                 "if_not_exists and expected_version contradict each other",
@@ -117,12 +124,14 @@ class DynamoSchemaStore:
         key = self._key(schema.name, "UpdateItem")
         mappers = mutation_mappers if mutation_mappers is not None else schema.mutation_mappers
         now = int(self.clock())
+        token = {"S": uuid.uuid4().hex}
         values: dict[str, Any] = {
             ":j": {"S": json.dumps(schema.body, separators=(",", ":"), ensure_ascii=False)},
             ":m": {"S": json.dumps(mappers or {}, separators=(",", ":"), ensure_ascii=False)},
             ":now": {"N": str(now)},
             ":zero": {"N": "0"},
             ":one": {"N": "1"},
+            ":w": token,
         }
         check_item(
             {
@@ -132,41 +141,42 @@ class DynamoSchemaStore:
                 "CreatedAt": values[":now"],
                 "UpdatedAt": values[":now"],
                 "Version": values[":now"],
+                "WriteId": token,
             },
             key=schema.name,
             table=self.table,
             operation="UpdateItem",
         )
-        params: dict[str, Any] = {}
+        condition = "(attribute_not_exists(WriteId) OR WriteId <> :w)"
         if if_not_exists:
-            params["ConditionExpression"] = "attribute_not_exists(PK)"
+            condition += " AND attribute_not_exists(PK)"
         elif expected_version is not None:
-            params["ConditionExpression"] = "Version = :ev"
+            condition += " AND Version = :ev"
             values[":ev"] = {"N": str(expected_version)}
-        resp = self.dynamo.call(
-            "UpdateItem",
-            self.table,
-            schema.name,
-            Key=key,
-            ReturnValues="ALL_NEW",
-            UpdateExpression="SET SchemaJson = :j, MutationMappers = :m, UpdatedAt = :now, "
-            "CreatedAt = if_not_exists(CreatedAt, :now), "
-            "Version = if_not_exists(Version, :zero) + :one",
-            ExpressionAttributeValues=values,
-            **params,
-        )
+        try:
+            resp = self.dynamo.call(
+                "UpdateItem",
+                self.table,
+                schema.name,
+                Key=key,
+                ReturnValues="ALL_NEW",
+                UpdateExpression="SET SchemaJson = :j, MutationMappers = :m, UpdatedAt = :now, "
+                "CreatedAt = if_not_exists(CreatedAt, :now), WriteId = :w, "
+                "Version = if_not_exists(Version, :zero) + :one REMOVE DelId",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except errors.ConditionFailedError as exc:
+            if exc.item is not None and exc.item.get("WriteId") == token:
+                return schema_from_item(exc.item, self.table, "UpdateItem")  # ours landed
+            raise
         return schema_from_item(resp["Attributes"], self.table, "UpdateItem")
 
     def delete_schema(self, name: str) -> bool:
-        """One DeleteItem; whether the schema existed."""
-        resp = self.dynamo.call(
-            "DeleteItem",
-            self.table,
-            name,
-            Key=self._key(name, "DeleteItem"),
-            ReturnValues="ALL_OLD",
-        )
-        return bool(resp.get("Attributes"))
+        """Delete a schema; whether it existed. Safe to retry, and exact: marked, then deleted
+        if it still bears the mark (:func:`storage.single_writes.delete_marked`)."""
+        return delete_marked(self.dynamo, self.table, name, self._key(name, "DeleteItem"))
 
     def _restore_op(self, schema: Schema, operation: str) -> WriteOp:
         """A validated put of ``schema`` exactly as given: ``created_at``/``updated_at``/

@@ -247,6 +247,30 @@ class KvContract:
         alice.put(b"k", b"v5", seq=5)
         assert alice.get(b"k") == b"v5"
 
+    def test_a_sequenced_write_repeated_finds_itself_and_reports_as_it_landed(
+        self, alice: Any
+    ) -> None:
+        """A retry or a redelivery of the same write (same sequence, same value) is not
+        superseded, and a repeated delete answers what its first landing found."""
+        alice.put(b"k", b"v2", seq=2)
+        alice.put(b"k", b"v2", seq=2)
+        assert (alice.get(b"k"), alice.seq_of(b"k")) == (b"v2", 2)
+        assert alice.delete(b"k", seq=3) is True
+        assert alice.delete(b"k", seq=3) is True
+        assert alice.delete(b"gone", seq=3) is False
+        assert alice.delete(b"gone", seq=3) is False
+        with pytest.raises(errors.ConditionFailedError):
+            alice.put(b"k", b"v3", seq=3)  # the tombstone's sequence, but no such put
+        assert (alice.get(b"k"), alice.seq_of(b"k")) == (None, 3)
+
+    def test_an_unsequenced_delete_removes_a_tombstone_too(self, alice: Any) -> None:
+        alice.put(b"k", b"v", seq=5)
+        assert alice.delete(b"k", seq=6) is True
+        assert alice.delete(b"k") is False
+        assert list(alice.scan_keys()) == [] and alice.seq_of(b"k") is None
+        alice.put(b"k", b"again", seq=1)  # no fence left
+        assert alice.get(b"k") == b"again"
+
     # -- namespaces ---------------------------------------------------------------------------
     def test_open_list_and_delete_a_namespace(self, stores: tuple[Any, Any], ns_name: str) -> None:
         ns = stores[0]

@@ -3,9 +3,9 @@
 Each write carries a producer-assigned sequence (Redis INCR, so later-enqueued means larger);
 the store's conditional put/tombstone makes an older write lose to a newer one whatever order
 the workers run them in — a late, older put cannot resurrect a deleted key. A write that lost
-is counted ``superseded``; one that finds its own sequence already stored (an earlier attempt
-landed but its answer or its recording was lost) is counted as it landed. Retryable failures
-are requeued with backoff up to the bound, then dead-lettered with the reason.
+is counted ``superseded``; one that finds itself already stored (an earlier attempt landed but
+its answer or its recording was lost: the store recognises it) is counted as it landed.
+Retryable failures are requeued with backoff up to the bound, then dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -132,17 +132,16 @@ class SingleWriteRunner:
                     code="TooManyDeliveries",
                 )
             kv = self.store.for_user(w.user).open_namespace(w.ns)
-            landed = "deleted" if w.value is None else "written"
             try:
+                # The store recognises our own earlier landing (its answer lost, or a
+                # redelivery) and reports it as landed; what it refuses is a newer write's.
                 if w.value is None:
                     kv.delete(w.key, seq=w.seq)
                 else:
                     kv.put(w.key, w.value, seq=w.seq)
-                counts[landed] = 1
+                counts["deleted" if w.value is None else "written"] = 1
             except errors.ConditionFailedError:
-                # Our own earlier attempt (its answer lost, or a redelivery) holds the same
-                # sequence: it landed. Anything else is a newer write: this one lost.
-                counts[landed if kv.seq_of(w.key) == w.seq else "superseded"] = 1
+                counts["superseded"] = 1
         except errors.RetryableError as exc:
             if w.attempt < self.cfg.max_requeues:
                 return counts, [], w.retry()

@@ -9,6 +9,7 @@ Change a running proxy (only the flags given), show its config and stats, or res
 
     python -m tests.faults --control http://127.0.0.1:8001 --throttle-rate 0
     python -m tests.faults --control http://127.0.0.1:8001 --reset
+    python -m tests.faults --control http://127.0.0.1:8001 --drop-answers UpdateItem=1
 
 Rates are a number or ``OP=N,OP=N,*=N``; ``--capacity-wcu`` is a number or ``TABLE=N,*=N``;
 ``--config`` takes a JSON object (or ``@file.json``) of `FaultConfig` fields, flags override it.
@@ -50,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="seed of the random faults (repeatable runs)")
     parser.add_argument("--config", help="JSON object of config fields, or @path to one")
     parser.add_argument("--reset", action="store_true", help="control: zero stats, refill buckets")
+    parser.add_argument(
+        "--drop-answers",
+        metavar="OP=N",
+        action="append",
+        default=[],
+        help="control: forward the next N calls of OP and drop their answers (repeatable)",
+    )
     parser.add_argument(
         "--replace",
         action="store_true",
@@ -104,6 +112,11 @@ def control(args: argparse.Namespace) -> int:
         _request(base + "/config", "POST", changes)
     if args.reset:
         _request(base + "/reset", "POST", {})
+    for spec in args.drop_answers:
+        op, sep, count = spec.partition("=")
+        if not sep or not op.strip():
+            raise ValueError(f"--drop-answers {spec!r}: expected OP=N")
+        _request(base + "/drop", "POST", {"operation": op.strip(), "count": int(count)})
     print(json.dumps(_request(base, "GET"), indent=2))
     return 0
 

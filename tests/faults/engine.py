@@ -70,6 +70,7 @@ class FaultEngine:
         self._sleep = sleep
         self.stats = Stats(clock)
         self.capacity = CapacityModel(config, clock)
+        self._drops: dict[str, int] = {}
 
     @property
     def config(self) -> FaultConfig:
@@ -81,6 +82,26 @@ class FaultEngine:
         self._config = config
         self.capacity.configure(config)
 
+    def drop_answers(self, operation: str, count: int = 1) -> None:
+        """Forward the next ``count`` calls of ``operation`` and drop their answers (RST), ahead
+        of any random fault: deterministic "the write landed, its answer was lost"."""
+        if not operation or isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"drop_answers needs an operation and a count >= 0, got {count!r}")
+        with self._rng_lock:
+            self._drops[operation] = count
+
+    def pending_drops(self) -> dict[str, int]:
+        """Answers still to drop, per operation (only those armed and not used up)."""
+        with self._rng_lock:
+            return {op: n for op, n in self._drops.items() if n > 0}
+
+    def _take_drop(self, operation: str) -> FaultKind | None:
+        with self._rng_lock:
+            if self._drops.get(operation, 0) <= 0:
+                return None
+            self._drops[operation] -= 1
+        return FaultKind.RESET_AFTER
+
     def plan(self, operation: str, body: bytes) -> Plan:
         """Decide the fate of one request (sleeps the injected latency first)."""
         config = self._config
@@ -89,7 +110,7 @@ class FaultEngine:
         plan = Plan(operation, body)
         if not operation:
             return plan
-        plan.fault = self._draw(operation, config)
+        plan.fault = self._take_drop(operation) or self._draw(operation, config)
         if plan.fault is not None and plan.fault is not FaultKind.PARTIAL_BATCH:
             self.stats.count(operation, plan.fault.value)
         if plan.fault in ERRORS:

@@ -8,12 +8,15 @@ while the client keeps its connection open (botocore's pool does).
 
 Control endpoint on the same port (JSON in and out):
 
-- ``GET /__faults__`` → ``{"config": {...}, "stats": {...}}``; ``GET /__faults__/config``,
-  ``GET /__faults__/stats`` → one of them.
+- ``GET /__faults__`` → ``{"config": {...}, "stats": {...}, "drops": {...}}``;
+  ``GET /__faults__/config``, ``GET /__faults__/stats`` → one of them.
 - ``POST /__faults__`` or ``/__faults__/config`` with ``{"throttle_rate": 0.2, ...}`` → changes
   those fields, keeps the others; answers the new config.
 - ``PUT /__faults__/config`` with a whole config → replaces it (missing fields = defaults).
-- ``POST /__faults__/reset`` → zeroes the counters and refills the capacity buckets.
+- ``POST /__faults__/reset`` → zeroes the counters, refills the capacity buckets and disarms
+  pending answer drops.
+- ``POST /__faults__/drop`` with ``{"operation": "UpdateItem", "count": 1}`` → forwards the next
+  ``count`` calls of that operation and drops their answers; answers the pending drops.
 
 A bad control request gets HTTP 400 ``{"error": "..."}``.
 """
@@ -143,6 +146,16 @@ class FaultProxy:
         with self._lock:
             self.engine.set_config(config)
 
+    def drop_answers(self, operation: str, count: int = 1) -> None:
+        """Forward the next ``count`` calls of ``operation`` (e.g. ``"UpdateItem"``) and drop
+        their answers with a connection reset: each such write lands, its caller never learns
+        it. Deterministic, unlike ``reset_after_rate``; 0 disarms."""
+        self.engine.drop_answers(operation, count)
+
+    def pending_drops(self) -> dict[str, int]:
+        """Answers still to be dropped, per operation."""
+        return self.engine.pending_drops()
+
     def stats(self) -> StatsSnapshot:
         """Counters per operation and per table (see `tests.faults.stats`)."""
         return self.engine.stats.snapshot()
@@ -168,7 +181,12 @@ class FaultProxy:
         try:
             if method == "GET" and sub == "":
                 return json_reply(
-                    200, {"config": self.config.to_dict(), "stats": self.stats().to_dict()}
+                    200,
+                    {
+                        "config": self.config.to_dict(),
+                        "stats": self.stats().to_dict(),
+                        "drops": self.pending_drops(),
+                    },
                 )
             if method == "GET" and sub == "config":
                 return json_reply(200, self.config.to_dict())
@@ -186,7 +204,15 @@ class FaultProxy:
             if method == "POST" and sub == "reset":
                 self.reset_stats()
                 self.reset_capacity()
+                for op in self.pending_drops():
+                    self.drop_answers(op, 0)
                 return json_reply(200, {"reset": True})
+            if method == "POST" and sub == "drop":
+                data = json.loads(body or b"{}")
+                if not isinstance(data, dict):
+                    raise ValueError("expected a JSON object")
+                self.drop_answers(str(data.get("operation") or ""), data.get("count", 1))
+                return json_reply(200, self.pending_drops())
         except (ValueError, TypeError) as exc:
             return json_reply(400, {"error": str(exc)})
         return json_reply(404, {"error": f"no control route {method} {path}"})

@@ -227,6 +227,27 @@ def test_connection_resets_are_connection_errors(
     assert outcome(client.put_item, TableName=table, Item=key("reset", 3)) == "ok"
 
 
+def test_drop_answers_forwards_exactly_the_next_n_calls_and_loses_their_answers(
+    proxy: FaultProxy, client: DynamoDBClient, direct: DynamoDBClient, table: str
+) -> None:
+    proxy.drop_answers("PutItem", 2)
+    assert proxy.pending_drops() == {"PutItem": 2}
+    assert outcome(client.get_item, TableName=table, Key=key("drop", 0)) == "ok"  # other ops pass
+    assert [outcome(client.put_item, TableName=table, Item=key("drop", i)) for i in range(3)] == [
+        "connection",
+        "connection",
+        "ok",
+    ]
+    assert all(exists(direct, table, key("drop", i)) for i in range(3))  # all three landed
+    assert proxy.pending_drops() == {}
+    assert proxy.stats().op("PutItem", "connection_reset_after_forward") == 2
+    proxy.drop_answers("PutItem", 1)
+    proxy.drop_answers("PutItem", 0)  # disarms
+    assert outcome(client.put_item, TableName=table, Item=key("drop", 3)) == "ok"
+    with pytest.raises(ValueError):
+        proxy.drop_answers("PutItem", -1)
+
+
 def test_latency_is_added(dynamodb_endpoint: str, table: str) -> None:
     slept: list[float] = []
 
@@ -384,7 +405,12 @@ def test_control_endpoint_changes_config_at_runtime(
         call("POST", "/__faults__/config", {"throttle_rate": 2})
     assert err.value.code == 400 and "throttle_rate" in json.loads(err.value.read())["error"]
     call("POST", "/__faults__/config", {"unavailable_rate": 0})
-    call("POST", "/__faults__/reset", {})
+    assert call("POST", "/__faults__/drop", {"operation": "GetItem", "count": 1}) == {"GetItem": 1}
+    assert call("GET", "/__faults__")["drops"] == {"GetItem": 1}
+    with pytest.raises(urllib.error.HTTPError) as err:
+        call("POST", "/__faults__/drop", {"operation": "GetItem", "count": "x"})
+    assert err.value.code == 400
+    call("POST", "/__faults__/reset", {})  # also disarms the drop
     assert get() == "ok" and call("GET", "/__faults__/stats")["operations"]["GetItem"] == {
         "requests": 1,
         "forwarded": 1,
@@ -417,7 +443,7 @@ def test_command_line(dynamodb_endpoint: str, table: str) -> None:
             "ThrottlingException/400"
         )
         shown = subprocess.run(
-            [*cmd, "--control", url, "--throttle-rate", "0"],
+            [*cmd, "--control", url, "--throttle-rate", "0", "--drop-answers", "PutItem=1"],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -425,7 +451,9 @@ def test_command_line(dynamodb_endpoint: str, table: str) -> None:
             timeout=30,
         )
         assert json.loads(shown.stdout)["config"]["throttle_rate"] == 0.0
+        assert json.loads(shown.stdout)["drops"] == {"PutItem": 1}
         assert outcome(c.get_item, TableName=table, Key=key("none", 0)) == "ok"
+        assert outcome(c.put_item, TableName=table, Item=key("cli-drop", 0)) == "connection"
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)

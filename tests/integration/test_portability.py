@@ -59,7 +59,8 @@ def _items(penv: PipelineEnv, user: str, nss: list[str]) -> dict[str, dict[bytes
 
 
 def _schema_rows(penv: PipelineEnv, user: str) -> dict[str, dict[str, Any]]:
-    """The user's schema items exactly as DynamoDB holds them (every attribute)."""
+    """The user's schema items exactly as DynamoDB holds them: every attribute but the token
+    of the write that put it there (``WriteId``, for retries; a restore is no put)."""
     pages = (
         make_client(penv.dynamo)
         .get_paginator("query")
@@ -70,7 +71,11 @@ def _schema_rows(penv: PipelineEnv, user: str) -> dict[str, dict[str, Any]]:
             ConsistentRead=True,
         )
     )
-    return {i["SK"]["S"]: i for p in pages for i in p["Items"]}
+    return {
+        i["SK"]["S"]: {k: v for k, v in i.items() if k != "WriteId"}
+        for p in pages
+        for i in p["Items"]
+    }
 
 
 def _lines(data: bytes) -> list[dict[str, Any]]:

@@ -41,11 +41,15 @@ def _ledger() -> tuple[Ledger, PayloadStore]:
 
 def _single(seq_stored: int) -> tuple[Outcome, Ledger, str]:
     def refused(**p: Any) -> dict[str, Any]:
-        raise client_error("ConditionalCheckFailedException", "PutItem")
+        assert p["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
+        exc = client_error("ConditionalCheckFailedException", "PutItem")
+        exc.response["Item"] = {  # type: ignore[typeddict-unknown-key]
+            **p["Item"],
+            "Seq": {"N": str(seq_stored)},
+        }
+        raise exc
 
-    store, _ = _store(
-        {"PutItem": refused, "GetItem": lambda **p: {"Item": {"Seq": {"N": str(seq_stored)}}}}
-    )
+    store, _ = _store({"PutItem": refused})  # no read-back: the refusal carries the item
     ledger, payloads = _ledger()
     job = uuid.uuid4().hex
     ledger.create(job, kind=JobKind.PUT, namespace="ns", user_id="u")

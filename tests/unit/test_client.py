@@ -201,6 +201,29 @@ def test_a_5xx_is_retried_until_max_attempts(stubbed: tuple[Dynamo, Stubber, Fak
     )
 
 
+@pytest.mark.parametrize(
+    ("first", "status", "unknown"),
+    [("InternalServerError", 500, True), ("ThrottlingException", 400, False), (None, 0, False)],
+)
+def test_a_failed_condition_says_whether_an_earlier_attempt_may_have_landed(
+    stubbed: tuple[Dynamo, Stubber, FakeClock], first: str | None, status: int, unknown: bool
+) -> None:
+    """A 5xx (like a timeout) may have been applied; a throttle was not; no retry, nothing."""
+    dynamo, stub, _ = stubbed
+    if first:
+        stub.add_client_error("put_item", service_error_code=first, http_status_code=status)
+    old = {**KEY, "Seq": {"N": "3"}}
+    stub.add_client_error(
+        "put_item",
+        service_error_code="ConditionalCheckFailedException",
+        http_status_code=400,
+        modeled_fields={"Item": old},
+    )
+    with pytest.raises(errors.ConditionFailedError) as info:
+        dynamo.call("PutItem", "stub-cond", b"k", Item=KEY)
+    assert (info.value.after_unknown, info.value.item) == (unknown, old)
+
+
 def test_the_table_name_is_filled_in_except_for_multi_table_operations(
     stubbed: tuple[Dynamo, Stubber, FakeClock],
 ) -> None:

@@ -98,6 +98,16 @@ def test_classified_errors_carry_their_context() -> None:
     assert str(err) == "GetItem on table 'Tbl', key 0xff00: [ThrottlingException] Rate exceeded"
 
 
+def test_a_failed_condition_carries_the_item_it_was_checked_against() -> None:
+    item = {"PK": {"S": "u"}, "Seq": {"N": "7"}}
+    exc = client_error("ConditionalCheckFailedException")
+    exc.response["Item"] = item  # type: ignore[typeddict-unknown-key]
+    err = classify(exc, **ctx())
+    assert isinstance(err, errors.ConditionFailedError) and err.item == item
+    bare = classify(client_error("ConditionalCheckFailedException"), **ctx())
+    assert isinstance(bare, errors.ConditionFailedError) and bare.item is None
+
+
 # -- backoff ------------------------------------------------------------------------------------
 def test_full_jitter_stays_within_the_capped_exponential_bound() -> None:
     backoff = FullJitter(base=0.1, cap=2.0, rng=random.Random(1234))
