@@ -128,10 +128,10 @@ class Dynamo:
         are raised at once.
 
         Every attempt sends the same request, so a write is only safe to retry if a second
-        landing is harmless or recognisable: a :class:`ConditionFailedError` after an attempt
-        whose outcome is unknown (a :class:`TransientError`: it may have landed) has
-        ``after_unknown`` set, and carries the item it was checked against if the request
-        asked for it."""
+        landing is harmless or recognisable: a :class:`PermanentError` after an attempt whose
+        outcome is unknown (a :class:`TransientError`: it may have landed) has
+        ``after_unknown`` set; a :class:`ConditionFailedError` also carries the item it was
+        checked against if the request asked for it."""
         unknown = False
 
         def attempt() -> dict[str, Any]:
@@ -141,7 +141,7 @@ class Dynamo:
             except errors.TransientError:
                 unknown = True
                 raise
-            except errors.ConditionFailedError as exc:
+            except errors.PermanentError as exc:
                 exc.after_unknown = unknown
                 raise
 

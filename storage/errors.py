@@ -116,7 +116,14 @@ class StoppedError(RetryableError):
 
 
 class PermanentError(StorageError):
-    """Trying again gives the same answer; fix the request or the environment."""
+    """Trying again gives the same answer; fix the request or the environment.
+
+    ``after_unknown`` is True when an earlier attempt of the same call ended with its outcome
+    unknown (timeout, dropped connection, 5xx): that attempt may have landed, and this answer
+    may be about it (:meth:`storage.client.Dynamo.call` sets it) — a CreateTable refused as
+    in use, a DeleteTable refused as not found, a condition that fails on one's own write."""
+
+    after_unknown = False
 
 
 class TableNotFoundError(PermanentError):
@@ -149,14 +156,11 @@ class ConditionFailedError(PermanentError):
 
     ``item`` is the item as it stood when the condition was checked, when the write asked for
     it (``ReturnValuesOnConditionCheckFailure=ALL_OLD``) and there was one; else None. It is
-    how a retried write recognises that its own earlier attempt landed. ``after_unknown`` is
-    True when an earlier attempt of the same call ended with its outcome unknown (timeout,
-    dropped connection, 5xx): that attempt may have landed (:meth:`storage.client.Dynamo.call`
-    sets it)."""
+    how a retried write recognises that its own earlier attempt landed (with
+    ``after_unknown``)."""
 
     def __init__(self, message: str, *, item: dict[str, Any] | None = None, **context: Any):
         self.item = item
-        self.after_unknown = False
         super().__init__(message, **context)
 
 

@@ -120,6 +120,9 @@ def ensure_table(
         except errors.PermanentError as exc:
             if exc.code != "ResourceInUseException":
                 raise
+            # In use after an attempt whose answer was lost: that attempt created it, and no
+            # one else will switch its TTL on.
+            created = exc.after_unknown
     elif desc.get("TableStatus") == "ACTIVE":
         return False
     wait_active(dynamo, table, sleep=sleep)
@@ -151,8 +154,8 @@ def delete_table(
         try:
             dynamo.call("DeleteTable", table, TableName=table)
             break
-        except errors.TableNotFoundError:
-            return False
+        except errors.TableNotFoundError as exc:
+            return exc.after_unknown  # gone after an attempt whose answer was lost: ours
         except errors.PermanentError as exc:
             if exc.code != "ResourceInUseException":
                 raise

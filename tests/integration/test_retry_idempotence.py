@@ -17,7 +17,14 @@ from dataclasses import replace
 
 import pytest
 
-from storage import DynamoConfig, DynamoNamespacedStore, DynamoSchemaStore, Schema, errors
+from storage import (
+    DynamoConfig,
+    DynamoNamespacedStore,
+    DynamoSchemaStore,
+    Schema,
+    errors,
+    make_client,
+)
 from storage.kv import DynamoKvStore
 from tests.faults import FaultProxy
 
@@ -237,3 +244,20 @@ def test_under_random_lost_answers_every_write_counts_once(
     assert stored is not None and (stored.version, stored.body) == (20, {"n": 20})
     assert deleted == [True] * 4 + [False] * 2
     assert [kv_direct.seq_of(b"k%d" % i) for i in range(6)] == [100 + i for i in range(6)]
+
+
+# -- tables ----------------------------------------------------------------------------------
+def test_a_table_created_and_deleted_with_lost_answers_is_reported_and_set_up_as_ours(
+    dynamo_config: DynamoConfig, proxied: DynamoConfig, proxy: FaultProxy, unique: str
+) -> None:
+    store = DynamoNamespacedStore(proxied, "u")
+    name = f"lost{unique}"
+    proxy.drop_answers("CreateTable", 1)  # created, then "in use" on the retry: still ours
+    store.open_namespace(name)
+    raw = make_client(dynamo_config)
+    ttl = raw.describe_time_to_live(TableName=store.table_name(name))["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ExpiresAt")
+    proxy.drop_answers("DeleteTable", 1)  # deleted, then "not found" on the retry: ours
+    assert store.delete_namespace(name) is True
+    assert not any(proxy.pending_drops().values())  # both answers were really dropped
+    assert store.delete_namespace(name) is False  # a clean "not found" is still not ours
