@@ -12,9 +12,10 @@ import redis
 from producers import Producer
 from storage import DynamoConfig
 from tests.support.pipeline import PipelineEnv, Worker, fresh_env, start_workers, stop_all
+from tests.support.redis_at import redis_url
 
 REDIS_DB = 9
-SCRATCH_REDIS_URL = "redis://127.0.0.1:6379/12"
+SCRATCH_REDIS_URL = redis_url(12)
 """Tests of producer steps without workers; the queued-bytes budget counts every job there."""
 
 

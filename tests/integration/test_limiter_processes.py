@@ -20,8 +20,9 @@ import pytest
 import redis
 
 from pipeline import keys
+from tests.support.redis_at import ADDRESS, redis_url
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = redis_url(15)
 CAPACITY = 300.0
 PROCESSES = 3
 THREADS = 4
@@ -76,7 +77,7 @@ def test_three_processes_share_one_limit() -> None:
     try:
         client.ping()
     except redis.RedisError:
-        pytest.fail("no Redis on 127.0.0.1:6379: run scripts/redis-local start (make test does)")
+        pytest.fail(f"no Redis on {ADDRESS}: run scripts/redis-local start (make test does)")
     table = f"pytest-limiter-procs-{uuid.uuid4().hex[:12]}"
     ctx = mp.get_context("spawn")
     pipes = [ctx.Pipe() for _ in range(PROCESSES)]

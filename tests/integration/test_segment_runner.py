@@ -24,10 +24,11 @@ from pipeline.status import LeaseStatus
 from producers import Producer
 from storage import Dynamo, DynamoConfig, DynamoNamespacedStore
 from tests.doubles import FakeClient, FakeClock, client_error
+from tests.support.redis_at import redis_url
 from worker.delivery import Delivery
 from worker.segments import SegmentRunner
 
-REDIS_URL = "redis://127.0.0.1:6379/9"
+REDIS_URL = redis_url(9)
 
 
 class ListEnqueuer:

@@ -27,6 +27,7 @@ from tests.reliability.conftest import (
     wait_for,
 )
 from tests.support.pipeline import PipelineEnv
+from tests.support.redis_at import PORT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -37,7 +38,7 @@ OUTAGE_SECONDS = 2.0
 def test_redis_restarted_mid_job_the_job_still_finishes_exactly(
     rpenv: PipelineEnv, proxy: FaultProxy, private_redis: RedisServer, unique: str
 ) -> None:
-    assert private_redis.port != 6379  # never the shared Redis
+    assert private_redis.port != PORT  # never the shared Redis
     assert private_redis.client().info("persistence")["aof_enabled"] == 1
     penv = PrivateRedisEnv(rpenv.dynamo, 0, rpenv.logs, url=private_redis.url())
     # A little latency per batch so the job is still running when Redis goes away.
@@ -79,7 +80,7 @@ def test_redis_that_accepts_connections_and_stalls_fails_loudly_and_loses_nothin
 ) -> None:
     """SIGSTOP: the kernel still accepts connections, Redis answers nothing. Every call times
     out (2 s here) and is retried or raised, never hung on; nothing is acked as done and lost."""
-    assert private_redis.proc is not None and private_redis.port != 6379
+    assert private_redis.proc is not None and private_redis.port != PORT
     penv = PrivateRedisEnv(rpenv.dynamo, 0, rpenv.logs, url=private_redis.url())
     proxy.configure(latency_ms={"BatchWriteItem": 20})
     fleet = Fleet(penv, proxy)

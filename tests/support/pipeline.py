@@ -21,6 +21,7 @@ import redis
 
 from pipeline.config import PipelineConfig
 from storage import DynamoConfig, DynamoNamespacedStore
+from tests.support.redis_at import ADDRESS, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 60.0
@@ -37,7 +38,7 @@ class PipelineEnv:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:6379/{self.redis_db}"
+        return redis_url(self.redis_db)
 
     def env(self, **more: str) -> dict[str, str]:
         e = dict(os.environ)
@@ -78,12 +79,12 @@ class PipelineEnv:
 def fresh_env(dynamo: DynamoConfig, redis_db: int, logs: Path) -> Iterator[PipelineEnv]:
     """A :class:`PipelineEnv` on Redis database ``redis_db``, emptied before and after.
     Fails (never skips) with a hint when Redis is down."""
-    r = redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}")
+    r = redis.Redis.from_url(redis_url(redis_db))
     try:
         r.ping()
     except redis.ConnectionError as exc:
         raise RuntimeError(
-            f"Redis is not reachable on 127.0.0.1:6379 ({exc}); run `make services`"
+            f"Redis is not reachable on {ADDRESS} ({exc}); run `make services`"
         ) from None
     r.flushdb()
     try:

@@ -18,6 +18,7 @@ import redis
 
 from pipeline import keys
 from storage.errors import BackendUnavailableError, ConfigError
+from tests.support.redis_at import ADDRESS, redis_url
 from worker.limiter import (
     COALESCE_SECONDS,
     BucketParams,
@@ -27,7 +28,7 @@ from worker.limiter import (
 )
 from worker.limiter.metrics import RATE_WCU, THROTTLE_CUTS, WAIT_SECONDS
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = redis_url(15)
 
 
 class FakeClock:
@@ -51,7 +52,7 @@ def redis_db() -> Iterator[redis.Redis[Any]]:
     try:
         client.ping()
     except redis.RedisError:
-        pytest.fail("no Redis on 127.0.0.1:6379: run scripts/redis-local start (make test does)")
+        pytest.fail(f"no Redis on {ADDRESS}: run scripts/redis-local start (make test does)")
     yield client
     client.close()
 
