@@ -99,7 +99,18 @@ class RetryableError(StorageError):
 
 
 class ThrottledError(RetryableError):
-    """DynamoDB refused for capacity reasons; slow down (the rate limiter cuts its rate)."""
+    """DynamoDB refused for capacity reasons; slow down (the rate limiter cuts its rate).
+
+    ``reasons`` names the limits that refused, as DynamoDB's ``ThrottlingReasons`` say them
+    (``TableWriteKeyRangeThroughputExceeded`` = one partition key is hot,
+    ``TableWriteProvisionedThroughputExceeded`` = the table, ...); empty when DynamoDB gave none
+    (an older endpoint, DynamoDB Local, a batch only partly refused). They end the message."""
+
+    def __init__(self, message: str, *, reasons: Sequence[str] = (), **context: Any) -> None:
+        self.reasons = tuple(reasons)
+        if self.reasons:
+            message = f"{message} (reasons: {', '.join(self.reasons)})"
+        super().__init__(message, **context)
 
 
 class TransientError(RetryableError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import botocore.exceptions as bex
@@ -88,6 +88,26 @@ def error_code(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def throttling_reasons(response: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``reason`` of each entry of a ClientError response's throttling reasons, in order.
+
+    botocore puts the modeled list at the top of ``exc.response``: ``ThrottlingReasons`` for
+    ProvisionedThroughputExceededException and RequestLimitExceeded, ``throttlingReasons`` for
+    ThrottlingException (its model's spelling); entries are ``{"reason", "resource"}``.
+    Anything malformed is skipped, never raised.
+    """
+    out: list[str] = []
+    for name in ("ThrottlingReasons", "throttlingReasons"):
+        entries = response.get(name)
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            reason = entry.get("reason") if isinstance(entry, Mapping) else None
+            if isinstance(reason, str) and reason and reason not in out:
+                out.append(reason)
+    return tuple(out)
+
+
 def classify(
     exc: BaseException, *, operation: str, table: str | None, key: bytes | str | None = None
 ) -> errors.StorageError:
@@ -100,7 +120,8 @@ def classify(
         message = str(exc.response.get("Error", {}).get("Message") or code)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code in THROTTLE_CODES or status in THROTTLE_STATUSES:
-            return errors.ThrottledError(message, **ctx)
+            reasons = throttling_reasons(exc.response)
+            return errors.ThrottledError(message, reasons=reasons, **ctx)
         if code in TRANSIENT_CODES or status >= 500:
             return errors.TransientError(message, **ctx)
         if code in NOT_FOUND_CODES:

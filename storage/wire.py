@@ -21,7 +21,8 @@ in a bulk load (BENCHMARKS.md, "Where the time goes"). :class:`WireWriter` does 
 * the response's ``x-amz-crc32`` is checked (a mismatch is a retryable error, as in botocore);
   an answer that is not DynamoDB's — an empty 200, a body that is not a JSON object, a
   malformed ``x-amz-crc32`` — is a retryable error naming the table, never "all written";
-* errors become the same botocore exceptions the client raises, so
+* errors become the same botocore exceptions the client raises, with the throttling reasons
+  (``ThrottlingReasons`` / ``throttlingReasons``) where botocore puts them, so
   :func:`storage.retry.classify` sorts them exactly as before.
 
 ``DATAFOLD_DYNAMODB_FAST_WRITES=0`` switches this path off.
@@ -55,6 +56,9 @@ __all__ = [
     "encode_body",
 ]
 
+
+THROTTLING_MEMBERS = ("ThrottlingReasons", "throttlingReasons")
+"""The error members naming the limits that refused (botocore's DynamoDB model spells both)."""
 
 _quote: Callable[[str], str] = encode_basestring_ascii  # a JSON string literal (C)
 
@@ -256,10 +260,11 @@ class WireWriter:
                 or content[:200].decode("utf-8", "replace")
                 or f"HTTP {status}"
             )
-            raise bex.ClientError(
-                {"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta},
-                "BatchWriteItem",
-            )
+            error: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta}
+            for name in THROTTLING_MEMBERS:  # where botocore's parser would put them too
+                if isinstance(data.get(name), list):
+                    error[name] = data[name]
+            raise bex.ClientError(error, "BatchWriteItem")
         if data.get("UnprocessedItems"):
             data["UnprocessedItems"] = decode_unprocessed(data["UnprocessedItems"])
         data["ResponseMetadata"] = meta

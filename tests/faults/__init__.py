@@ -7,6 +7,12 @@
         proxy.configure(partial_batch_rate={"BatchWriteItem": 0.3}, capacity_wcu=100)
         print(proxy.stats().op("PutItem", "throttling"))
 
+A table as DynamoDB limits it: ``FaultConfig(capacity_wcu=3000, partition_wcu=1000)`` gives the
+table 3,000 WCU/s and each of its partition key (``PK``) values 1,000 WCU/s, both with
+``burst_seconds`` of burst; a call of which nothing fits is refused with the limit named in
+``ThrottlingReasons`` (``refuse_whole=False``: a batch comes back all unprocessed instead), and
+``proxy.stats().reason("TableWriteKeyRangeThroughputExceeded")`` counts those refusals.
+
 Command line: ``python -m tests.faults --help``.
 
 Transport pieces, to put before DynamoDB Local or a `FaultProxy`: `ConnectProxy` (an HTTP proxy

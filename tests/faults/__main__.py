@@ -11,8 +11,9 @@ Change a running proxy (only the flags given), show its config and stats, or res
     python -m tests.faults --control http://127.0.0.1:8001 --reset
     python -m tests.faults --control http://127.0.0.1:8001 --drop-answers UpdateItem=1
 
-Rates are a number or ``OP=N,OP=N,*=N``; ``--capacity-wcu`` is a number or ``TABLE=N,*=N``;
-``--config`` takes a JSON object (or ``@file.json``) of `FaultConfig` fields, flags override it.
+Rates are a number or ``OP=N,OP=N,*=N``; ``--capacity-wcu`` and ``--partition-wcu`` are a
+number or ``TABLE=N,*=N``; ``--refuse-whole`` and ``--on-demand`` take true/false; ``--config``
+takes a JSON object (or ``@file.json``) of `FaultConfig` fields, flags override it.
 """
 
 from __future__ import annotations
@@ -25,15 +26,28 @@ import signal
 import sys
 import threading
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .config import FaultConfig, parse_rate
+from .config import FaultConfig, parse_bool, parse_rate
 from .proxy import CONTROL_PATH, FaultProxy
 
 _FLOAT_FIELDS = {"partial_batch_fraction", "latency_jitter_ms", "burst_seconds"}
+_BOOL_FIELDS = {"refuse_whole", "on_demand"}
+_STR_FIELDS = {"partition_attribute", "region"}
+
+
+def _parser_of(name: str) -> tuple[Callable[[str], Any], str]:
+    """How the flag of config field `name` parses its value, and its metavar."""
+    if name in _FLOAT_FIELDS:
+        return float, "N"
+    if name in _BOOL_FIELDS:
+        return parse_bool, "BOOL"
+    if name in _STR_FIELDS:
+        return str, "TEXT"
+    return parse_rate, "RATE"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,12 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     faults = parser.add_argument_group("faults (FaultConfig fields)")
     for f in dataclasses.fields(FaultConfig):
-        parse = float if f.name in _FLOAT_FIELDS else parse_rate
+        parse, metavar = _parser_of(f.name)
         faults.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            type=parse,
-            metavar="N" if parse is float else "RATE",
+            "--" + f.name.replace("_", "-"), dest=f.name, type=parse, metavar=metavar
         )
     return parser
 

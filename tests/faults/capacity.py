@@ -6,10 +6,12 @@ N: about one byte per two significant digits plus one, BOOL/NULL: 1, L/M: 3 byte
 one byte per element plus the elements, sets: the sum of their members). A write costs
 ceil(size / 1 KB) WCU, at least 1.
 
-Each table has a token bucket filled at its WCU/s rate and holding at most ``rate *
-burst_seconds`` units (DynamoDB keeps up to 300 seconds of unused capacity); a bucket starts
-full. A write is admitted when the bucket holds its cost, or, for a write larger than the whole
-bucket, when the bucket is full (the bucket then goes negative, so the long-run rate holds).
+Each table, and each partition key value of a table with a per-partition limit, has a token
+bucket filled at its WCU/s rate and holding at most ``rate * burst_seconds`` units (DynamoDB
+keeps up to 300 seconds of a table's unused capacity, about one second of a partition's); a
+bucket starts full. A write is admitted when every bucket it draws on holds its cost, or, for a
+write larger than a whole bucket, when that bucket is full (it then goes negative, so the
+long-run rate holds).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from typing import Any
 from .config import FaultConfig
 
 KB = 1024
+PARTITION = "partition"
+"""The limit of one partition key value (DynamoDB's key range limit)."""
+TABLE = "table"
+"""The limit of the whole table (provisioned capacity, or the on-demand maximum)."""
 
 
 def value_size(value: Mapping[str, Any]) -> int:
@@ -75,6 +81,18 @@ def write_units(size: int) -> int:
     return max(1, math.ceil(size / KB))
 
 
+def partition_of(body: Mapping[str, Any], attribute: str) -> str | None:
+    """The partition key value of a write (its ``Item`` or ``Key``), as text; None if absent.
+
+    ``{"Item": {"PK": {"S": "alice"}, ...}}`` → ``"alice"`` (a B value stays base64 text).
+    """
+    source = body.get("Item") if "Item" in body else body.get("Key")
+    value = source.get(attribute) if isinstance(source, Mapping) else None
+    if not isinstance(value, Mapping) or not value:
+        return None
+    return str(next(iter(value.values())))
+
+
 def request_units(operation: str, body: Mapping[str, Any]) -> int:
     """Estimated WCU of one write call or one BatchWriteItem write request (its JSON).
 
@@ -93,7 +111,7 @@ def request_units(operation: str, body: Mapping[str, Any]) -> int:
 
 
 class TokenBucket:
-    """Write capacity of one table. Not thread-safe: `CapacityModel` holds the lock."""
+    """Write capacity of one table or partition key. Not thread-safe: `CapacityModel` locks."""
 
     def __init__(self, rate: float, burst_seconds: float, now: float) -> None:
         self.rate = rate
@@ -114,25 +132,35 @@ class TokenBucket:
         self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
         self.updated = now
 
+    def fits(self, units: int) -> bool:
+        """Whether `units` fit now (or the bucket is full and they never could)."""
+        return self.tokens + 1e-9 >= min(float(units), self.capacity) and self.tokens > 0
+
     def try_take(self, units: int) -> bool:
-        """Take `units` if they fit (or the bucket is full and they never could); else False."""
-        if self.tokens + 1e-9 >= min(float(units), self.capacity) and self.tokens > 0:
+        """Take `units` if they `fit`; else False."""
+        if self.fits(units):
             self.tokens -= units
             return True
         return False
 
 
+Write = tuple[str, str | None, int]
+"""One write for `CapacityModel.decide`: (table, partition key value or None, WCU)."""
+
+
 class CapacityModel:
-    """Per-table token buckets following a `FaultConfig`'s ``capacity_wcu``/``burst_seconds``."""
+    """Token buckets per table (``capacity_wcu``) and per (table, partition key) value
+    (``partition_wcu``, created on first use), all with ``burst_seconds`` of burst."""
 
     def __init__(self, config: FaultConfig, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._config = config
         self._buckets: dict[str, TokenBucket] = {}
+        self._partitions: dict[tuple[str, str], TokenBucket] = {}
         self._lock = threading.Lock()
 
     def configure(self, config: FaultConfig) -> None:
-        """Apply new rates; existing buckets keep their level; unlimited tables are dropped."""
+        """Apply new rates; existing buckets keep their level; unlimited ones are dropped."""
         with self._lock:
             self._config = config
             now = self._clock()
@@ -142,34 +170,54 @@ class CapacityModel:
                     del self._buckets[table]
                 else:
                     self._buckets[table].reconfigure(rate, config.burst_seconds, now)
+            for part in list(self._partitions):
+                rate = config.partition_wcu_for(part[0])
+                if rate is None:
+                    del self._partitions[part]
+                else:
+                    self._partitions[part].reconfigure(rate, config.burst_seconds, now)
 
     def reset(self) -> None:
         """Forget every bucket (each starts full again on next use)."""
         with self._lock:
             self._buckets.clear()
+            self._partitions.clear()
 
     def limited(self, table: str) -> bool:
-        """Whether `table` has a simulated capacity at all."""
-        return self._config.wcu_for(table) is not None
+        """Whether `table` has a simulated capacity (of the table or of its partitions)."""
+        config = self._config
+        return config.wcu_for(table) is not None or config.partition_wcu_for(table) is not None
 
     def admit(self, requests: list[tuple[str, int]]) -> list[bool]:
-        """Admit (table, units) writes in order; a table stops admitting after its first refusal.
+        """Admit (table, units) writes by their table's bucket only; one flag per write."""
+        return [d is None for d in self.decide([(t, None, u) for t, u in requests])]
 
-        Returns one flag per write. Unlimited tables always admit.
+    def decide(self, writes: list[Write]) -> list[str | None]:
+        """Admit writes in order: each must fit its partition key's bucket, then its table's.
+
+        Returns per write None (admitted, taken from both buckets) or the limit that refused
+        it: `PARTITION` (checked first, so a hot key is named even when the table is also
+        short) or `TABLE`. A partition key, or a table, that refused once refuses the call's
+        later writes too, so writes never overtake each other. Unlimited buckets admit.
         """
         with self._lock:
             now = self._clock()
-            refused: set[str] = set()
-            out: list[bool] = []
-            for table, units in requests:
+            refused: set[tuple[str, str | None]] = set()
+            out: list[str | None] = []
+            for table, pk, units in writes:
+                part = self._partition(table, pk, now)
                 bucket = self._bucket(table, now)
-                if bucket is None:
-                    out.append(True)
-                elif table in refused or not bucket.try_take(units):
-                    refused.add(table)
-                    out.append(False)
+                if part is not None and ((table, pk) in refused or not part.fits(units)):
+                    refused.add((table, pk))
+                    out.append(PARTITION)
+                elif bucket is not None and ((table, None) in refused or not bucket.fits(units)):
+                    refused.add((table, None))
+                    out.append(TABLE)
                 else:
-                    out.append(True)
+                    for taken in (part, bucket):
+                        if taken is not None:
+                            taken.tokens -= units
+                    out.append(None)
             return out
 
     def _bucket(self, table: str, now: float) -> TokenBucket | None:
@@ -179,5 +227,16 @@ class CapacityModel:
         bucket = self._buckets.get(table)
         if bucket is None:
             bucket = self._buckets[table] = TokenBucket(rate, self._config.burst_seconds, now)
+        bucket.refill(now)
+        return bucket
+
+    def _partition(self, table: str, pk: str | None, now: float) -> TokenBucket | None:
+        rate = self._config.partition_wcu_for(table)
+        if rate is None or pk is None:
+            return None
+        bucket = self._partitions.get((table, pk))
+        if bucket is None:
+            bucket = TokenBucket(rate, self._config.burst_seconds, now)
+            self._partitions[(table, pk)] = bucket
         bucket.refill(now)
         return bucket

@@ -99,7 +99,19 @@ class FaultConfig:
         capacity_wcu: simulated write capacity, WCU per second per table: a number (every table
             its own bucket of that rate) or a map table → WCU/s with ``"*"`` for others.
             None (or 0 for a table) = unlimited.
-        burst_seconds: unused capacity retained, in seconds of the table's rate (DynamoDB: 300).
+        burst_seconds: unused capacity retained, in seconds of the table's or partition key's
+            rate (DynamoDB: 300 for a table; about 1 for a partition).
+        partition_wcu: simulated write limit of one partition key value (DynamoDB: about 1,000
+            WCU/s per key range), per table like `capacity_wcu`; None (or 0) = unlimited. A write
+            must fit both its table's and its partition key's bucket.
+        partition_attribute: the attribute holding the partition key (``PK`` in this project);
+            a write without it is limited by its table only.
+        refuse_whole: a write call of which nothing fits is refused whole with an error naming
+            the limit (`ThrottlingReasons`), as DynamoDB does; False = a BatchWriteItem of which
+            nothing fits comes back 200 with every item unprocessed (single writes are refused).
+        on_demand: refusals by the table limit say ``TableWriteMaxOnDemandThroughputExceeded``
+            (ThrottlingException) instead of ``TableWriteProvisionedThroughputExceeded``.
+        region: the region in the ARNs of `ThrottlingReasons` (account 123456789012).
     """
 
     throttle_rate: Rate = 0.0
@@ -115,14 +127,25 @@ class FaultConfig:
     latency_jitter_ms: float = 0.0
     capacity_wcu: Rate | None = field(default=None)
     burst_seconds: float = 1.0
+    partition_wcu: Rate | None = field(default=None)
+    partition_attribute: str = "PK"
+    refuse_whole: bool = True
+    on_demand: bool = False
+    region: str = "us-east-1"
 
     def __post_init__(self) -> None:
         for name in RATE_FIELDS.values():
             object.__setattr__(self, name, _normalise(name, getattr(self, name), 1.0))
         object.__setattr__(self, "latency_ms", _normalise("latency_ms", self.latency_ms, None))
-        if self.capacity_wcu is not None:
-            wcu = _normalise("capacity_wcu", self.capacity_wcu, None)
-            object.__setattr__(self, "capacity_wcu", wcu)
+        for name in ("capacity_wcu", "partition_wcu"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _normalise(name, getattr(self, name), None))
+        for name in ("refuse_whole", "on_demand"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("partition_attribute", "region"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         for name in ("partial_batch_fraction", "latency_jitter_ms", "burst_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
@@ -169,6 +192,13 @@ class FaultConfig:
         wcu = lookup(self.capacity_wcu, table)
         return wcu if wcu > 0 else None
 
+    def partition_wcu_for(self, table: str) -> float | None:
+        """Simulated WCU/s of one partition key of `table`, or None when unlimited."""
+        if self.partition_wcu is None:
+            return None
+        wcu = lookup(self.partition_wcu, table)
+        return wcu if wcu > 0 else None
+
     def replace(self, **changes: Any) -> FaultConfig:
         """A copy with `changes` applied (validated); unknown names raise ValueError."""
         _check_names(changes)
@@ -194,6 +224,16 @@ def _check_names(names: Iterable[str]) -> None:
     unknown = sorted(set(names) - valid)
     if unknown:
         raise ValueError(f"unknown fault config field(s) {unknown}; valid: {sorted(valid)}")
+
+
+def parse_bool(text: str) -> bool:
+    """Parse a command-line flag value: ``true``/``false`` (also 1/0, yes/no, on/off)."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def parse_rate(text: str) -> Rate:

@@ -1,9 +1,10 @@
 """Per-request decisions of the fault proxy, free of any socket code (the proxy does the I/O).
 
 For each DynamoDB call `FaultEngine.plan` sleeps the injected latency, draws one uniform
-number to pick at most one fault kind, and applies the capacity model to writes. The result is a
-`Plan`: answer with a ready response, reset the connection, or forward a (possibly rewritten)
-body and pass the upstream's answer through `FaultEngine.finish`.
+number to pick at most one fault kind, and applies the capacity model to writes (table and
+partition key limits; a call refused whole names the limit in ``ThrottlingReasons``). The
+result is a `Plan`: answer with a ready response, reset the connection, or forward a (possibly
+rewritten) body and pass the upstream's answer through `FaultEngine.finish`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .capacity import CapacityModel, request_units
+from .capacity import PARTITION, CapacityModel, partition_of, request_units
 from .config import BATCH_WRITE, FAULT_ORDER, FaultConfig, FaultKind
 from .protocol import (
     ERRORS,
@@ -34,6 +35,7 @@ from .protocol import (
     with_body,
 )
 from .stats import Stats
+from .throttle import throttle_response, throttling_reasons
 
 
 @dataclass
@@ -163,17 +165,41 @@ class FaultEngine:
         if payload is None or not isinstance(table, str) or not self.capacity.limited(table):
             return
         units = request_units(plan.operation, payload)
-        if self.capacity.admit([(table, units)])[0]:
-            self.stats.count_table(table, "wcu_admitted", units)
-            self.stats.count_table(table, "items_admitted")
+        pk = partition_of(payload, self._config.partition_attribute)
+        limit = self.capacity.decide([(table, pk, units)])[0]
+        if limit is None:
+            self._count_admitted(table, pk, units)
         else:
-            self._throttle(plan, {table})
+            self._throttle(plan, [(table, pk, limit)])
 
-    def _throttle(self, plan: Plan, tables: set[str]) -> None:
+    def _throttle(self, plan: Plan, refusals: list[tuple[str, str | None, str]]) -> None:
+        """Refuse the whole call: `refusals` holds (table, partition key, limit) per write."""
+        config = self._config
         self.stats.count(plan.operation, "capacity_throttled")
-        for table in tables:
+        for table in {table for table, _, _ in refusals}:
             self.stats.count_table(table, "requests_throttled")
-        plan.response = error_response(FaultKind.PROVISIONED, "simulated table capacity")
+        for table, pk in {(table, pk) for table, pk, _ in refusals if pk is not None}:
+            self.stats.count_partition(table, pk, "requests_throttled")
+        named = [(table, limit) for table, _, limit in refusals]
+        for entry in throttling_reasons(named, config):
+            self.stats.count_reason(entry["reason"])
+        plan.response = throttle_response(named, config)
+
+    def _count_admitted(self, table: str, pk: str | None, units: int) -> None:
+        self.stats.count_table(table, "wcu_admitted", units)
+        self.stats.count_table(table, "items_admitted")
+        if pk is not None:
+            self.stats.count_partition(table, pk, "wcu_admitted", units)
+            self.stats.count_partition(table, pk, "items_admitted")
+
+    def _count_unprocessed(self, table: str, pk: str | None, units: int, limit: str) -> None:
+        self.stats.count_table(table, "items_unprocessed")
+        self.stats.count_table(table, "wcu_unprocessed", units)
+        if limit == PARTITION:
+            self.stats.count_table(table, "items_unprocessed_partition")
+        if pk is not None:
+            self.stats.count_partition(table, pk, "items_unprocessed")
+            self.stats.count_partition(table, pk, "wcu_unprocessed", units)
 
     def _plan_batch(self, plan: Plan, config: FaultConfig) -> None:
         payload = _parse(plan.body)
@@ -190,19 +216,18 @@ class FaultEngine:
             self.stats.count(plan.operation, "items_kept_back", len(kept))
         candidates = [i for i in range(len(requests)) if i not in kept]
         units = {i: _units(requests[i][1]) for i in candidates}
-        flags = self.capacity.admit([(requests[i][0], units[i]) for i in candidates])
-        admitted = [i for i, ok in zip(candidates, flags, strict=True) if ok]
-        refused = [i for i, ok in zip(candidates, flags, strict=True) if not ok]
-        if refused and not admitted:
-            self._throttle(plan, {requests[i][0] for i in refused})
+        pks = {i: _partition(requests[i][1], config.partition_attribute) for i in candidates}
+        limits = self.capacity.decide([(requests[i][0], pks[i], units[i]) for i in candidates])
+        admitted = [i for i, limit in zip(candidates, limits, strict=True) if limit is None]
+        refused = {i: lim for i, lim in zip(candidates, limits, strict=True) if lim is not None}
+        if refused and not admitted and config.refuse_whole:
+            self._throttle(plan, [(requests[i][0], pks[i], lim) for i, lim in refused.items()])
             return
         for i in admitted:
             if self.capacity.limited(requests[i][0]):
-                self.stats.count_table(requests[i][0], "wcu_admitted", units[i])
-                self.stats.count_table(requests[i][0], "items_admitted")
-        for i in refused:
-            self.stats.count_table(requests[i][0], "items_unprocessed")
-            self.stats.count_table(requests[i][0], "wcu_unprocessed", units[i])
+                self._count_admitted(requests[i][0], pks[i], units[i])
+        for i, limit in refused.items():
+            self._count_unprocessed(requests[i][0], pks[i], units[i], limit)
         self.stats.count(plan.operation, "items_unprocessed_capacity", len(refused))
         plan.kept_back = [requests[i] for i in sorted(kept | set(refused))]
         if not admitted:
@@ -212,6 +237,10 @@ class FaultEngine:
         if plan.kept_back:
             payload["RequestItems"] = group([requests[i] for i in admitted])
             plan.body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def _partition(request: dict[str, Any], attribute: str) -> str | None:
+    return partition_of(request_kind(request)[1], attribute)
 
 
 def _units(request: dict[str, Any]) -> int:

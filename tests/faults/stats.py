@@ -9,7 +9,12 @@ and for BatchWriteItem ``items`` (write requests received), ``items_forwarded``,
 
 Per table (capacity mode only): ``wcu_admitted``, ``items_admitted``, ``requests_throttled``
 (calls answered ProvisionedThroughputExceededException), ``items_unprocessed`` (batch writes
-returned unprocessed for lack of capacity) and ``wcu_unprocessed``.
+returned unprocessed for lack of capacity), ``items_unprocessed_partition`` (of those, the ones
+its partition key's limit refused) and ``wcu_unprocessed``.
+
+Per partition key value of a table (capacity mode, writes that name their partition key): the
+same counters but ``items_unprocessed_partition``. Per throttling reason (``reasons``): the calls
+refused whole whose ``ThrottlingReasons`` named it, e.g. ``TableWriteKeyRangeThroughputExceeded``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -29,6 +34,8 @@ class StatsSnapshot:
     operations: Mapping[str, Mapping[str, int]]
     tables: Mapping[str, Mapping[str, int]]
     elapsed_s: float
+    partitions: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=dict)
+    reasons: Mapping[str, int] = field(default_factory=dict)
 
     def op(self, operation: str, counter: str) -> int:
         """One counter of one operation (0 if never counted)."""
@@ -42,12 +49,24 @@ class StatsSnapshot:
         """One capacity counter of one table (0 if never counted)."""
         return self.tables.get(table, {}).get(counter, 0)
 
+    def partition(self, table: str, pk: str, counter: str) -> int:
+        """One capacity counter of one partition key value of a table (0 if never counted)."""
+        return self.partitions.get(table, {}).get(pk, {}).get(counter, 0)
+
+    def reason(self, reason: str) -> int:
+        """Calls refused whole naming `reason` in their ThrottlingReasons (0 if none)."""
+        return self.reasons.get(reason, 0)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (as served by ``GET /__faults__/stats``)."""
         return {
             "elapsed_s": self.elapsed_s,
             "operations": {op: dict(c) for op, c in self.operations.items()},
             "tables": {t: dict(c) for t, c in self.tables.items()},
+            "partitions": {
+                t: {pk: dict(c) for pk, c in parts.items()} for t, parts in self.partitions.items()
+            },
+            "reasons": dict(self.reasons),
         }
 
 
@@ -59,6 +78,8 @@ class Stats:
         self._lock = threading.Lock()
         self._ops: dict[str, Counter[str]] = {}
         self._tables: dict[str, Counter[str]] = {}
+        self._partitions: dict[str, dict[str, Counter[str]]] = {}
+        self._reasons: Counter[str] = Counter()
         self._since = clock()
 
     def count(self, operation: str, counter: str, n: int = 1) -> None:
@@ -71,6 +92,16 @@ class Stats:
         with self._lock:
             self._tables.setdefault(table, Counter())[counter] += n
 
+    def count_partition(self, table: str, pk: str, counter: str, n: int = 1) -> None:
+        """Add `n` to a partition key's capacity counter."""
+        with self._lock:
+            self._partitions.setdefault(table, {}).setdefault(pk, Counter())[counter] += n
+
+    def count_reason(self, reason: str) -> None:
+        """Count one call refused whole with `reason` among its ThrottlingReasons."""
+        with self._lock:
+            self._reasons[reason] += 1
+
     def snapshot(self) -> StatsSnapshot:
         """A consistent copy of every counter."""
         with self._lock:
@@ -78,6 +109,11 @@ class Stats:
                 operations={op: dict(c) for op, c in self._ops.items()},
                 tables={t: dict(c) for t, c in self._tables.items()},
                 elapsed_s=self._clock() - self._since,
+                partitions={
+                    t: {pk: dict(c) for pk, c in parts.items()}
+                    for t, parts in self._partitions.items()
+                },
+                reasons=dict(self._reasons),
             )
 
     def reset(self) -> None:
@@ -85,4 +121,6 @@ class Stats:
         with self._lock:
             self._ops.clear()
             self._tables.clear()
+            self._partitions.clear()
+            self._reasons.clear()
             self._since = self._clock()
