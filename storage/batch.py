@@ -185,9 +185,8 @@ class BatchWriter:
                 # reset connections) must not cut the shared rate to its floor.
                 result.throttled_calls += 1
                 if self.pacer is not None and isinstance(exc, errors.ThrottledError):
-                    reasons = tuple(getattr(exc, "reasons", ()))
                     self.pacer.feedback(
-                        table, units=0.0, throttled=True, partition=key, reasons=reasons
+                        table, units=0.0, throttled=True, partition=key, reasons=exc.reasons
                     )
                 result.unprocessed.extend(pending)
                 result.last_error = exc
