@@ -96,3 +96,18 @@ def test_partition_buckets_are_named_by_a_hash_never_the_key() -> None:
     name = bucket_name("DataFoldStorage-notes", tag_of("alice@example.com"))
     assert "alice" not in name and name.startswith("DataFoldStorage-notes/p")
     assert tag_of("alice") != tag_of("bob") and tag_of("alice") % 2 == 1
+
+
+def test_while_refusals_name_key_ranges_unexplained_ones_are_the_partitions_too(
+    make: Callable[..., RateLimiter], clock: FakeClock, table: str
+) -> None:
+    # Two users each over their own partition's limit: calls refused whole name the key
+    # range, partly refused ones say nothing. The table is not what binds: it is not cut.
+    lim = make(capacity=10000.0)
+    for _ in range(10):
+        clock.t += 0.2
+        lim.feedback(table, units=0.0, throttled=True, partition="alice", reasons=KEY_RANGE)
+        lim.feedback(table, units=20.0, throttled=True, partition="bob")
+        lim.feedback(table, units=20.0, throttled=True, partition="alice")
+    assert lim.current_rate(table) == 10000.0
+    assert partition_rate(lim, table, "bob") < 10000.0

@@ -123,5 +123,6 @@ class BucketBackend(Protocol):
         ``charge``: for feedback, WCU charged beyond the grant; for acquire, the longest wait
         the caller accepts (-1: any), past which nothing is granted or booked. ``tag``: for a
         throttled feedback, the partition a refusal without a reason came from (0: none); it
-        cuts this bucket only if another partition was refused within the last window."""
+        cuts this bucket only if another partition was refused within the last window and no
+        refusal named a key range lately. A negative tag records a key range's refusal."""
         ...

@@ -35,6 +35,7 @@ class _Bucket:
     st: int = 0
     rp: int = 0
     rpt: float = 0.0
+    kr: float = 0.0
 
 
 class MemoryBucketBackend:
@@ -80,6 +81,7 @@ class MemoryBucketBackend:
                     st=stored.st,
                     rp=stored.rp,
                     rpt=stored.rpt,
+                    kr=stored.kr,
                 )
             b.rate = min(p.ceiling, max(p.floor, b.rate))
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
@@ -121,8 +123,15 @@ class MemoryBucketBackend:
                 if charge > 0 or not throttled:
                     b.tokens = min(b.rate * p.burst_seconds, b.tokens - charge)
                 cuts = throttled
-                if throttled and tag != 0:
-                    cuts = b.rp != 0 and b.rp != tag and now - b.rpt <= p.window
+                if tag < 0:
+                    b.kr = now
+                elif throttled and tag > 0:
+                    cuts = (
+                        b.rp != 0
+                        and b.rp != tag
+                        and now - b.rpt <= p.window
+                        and now - b.kr > 2 * p.window
+                    )
                     b.rp, b.rpt = tag, now
                 if throttled:
                     b.thr = True

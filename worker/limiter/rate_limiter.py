@@ -203,15 +203,14 @@ class RateLimiter:
         tag = 0
         if partition is not None:
             tag = self._partition_feedback(table, tag_of(partition), units, throttled, reasons)
-            if tag < 0:  # the partition's alone: the table saw clean consumption
-                throttled, tag = False, 0
+            throttled = throttled and tag >= 0  # a key range's refusal is not the table's
         self._table_feedback(table, units, throttled, charged, tag)
 
     def _partition_feedback(
         self, table: str, tag: int, units: float, throttled: bool, reasons: tuple[str, ...]
     ) -> int:
-        """Feed a hot partition's bucket; the tag the table's feedback carries (0: none), or
-        -1 when the refusal was the partition's alone."""
+        """Feed a hot partition's bucket; the tag the table's feedback carries: 0 none, the
+        partition's for a refusal without a reason, its negative for one naming its key range."""
         scope = scope_of(reasons) if throttled else None
         if scope in (Scope.PARTITION, Scope.UNKNOWN):
             self.hot.refused(table, tag)
@@ -229,16 +228,17 @@ class RateLimiter:
         if not throttled and reply.rate >= self.params.ceiling:
             self.hot.recovered(table, tag)
         if scope is Scope.PARTITION:
-            return -1
+            return -tag
         return tag if scope is Scope.UNKNOWN else 0
 
     def _table_feedback(
         self, table: str, units: float, throttled: bool, charged: float | None, tag: int
     ) -> None:
         granted = self._granted.__dict__.pop(table, 0.0) if charged is None else charged
-        if units == 0 and granted == 0 and not throttled:
+        if units == 0 and granted == 0 and not throttled and not tag:
             return
-        if throttled or self._coalesce <= 0 or self._rates.get(table, 0.0) < self.params.ceiling:
+        urgent = throttled or tag != 0 or self._coalesce <= 0
+        if urgent or self._rates.get(table, 0.0) < self.params.ceiling:
             self.flush(table)
             self._report(table, units, throttled, units - granted, tag)
             return

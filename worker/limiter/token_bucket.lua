@@ -15,10 +15,13 @@ ARGV[5]  feedback: consumed minus granted for that call (WCU), charged to the bu
 ARGV[6..17] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
          beta, fallback beta, alpha, min span (s), ahead (s), max step. Why these values:
          worker/limiter/bucket.py.
-ARGV[18] feedback: the partition a refusal *without a reason* came from (a number, 0: none or
-         not known). Such a refusal cuts this (table) bucket only if another partition was
-         refused within the last window: refusals confined to one partition key are that key's
-         (its own bucket is cut by the caller), not the table's.
+ARGV[18] feedback: the partition a refusal *without a reason* came from (a number > 0; 0: none
+         or not known). Such a refusal cuts this (table) bucket only if another partition was
+         refused within the last window, and no refusal named a key range within the last two:
+         refusals confined to one partition key, or while DynamoDB says partitions are what
+         binds, are the partitions' (their own buckets are cut by the caller), not the table's.
+         A negative number: a refusal that named its key range came from that partition (-n);
+         recorded, nothing cut.
 
 Hash fields: tokens (WCU, negative = debt that sleeping callers are paying off), ts (last
 refill), rate (shared WCU/s), win (start of the measurement window), used (WCU consumed in it),
@@ -26,8 +29,8 @@ thr (1 if it saw a throttle), pu/pd (the previous window's WCU and length), cut 
 last cut), nw (the next wake-up to book for a refused caller), cu (WCU consumed since the last
 cut), st (clean windows in a row: each raises the rate faster, so a rate cut by a storm that has
 ended is back within seconds), rp/rpt (the partition of the last refusal without a reason, and
-when). Every number is stored and returned as a string with 17 significant digits, because
-Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effects rather than
+when), kr (when a refusal last named a key range). Every number is stored and returned as a
+string with 17 significant digits, because Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effects rather than
 the script, so calling TIME and then writing is allowed. The key expires after the idle ttl;
 PEXPIRE renews it.
 
@@ -59,9 +62,10 @@ local function fmt(x)
 end
 
 local f = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'win', 'used', 'thr', 'pu', 'pd',
-    'cut', 'nw', 'cu', 'st', 'rp', 'rpt')
+    'cut', 'nw', 'cu', 'st', 'rp', 'rpt', 'kr')
 local tokens, ts, rate, win, used, thr, pu, pd, cut, nw, cu
 local st, rp, rpt = tonumber(f[12]) or 0, tonumber(f[13]) or 0, tonumber(f[14]) or 0
+local kr = tonumber(f[15]) or 0
 if f[1] then
     tokens, ts, rate, win = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
     used, thr, pu, pd, cut = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8]),
@@ -149,9 +153,12 @@ elseif op == 'feedback' then
         tokens = math.min(rate * burst, tokens - charge)
     end
     local cuts = throttled
-    if throttled and tag ~= 0 then
-        -- A refusal without a reason: the table's only if another partition was refused lately.
-        cuts = rp ~= 0 and rp ~= tag and now - rpt <= window
+    if tag < 0 then
+        kr = now
+    elseif throttled and tag > 0 then
+        -- A refusal without a reason: the table's only if another partition was refused lately
+        -- and no refusal has named a key range lately.
+        cuts = rp ~= 0 and rp ~= tag and now - rpt <= window and now - kr > 2 * window
         rp, rpt = tag, now
     end
     if throttled then
@@ -189,7 +196,8 @@ end
 if op ~= 'state' then
     redis.call('HSET', key, 'tokens', fmt(tokens), 'ts', fmt(ts), 'rate', fmt(rate),
         'win', fmt(win), 'used', fmt(used), 'thr', thr, 'pu', fmt(pu), 'pd', fmt(pd),
-        'cut', fmt(cut), 'nw', fmt(nw), 'cu', fmt(cu), 'st', st, 'rp', fmt(rp), 'rpt', fmt(rpt))
+        'cut', fmt(cut), 'nw', fmt(nw), 'cu', fmt(cu), 'st', st, 'rp', fmt(rp), 'rpt', fmt(rpt),
+        'kr', fmt(kr))
     redis.call('PEXPIRE', key, ttl_ms)
 end
 
