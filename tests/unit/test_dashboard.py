@@ -35,6 +35,8 @@ def test_dashboard_has_the_operator_panels() -> None:
         "datafold_queue_depth",
         "datafold_jobs",
         "datafold_queued_bytes",
+        "datafold_limiter_partition_cuts_total",
+        "datafold_limiter_partition_rate_wcu",
     } <= metrics
     assert any("histogram_quantile(0.99" in e for e in exprs)
     assert any('outcome="dead_lettered"' in e for e in exprs)
@@ -50,6 +52,7 @@ def test_dashboard_has_the_operator_panels() -> None:
         "queue depth",
         "jobs by state",
         "queued bytes",
+        "hot partitions",
     ):
         assert word in titles, word
     # Gauges every worker reports alike are aggregated with max, never summed over workers.
