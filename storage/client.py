@@ -18,7 +18,7 @@ import boto3
 import botocore.config
 import botocore.exceptions as bex
 
-from storage import errors
+from storage import answers, errors
 from storage.metrics import ERRORS, REQUEST_SECONDS, THROTTLES
 from storage.retry import FullJitter, RetryPolicy, classify
 from storage.settings import DynamoConfig
@@ -44,7 +44,9 @@ def make_client(config: DynamoConfig, session: boto3.session.Session | None = No
         parameter_validation=False,
     )
     session = session or boto3.session.Session()
-    return session.client("dynamodb", endpoint_url=config.endpoint_url, config=bc)
+    client = session.client("dynamodb", endpoint_url=config.endpoint_url, config=bc)
+    answers.install(client)  # an answer that is not DynamoDB's is never taken for one
+    return client
 
 
 class Dynamo:
@@ -111,7 +113,7 @@ class Dynamo:
         try:
             result: dict[str, Any] = method(**params)
         except (bex.BotoCoreError, bex.ClientError, errors.StorageError) as exc:
-            err = classify(exc, operation=operation, table=table, key=key)
+            err = classify(exc, operation=operation, table=table, key=key).locate(table, key)
             ERRORS.labels(operation, label_table, err.code or "Unknown").inc()
             if isinstance(err, errors.ThrottledError):
                 THROTTLES.labels(operation, label_table).inc()

@@ -79,6 +79,15 @@ class StorageError(Exception):
         self.code = code
         super().__init__(self._render())
 
+    def locate(self, table: str | None, key: bytes | str | None = None) -> StorageError:
+        """Fill in the table and key where the error did not know them; returns itself."""
+        if self.table is None and table is not None:
+            self.table = table
+        if self.key is None and key is not None:
+            self.key = short_key(key)
+        self.args = (self._render(),)
+        return self
+
     def _render(self) -> str:
         # "PutItem on table 'T', key 'k': [Code] message" — with whatever parts are known.
         where = self.operation or ""

@@ -33,7 +33,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import zlib
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -43,7 +42,7 @@ import botocore.exceptions as bex
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from storage import errors
+from storage import answers, errors
 from storage.sigv4 import CONTENT_TYPE, SERVICE, TARGET, Signer
 
 __all__ = [
@@ -224,29 +223,11 @@ class WireWriter:
         content: bytes = resp.content
         table = next(iter(params.get("RequestItems") or {}), None)
 
-        def bad(why: str, code: str) -> errors.TransientError:
-            # Not DynamoDB's whole answer (a proxy, a cut connection): nothing is known written.
-            return errors.TransientError(why, operation="BatchWriteItem", table=table, code=code)
-
-        crc = resp.headers.get("x-amz-crc32")
-        if crc is not None:
-            try:
-                expected = int(crc)
-            except ValueError:
-                raise bad(f"malformed x-amz-crc32 header {crc[:40]!r}", "CRC32Malformed") from None
-            if expected != zlib.crc32(content):
-                raise bad("response CRC32 does not match its body", "CRC32Mismatch")
         status = int(resp.status_code)
-        if status == 200 and not content:
-            raise bad("BatchWriteItem answered 200 with an empty body", "BadResponse")
-        try:
-            parsed: Any = json.loads(content) if content else {}
-        except ValueError:
-            if status == 200:
-                raise bad("BatchWriteItem answered 200 without JSON", "BadResponse") from None
-            parsed = {}
-        if not isinstance(parsed, dict) and status == 200:
-            raise bad("BatchWriteItem answered 200 with JSON that is not an object", "BadResponse")
+        # Not DynamoDB's whole answer (a proxy, a cut connection): nothing is known written.
+        parsed = answers.check(
+            status, resp.headers, content, operation="BatchWriteItem", table=table
+        )
         data: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
         meta: Any = {
             "HTTPStatusCode": status,

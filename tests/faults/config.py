@@ -37,6 +37,10 @@ class FaultKind(enum.StrEnum):
     RESET = "connection_reset"  # RST before forwarding: upstream never sees the request
     RESET_AFTER = "connection_reset_after_forward"  # forwarded (write applied), response lost
     PARTIAL_BATCH = "partial_batch"  # BatchWriteItem: some writes kept back as UnprocessedItems
+    # Answers that are not DynamoDB's, the request never forwarded (nothing written):
+    EMPTY_ANSWER = "empty_answer"  # 200 with an empty body
+    NON_OBJECT_ANSWER = "non_object_answer"  # 200 with JSON that is not an object
+    BAD_CRC32 = "malformed_crc32"  # 200, a plausible body, an x-amz-crc32 that is no number
 
 
 FAULT_ORDER: tuple[FaultKind, ...] = tuple(FaultKind)
@@ -51,6 +55,9 @@ RATE_FIELDS: dict[FaultKind, str] = {
     FaultKind.RESET: "reset_rate",
     FaultKind.RESET_AFTER: "reset_after_rate",
     FaultKind.PARTIAL_BATCH: "partial_batch_rate",
+    FaultKind.EMPTY_ANSWER: "empty_answer_rate",
+    FaultKind.NON_OBJECT_ANSWER: "non_object_answer_rate",
+    FaultKind.BAD_CRC32: "bad_crc32_rate",
 }
 
 
@@ -91,6 +98,8 @@ class FaultConfig:
     Attributes:
         throttle_rate .. reset_after_rate: per-request probability of each fault kind (`Rate`).
         partial_batch_rate: probability that a BatchWriteItem is partly kept back.
+        empty_answer_rate, non_object_answer_rate, bad_crc32_rate: probability of an answer
+            that is not DynamoDB's (`FaultKind.EMPTY_ANSWER` ...); the request is not forwarded.
         partial_batch_fraction: share of a partial batch's write requests kept back and
             returned as UnprocessedItems (rounded, at least one; 1.0 = all, nothing forwarded).
         latency_ms: fixed delay added before each request is handled (number or map per op).
@@ -122,6 +131,9 @@ class FaultConfig:
     reset_rate: Rate = 0.0
     reset_after_rate: Rate = 0.0
     partial_batch_rate: Rate = 0.0
+    empty_answer_rate: Rate = 0.0
+    non_object_answer_rate: Rate = 0.0
+    bad_crc32_rate: Rate = 0.0
     partial_batch_fraction: float = 0.5
     latency_ms: Rate = 0.0
     latency_jitter_ms: float = 0.0

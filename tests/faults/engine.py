@@ -21,11 +21,13 @@ from typing import Any
 from .capacity import PARTITION, CapacityModel, partition_of, request_units
 from .config import BATCH_WRITE, FAULT_ORDER, FaultConfig, FaultKind
 from .protocol import (
+    EDGE_ANSWERS,
     ERRORS,
     WRITE_OPERATIONS,
     Response,
     WriteRequest,
     batch_requests,
+    edge_answer,
     error_response,
     group,
     json_response,
@@ -117,6 +119,8 @@ class FaultEngine:
             self.stats.count(operation, plan.fault.value)
         if plan.fault in ERRORS:
             plan.response = error_response(plan.fault)
+        elif plan.fault in EDGE_ANSWERS:
+            plan.response = edge_answer(plan.fault)
         elif plan.fault is FaultKind.RESET:
             plan.reset = True
         else:

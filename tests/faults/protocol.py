@@ -84,6 +84,20 @@ def error_response(kind: FaultKind, note: str = "injected by fault proxy") -> Re
     return json_response(status, {"__type": ERROR_PREFIX + code, "message": f"{message} ({note})"})
 
 
+def edge_answer(kind: FaultKind) -> Response:
+    """A 200 that is not DynamoDB's answer: empty, JSON but not an object, or a plausible
+    ``{"UnprocessedItems": {}}`` under an ``x-amz-crc32`` that is no number."""
+    body = {FaultKind.EMPTY_ANSWER: b"", FaultKind.NON_OBJECT_ANSWER: b"[]"}.get(
+        kind, b'{"UnprocessedItems":{}}'
+    )
+    crc = "not-a-crc" if kind is FaultKind.BAD_CRC32 else crc32(body)
+    headers = [("Content-Type", CONTENT_TYPE), ("x-amz-crc32", crc)]
+    return Response(200, "OK", headers, body)
+
+
+EDGE_ANSWERS = frozenset({FaultKind.EMPTY_ANSWER, FaultKind.NON_OBJECT_ANSWER, FaultKind.BAD_CRC32})
+
+
 def with_body(response: Response, payload: Mapping[str, Any]) -> Response:
     """`response` with a new JSON body, its checksum and encoding headers replaced."""
     body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
