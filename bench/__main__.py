@@ -24,6 +24,7 @@ from bench import (
     limiter,
     memory,
     overhead,
+    put_wait,
     reads,
     recovery,
     report,
@@ -43,6 +44,7 @@ SECTIONS: dict[str, Callable[[BenchEnv], Section]] = {
     "overhead": overhead.run,
     "recovery": recovery.run,
     "signing": signing.run,
+    "put_wait": put_wait.run,
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -45,6 +45,12 @@ def job_holders(job_id: str) -> str:
     return f"{PREFIX}:job:{{{job_id}}}:holders"
 
 
+def job_finished(job_id: str) -> str:
+    """List: one element once the job is finished, pushed by the Lua step that finishes it and
+    never popped (waiters rotate it onto itself: ``pipeline.notify``); gone when it resumes."""
+    return f"{PREFIX}:job:{{{job_id}}}:finished"
+
+
 def segment_lease(job_id: str, segment: str) -> str:
     """String: the token of the delivery allowed to write ``segment`` (expiring; renewed)."""
     return f"{PREFIX}:job:{{{job_id}}}:lease:{segment}"

@@ -67,6 +67,7 @@ class Ledger:
             keys.producing(),
             keys.segment_payload(job_id, segment),
             keys.segment_messages(),
+            keys.job_finished(job_id),
         ]
 
     def _run(self, job_id: str, op: str, *args: Any, segment: str = "") -> Any:

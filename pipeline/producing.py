@@ -50,14 +50,24 @@ class Producing:
         self.clock = clock
         self._script = client.register_script(SCRIPT.read_text(encoding="utf-8"))
 
+    @staticmethod
+    def _keys(job_id: str) -> list[str]:
+        return [
+            keys.job(job_id),
+            keys.producing(),
+            keys.job_done_segments(job_id),
+            keys.job_planned_segments(job_id),
+            keys.job_finished(job_id),
+        ]
+
     def _run(self, job_id: str, op: str, *args: Any) -> Any:
         with guard(f"Producing.{op}", self.r):
-            return self._script(keys=[keys.job(job_id), keys.producing()], args=[op, *args])
+            return self._script(keys=self._keys(job_id), args=[op, *args])
 
     def begin(self, job_id: str, token: str, pipe: Any) -> None:
         """Queue on ``pipe`` (the job's creation) the first heartbeat of producer ``token``."""
         args = ["begin", token, self._timeout_ms]
-        self._script(keys=[keys.job(job_id), keys.producing()], args=args, client=pipe)
+        self._script(keys=self._keys(job_id), args=args, client=pipe)
 
     def beat(self, job_id: str, token: str) -> bool:
         """The producer ``token`` is alive; False if it no longer holds the job."""

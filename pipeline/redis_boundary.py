@@ -52,6 +52,15 @@ def where(client: Redis[Any]) -> str:
     return f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
 
 
+def socket_timeout(client: Redis[Any]) -> float | None:
+    """The seconds a reply may take on ``client``'s connections before the call fails (None:
+    no limit): a blocking command must block for less."""
+    pool = getattr(client, "connection_pool", None)
+    kw: dict[str, Any] = getattr(pool, "connection_kwargs", {})
+    value = kw.get("socket_timeout")
+    return None if value is None else float(value)
+
+
 @contextmanager
 def guard(
     operation: str,

@@ -8,10 +8,16 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from pipeline.ledger import Ledger
+from pipeline.notify import FinishedSignal
 from pipeline.status import DeadLetter, JobStatus
 from storage.errors import JobNotFoundError
 
 __all__ = ["DeadLetter", "Job", "JobStatus"]
+
+QUIET_PERIOD = 1.0
+"""Seconds between two status reads of a wait without a bar while the job does not finish."""
+BAR_PERIOD = 0.25
+"""The same with a progress bar: how often it is redrawn."""
 
 
 class Job:
@@ -25,11 +31,13 @@ class Job:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        signal: FinishedSignal | None = None,
     ) -> None:
         self.id = job_id
         self._ledger = ledger
         self._sleep = sleep
         self._clock = clock
+        self._signal = signal or FinishedSignal(ledger.r)
 
     def __repr__(self) -> str:
         return f"Job({self.id!r})"
@@ -43,15 +51,21 @@ class Job:
         timeout: float | None = None,
         progress: bool = False,
         *,
-        poll: float = 0.25,
+        poll: float | None = None,
         out: TextIO | None = None,
     ) -> JobStatus:
         """Block until the job is finished (or ``timeout`` seconds pass: TimeoutError).
-        With ``progress``, draw a progress bar on ``out`` (stderr by default)."""
+        With ``progress``, draw a progress bar on ``out`` (stderr by default).
+
+        It wakes the moment the job finishes (the ledger's finished signal,
+        :mod:`pipeline.notify`) and reads the status then, and at least every ``poll``
+        seconds meanwhile (default 1 s; 0.25 s with a bar, its refresh)."""
         from producers.progress import ProgressBar
 
         bar = ProgressBar(out or sys.stderr) if progress else None
+        period = poll if poll is not None else (BAR_PERIOD if bar else QUIET_PERIOD)
         deadline = None if timeout is None else self._clock() + timeout
+        woken = False
         while True:
             st = self.status()
             if bar:
@@ -67,7 +81,12 @@ class Job:
                     f"job {self.id} not finished after {timeout}s "
                     f"(state {st.state}, {st.processed}/{st.items} items)"
                 )
-            self._sleep(poll)
+            pause = period if deadline is None else min(period, deadline - self._clock())
+            if woken:  # signalled yet not finished (resumed since): never spin on the signal
+                self._sleep(max(0.0, pause))
+                woken = False
+            else:
+                woken = self._signal.wait(self.id, pause)
 
     def dead_letters(self) -> Iterator[DeadLetter]:
         """Items the pipeline gave up on, each with key, value, reason and error code."""

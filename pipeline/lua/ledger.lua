@@ -16,20 +16,24 @@
 --       8 the segment's lease (string: the holder's token, expiring), 9 sizes hash (segment ->
 --       "<payload bytes> <items planned with it>", until recorded), 10 queued hash (job id ->
 --       bytes; every job), 11 producing sorted set (job id -> producer's deadline; every job),
---       12 the segment's payload (string), 13 the journal of sent messages (hash, every job)
+--       12 the segment's payload (string), 13 the journal of sent messages (hash, every job),
+--       14 the job's finished signal (list; see signal below and pipeline/notify.py)
 -- Every key of the job gets its TTL refreshed so a finished job's results expire together.
+-- The step that makes a job finished (as JobStatus.finished says) also pushes its finished
+-- signal, in the same atomic step: its waiters wake at once and none can miss it.
 -- The job states spelled here are pipeline/states.py's JobState (a unit test compares them);
 -- producer.lua sets 'incomplete' and 'abandoned'.
 
 local job, done, planned, dead, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local deliveries, holders, lease = KEYS[6], KEYS[7], KEYS[8]
 local sizes, queued, producing, payload = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local journal = KEYS[13]
+local journal, finished = KEYS[13], KEYS[14]
 local op = ARGV[1]
 
 local function touch(ttl)
   for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
   redis.call('EXPIRE', sizes, ttl)
+  redis.call('EXPIRE', finished, ttl)
 end
 
 local function job_id() return redis.call('HGET', job, 'id') or '' end
@@ -63,6 +67,20 @@ local function finalize(now)
   redis.call('HSET', job, 'state', final, 'finished_at', now)
   redis.call('HDEL', queued, job_id())
   redis.call('DEL', sizes)
+end
+
+-- Push the finished signal once the job is finished: a final state, or a stopped load (its
+-- producer.lua pushes it on stopping) whose sent segments are all recorded or taken back.
+local function signal()
+  if redis.call('EXISTS', finished) == 1 then return end
+  local s = redis.call('HGET', job, 'state')
+  local final = s == 'succeeded' or s == 'partial' or s == 'failed'
+  local stopped = s == 'incomplete' or s == 'abandoned'
+  if final or (stopped and redis.call('SCARD', done) >= redis.call('SCARD', planned)) then
+    redis.call('RPUSH', finished, '1')
+    local ttl = redis.call('PTTL', job)
+    if ttl > 0 then redis.call('PEXPIRE', finished, ttl) end
+  end
 end
 
 local function running(now)
@@ -146,6 +164,7 @@ elseif op == 'seal' then
     redis.call('HINCRBY', job, 'rejected', tonumber(ARGV[2]))
   end
   finalize(ARGV[3])
+  signal()
   touch(tonumber(ARGV[4]))
   return 1
 elseif op == 'unplan' then
@@ -159,6 +178,7 @@ elseif op == 'unplan' then
   if redis.call('SREM', planned, seg) == 0 then return 0 end
   local items = release_size(seg, '')
   if items > 0 then redis.call('HINCRBY', job, 'items', -items) end
+  signal()
   return 1
 elseif op == 'finish' then
   -- ARGV: 2 segment, 3 written, 4 deleted, 5 superseded, 6 child id or '',
@@ -192,6 +212,7 @@ elseif op == 'finish' then
     redis.call('HSET', order, ARGV[7], ARGV[8])
   end
   finalize(ARGV[9])
+  signal()
   touch(tonumber(ARGV[10]))
   return 1
 end

@@ -7,11 +7,13 @@
 --   abandon : mark the job 'abandoned' if its producer has been silent longer than the timeout.
 --   resume  : a new producer takes over an 'incomplete' or 'abandoned' job (resume a load).
 -- KEYS: 1 job hash, 2 producing sorted set (job id -> the producer's deadline, ms: its last
--- heartbeat plus its own timeout, so whoever judges it needs no timeout of theirs).
+-- heartbeat plus its own timeout, so whoever judges it needs no timeout of theirs), 3 the
+-- job's done set, 4 its planned set, 5 its finished signal (list, as in ledger.lua: pushed
+-- when a stop leaves nothing sent unrecorded, so waiters wake at once; gone on resume).
 -- Heartbeats are Redis TIME, never a client's clock: producers and the workers that judge
 -- them may run on machines whose clocks disagree.
 
-local job, producing = KEYS[1], KEYS[2]
+local job, producing, done, planned, finished = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local op = ARGV[1]
 
 local function now_ms()
@@ -31,6 +33,12 @@ local function release(state, reason, now)
   redis.call('HSET', job, 'state', state, 'stopped', reason, 'stopped_at', now)
   redis.call('HDEL', job, 'producer')
   redis.call('ZREM', producing, id())
+  if redis.call('SCARD', done) >= redis.call('SCARD', planned)
+    and redis.call('EXISTS', finished) == 0 then
+    redis.call('RPUSH', finished, '1')
+    local ttl = redis.call('PTTL', job)
+    if ttl > 0 then redis.call('PEXPIRE', finished, ttl) end
+  end
 end
 
 if op == 'begin' then
@@ -82,6 +90,7 @@ elseif op == 'resume' then
   end
   redis.call('HSET', job, 'producer', ARGV[2], 'state', 'running')
   redis.call('HDEL', job, 'stopped', 'stopped_at')
+  redis.call('DEL', finished)
   beat(ARGV[3])
   return {1, redis.call('HGET', job, 'checkpoint') or ''}
 end

@@ -22,6 +22,7 @@ SECTIONS = (
     "6. Memory",
     "7. Celery overhead per segment message",
     "9. SigV4 signing",
+    "10. Single write: put and wait",
 )
 
 
