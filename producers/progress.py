@@ -127,8 +127,9 @@ class EnqueueProgress:
     @staticmethod
     def render(p: Progress) -> str:
         where = f"{p.lines:,} lines, " if p.lines else ""
+        source = f"{p.source}: " if p.source else ""
         text = (
-            f"enqueue: {where}{p.items:,} items; queued {p.queued / MIB:,.1f} of "
+            f"enqueue: {source}{where}{p.items:,} items; queued {p.queued / MIB:,.1f} of "
             f"{p.budget / MIB:,.0f} MiB"
         )
         return text + (" — waiting for workers" if p.waiting else "")
