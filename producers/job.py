@@ -45,12 +45,14 @@ class Job:
         *,
         poll: float = 0.25,
         out: TextIO | None = None,
+        rate: Callable[[], float | None] | None = None,
     ) -> JobStatus:
         """Block until the job is finished (or ``timeout`` seconds pass: TimeoutError).
-        With ``progress``, draw a progress bar on ``out`` (stderr by default)."""
+        With ``progress``, draw a progress bar on ``out`` (stderr by default); ``rate()``
+        gives it the limiter's current rate (WCU/s, None if unknown)."""
         from producers.progress import ProgressBar
 
-        bar = ProgressBar(out or sys.stderr) if progress else None
+        bar = ProgressBar(out or sys.stderr, rate=rate) if progress else None
         deadline = None if timeout is None else self._clock() + timeout
         while True:
             st = self.status()

@@ -24,6 +24,7 @@ from producers.ddb_json import DEFAULT_KEY_ATTRIBUTE
 from producers.feed import Feed
 from producers.inputs import FORMATS, BadLine, Parsed, read_records
 from producers.job import Job
+from producers.records import LineSource
 from producers.session import BudgetGate, OnProgress, ProducerSession
 from producers.sources import close_source, expand_sources, is_s3, open_source, s3_client
 from storage.errors import InputError, NotResumableError
@@ -47,7 +48,7 @@ class SourceChain:
 
 def chained_records(
     specs: list[str],
-    tracker: TrackedInput,
+    tracker: LineSource,
     chain: SourceChain,
     format: str,
     key_column: str | None,
@@ -144,6 +145,34 @@ def load_many(
     return Job(job_id, loader.ledger)
 
 
+def key_field(format: str, key_column: str | None, key_attribute: str | None) -> str | None:
+    """What the reader of ``format`` takes as its key: the CSV column, or the ddb-json
+    attribute (default ``PK``). InputError for an unknown format or a misplaced option."""
+    if format not in FORMATS:
+        raise InputError(f"unknown input format {format!r} (use {', '.join(FORMATS)})")
+    if format == "ddb-json":
+        if key_column is not None:
+            raise InputError("the ddb-json format takes a key attribute, not a key column")
+        return key_attribute or DEFAULT_KEY_ATTRIBUTE
+    if key_attribute is not None:
+        raise InputError("a key attribute applies only to the ddb-json format")
+    return key_column
+
+
+def expand_inputs(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], client: Any = None
+) -> tuple[list[str], Any]:
+    """The inputs named, expanded (:func:`~producers.sources.expand_sources`), and the S3
+    client to read them with: ``client``, or one made if any is on S3 (else None)."""
+    given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not given:
+        raise InputError("no input to load")
+    names = [os.fspath(x) for x in given]
+    if client is None and any(is_s3(n) for n in names):
+        client = s3_client()  # one client for listing and every object
+    return expand_sources(names, client=client), client
+
+
 def load_inputs(
     loader: FileLoader,
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -160,21 +189,10 @@ def load_inputs(
 ) -> Job:
     """``Producer.load_file``'s dispatch: expand the inputs; one is a (resumable) file load,
     several are one job of many inputs. The key of a ddb-json line is ``key_attribute``."""
-    if format == "ddb-json":
-        if key_column is not None:
-            raise InputError("the ddb-json format takes a key attribute, not a key column")
-        key_column = key_attribute or DEFAULT_KEY_ATTRIBUTE
-    elif key_attribute is not None:
-        raise InputError("a key attribute applies only to the ddb-json format")
-    if format not in FORMATS:
-        raise InputError(f"unknown input format {format!r} (use {', '.join(FORMATS)})")
-    given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    if not given:
-        raise InputError("no input to load")
-    names = [os.fspath(x) for x in given]
-    if loader.s3 is None and any(is_s3(n) for n in names):
-        loader = replace(loader, s3=s3_client())  # one client for listing and every object
-    specs = expand_sources(names, client=loader.s3)
+    key_column = key_field(format, key_column, key_attribute)
+    client = loader.s3
+    specs, client = expand_inputs(inputs, client)
+    loader = replace(loader, s3=client)
     if len(specs) == 1:
         args = (specs[0], namespace, user, format, key_column)
         return loader.load(

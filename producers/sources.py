@@ -1,10 +1,11 @@
 """Where a load's input comes from: local paths, ``-`` (standard input) and ``s3://`` URLs,
 compressed or not, and patterns that name many of them (:func:`expand_sources`).
 
-Everything is streamed through ``smart_open`` (S3 through boto3, so its credential chain,
+Everything is streamed: S3 objects through ``smart_open`` (through boto3, so its credential chain,
 region, proxies, CA bundle and ``AWS_ENDPOINT_URL_S3`` apply as they do to any boto3 client):
 memory stays flat whatever the size. ``.gz``, ``.bz2`` and ``.zst`` are decompressed by
-extension, or as ``compression`` says (``auto``, ``none``, ``gz``, ``bz2``, ``zst``). Every
+extension (``.zst`` with ``zstandard``, the others with smart_open's codecs), or as
+``compression`` says (``auto``, ``none``, ``gz``, ``bz2``, ``zst``). Every
 problem opening or listing an input is an :class:`~storage.errors.InputError` in one line,
 naming the input; no credential value ever appears in it.
 """
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import io
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
 import smart_open
+import zstandard
 from smart_open.compression import compression_wrapper
 
 from storage.errors import InputError
@@ -65,13 +68,24 @@ def _why(exc: BaseException) -> str:
     return scrub(text)[:300]
 
 
+def _decompressed(raw: Any, how: str | None) -> BinaryIO:
+    """``raw`` read through codec ``how`` (None: as it is); closing it closes ``raw``.
+    ``.zst`` goes through ``zstandard`` (every frame), the others through smart_open."""
+    if how is None:
+        return cast(BinaryIO, raw)
+    if how == ".zst":
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        return cast(BinaryIO, io.BufferedReader(reader, 1024 * 1024))
+    return cast(BinaryIO, compression_wrapper(raw, "rb", how))
+
+
 def open_source(spec: str, compression: str = "auto", *, client: Any = None) -> BinaryIO:
     """Open one input for binary reading, decompressed. ``-`` is standard input (the caller
     must not close it; :func:`close_source` knows). Raises InputError naming the input."""
     how = codec(spec, compression)
     if spec == "-":
         raw: Any = sys.stdin.buffer
-        return cast(BinaryIO, compression_wrapper(raw, "rb", how) if how else raw)
+        return _decompressed(raw, how)
     if not is_s3(spec):
         try:
             f: Any = open(spec, "rb")  # noqa: SIM115 -- the caller owns and closes it
@@ -83,13 +97,14 @@ def open_source(spec: str, compression: str = "auto", *, client: Any = None) -> 
             raise InputError(f"permission denied: {spec}") from None
         except OSError as e:
             raise InputError(f"cannot open {spec}: {e.strerror or e}") from None
-        return cast(BinaryIO, compression_wrapper(f, "rb", how) if how else f)
+        return _decompressed(f, how)
     _split(spec)
     params = {"client": client if client is not None else s3_client()}
     try:
-        return smart_open.open(spec, "rb", compression=how or "disable", transport_params=params)
+        raw = smart_open.open(spec, "rb", compression="disable", transport_params=params)
     except Exception as exc:  # botocore, smart_open and OSError all say it differently
         raise InputError(f"cannot open {spec}: {_why(exc)}") from None
+    return _decompressed(raw, how)
 
 
 def close_source(spec: str, stream: BinaryIO) -> None:

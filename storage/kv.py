@@ -20,7 +20,13 @@ from typing import Any, Protocol
 from storage import errors
 from storage.batch import BatchResult, BatchWriter, Rejected, WriteOp
 from storage.client import Dynamo
-from storage.limits import MAX_ITEM_BYTES, MAX_SORT_KEY_BYTES, check_item, check_key
+from storage.limits import (
+    MAX_ITEM_BYTES,
+    MAX_SORT_KEY_BYTES,
+    check_item,
+    check_key,
+    kv_item_size,
+)
 from storage.metrics import BATCH_ITEMS
 
 TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
@@ -68,7 +74,7 @@ class DynamoKvStore:
         self.consistent_reads = consistent_reads
         self.clock = clock
         self._pk: dict[str, Any] = {"S": user_id}  # shared by its requests; never mutated
-        self._pk_size = 9 + len(user_id.encode("utf-8"))
+        self._pk_size = kv_item_size(user_id, 0, 0)
 
     # -- keys and items -------------------------------------------------------------------
     def _key(self, key: bytes) -> dict[str, Any]:
