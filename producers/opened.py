@@ -78,6 +78,6 @@ def input_size(stream: BinaryIO) -> int | None:
     compares those by digest only)."""
     try:
         st = os.fstat(stream.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         return None
     return st.st_size if stat.S_ISREG(st.st_mode) else None

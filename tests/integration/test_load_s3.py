@@ -129,7 +129,11 @@ def test_a_prefix_of_three_objects_is_one_job_last_line_wins_in_listed_order(
 
     again = _cli(penv, "load", f"s3://{bucket}/exports/", "-n", ns, "--resume", job)
     assert again.returncode == 2
-    assert again.stderr.strip().splitlines()[0].startswith("error: 3 inputs: only a load of one")
+    assert (
+        again.stderr.strip()
+        .splitlines()[0]
+        .startswith("error: Resume: 3 inputs: only a load of one")
+    )
 
 
 def _ddb_export(n: int) -> bytes:
