@@ -60,10 +60,10 @@ def chained_records(
     """The records of every input in turn, read through ``tracker`` over ``chain``; rejected
     lines name their input. ``on_source(i, spec)`` hears when input ``i`` (1-based) starts."""
     for i, spec in enumerate(specs, 1):
-        stream = open_source(spec, compression, client=client)
-        chain.current = stream
         if on_source is not None:
             on_source(i, spec)
+        stream = open_source(spec, compression, client=client)
+        chain.current = stream
         try:
             for rec in read_records(tracker, format, key_column):
                 yield (
@@ -93,6 +93,8 @@ def load_many(
             stream = open_source(spec, loader.compression, client=loader.s3)
             try:
                 loader.check_strict(stream, format, key_column, namespace, rewind=False)
+            except InputError as exc:
+                raise InputError(f"{spec}: {exc.message}", operation="Load") from None
             finally:
                 close_source(spec, stream)
     chain = SourceChain()

@@ -14,9 +14,11 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 import zstandard
 
 from producers import Producer
+from storage.errors import InputError
 from tests.support.pipeline import ROOT, PipelineEnv, Worker
 
 
@@ -206,3 +208,22 @@ def test_plan_wcu_equals_the_wcu_the_load_consumed(
     assert plan["wcu"] > 4000  # sizes over 1 KB count more than one unit
     assert abs(status["consumed_wcu"] - plan["wcu"]) <= 0.01 * plan["wcu"]
     assert plan["cost_usd"] == round(plan["wcu"] / 1e6 * 0.625, 6)
+
+
+def test_a_many_input_load_that_stops_ends_incomplete_never_succeeded(
+    penv: PipelineEnv, workers: list[Worker], producer: Producer, s3_bucket: tuple[Any, str],
+    unique: str,
+) -> None:  # fmt: skip
+    client, bucket = s3_bucket
+    client.put_object(Bucket=bucket, Key="p1.jsonl", Body=b'{"key":"a","value":1}\n' * 3)
+    ns, user = f"s3stop{unique}", f"u-{unique}"
+
+    with pytest.raises(InputError) as info:
+        producer.load_file([f"s3://{bucket}/p1.jsonl", f"s3://{bucket}/gone.jsonl"], ns, user)
+
+    assert "cannot open s3://" in str(info.value) and "gone.jsonl" in str(info.value)
+    (note,) = info.value.__notes__
+    assert "does not resume" in note
+    job = producer.job(note.split()[1])
+    st = job.wait(timeout=60)
+    assert st.state == "incomplete" and "gone.jsonl" in st.stopped
