@@ -18,10 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-services:
+services: venv
 	scripts/system-deps
 	scripts/redis-local start
 	scripts/dynamodb-local start
+	VENV=$(VENV) scripts/s3-local start
 
 ## make test: venv + install + DynamoDB Local + Redis + the whole suite (what CI runs)
 test: venv services
@@ -53,3 +54,4 @@ stop:
 	-for p in worker flower; do [ -f .run/$$p.pid ] && kill $$(cat .run/$$p.pid) 2>/dev/null; rm -f .run/$$p.pid; done
 	scripts/dynamodb-local stop
 	scripts/redis-local stop
+	scripts/s3-local stop

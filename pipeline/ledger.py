@@ -78,7 +78,6 @@ class Ledger:
         with guard(f"Ledger.{op}", self.r):
             return fn()
 
-    # -- producer side --------------------------------------------------------------------
     def create(
         self,
         job_id: str,
@@ -135,9 +134,8 @@ class Ledger:
         nothing done, wait for workers); with ``producer``, only by the job's producer (else
         ProducerFencedError); ``checkpoint`` (with the input ``lines`` it covers) is stored in
         the same step."""
-        status, queued = self._run(
-            job_id, "plan", segment, items, self.ttl, size, budget, producer, checkpoint, lines
-        )
+        args = (segment, items, self.ttl, size, budget, producer, checkpoint, lines)
+        status, queued = self._run(job_id, "plan", *args)
         answer = Planned(PlanStatus(int(status)), int(queued))
         if answer.status is PlanStatus.FENCED:
             raise ProducerFencedError(
@@ -168,7 +166,6 @@ class Ledger:
             n += int(self._run(job_id, "unplan", seg, journal_member(job_id, seg), segment=seg))
         return n
 
-    # -- worker side ----------------------------------------------------------------------
     def is_done(self, job_id: str, segment: str) -> bool:
         return bool(self._guard(lambda: self.r.sismember(keys.job_done_segments(job_id), segment)))
 
@@ -221,12 +218,13 @@ class Ledger:
         partition: str | None = None,
         next_index: int = 0,
         token: str = "",
+        wcu: float = 0.0,
     ) -> Recorded:
         """Record a finished segment exactly once. With ``token``, only while that delivery
         holds the segment's lease (else FENCED: nothing is recorded), and the lease is freed.
-        ``dead_items`` counts the items dead-lettered (default: one per letter; a letter for a
-        lost payload stands for all its items); ``failure`` marks a step that failed without
-        items (a plan), so the job cannot end ``succeeded``."""
+        ``dead_items`` counts the items dead-lettered (default: one per letter; a lost payload's
+        letter stands for all its items); ``failure`` marks a step that failed without items
+        (a plan), so the job cannot end ``succeeded``; ``wcu``: capacity units it consumed."""
         letters = [d.to_json() for d in dead]
         res = self._run(
             job_id,
@@ -243,12 +241,12 @@ class Ledger:
             token,
             len(letters) if dead_items is None else dead_items,
             scrub(failure),
+            repr(float(wcu)),
             *letters,
             segment=segment,
         )
         return Recorded(int(res))
 
-    # -- reading --------------------------------------------------------------------------
     def status(self, job_id: str) -> JobStatus:
         """The job now. A job whose producer went silent past the timeout is marked
         abandoned first: what this reports is true even with no worker running."""

@@ -68,7 +68,9 @@ class JobStatus:
     ``stopped`` says why a load's input was not read to the end (states ``incomplete`` and
     ``abandoned``); ``lines``: input lines enqueued so far by a resumable load (its last
     checkpoint); ``fed``: a producer still holds the job; ``sealed``: every segment is
-    planned (the input was read to the end)."""
+    planned (the input was read to the end); ``consumed_wcu``: write capacity units the
+    job's bulk writes consumed, as the batch writer charges them (DynamoDB's figure when asked
+    for it, else ceil(item size / 1 KB) per item)."""
 
     id: str
     state: JobState
@@ -88,6 +90,7 @@ class JobStatus:
     lines: int = 0
     fed: bool = False
     sealed: bool = False
+    consumed_wcu: float = 0.0
     segments_planned: int = 0
     segments_done: int = 0
     created_at: float = 0.0
@@ -138,6 +141,7 @@ class JobStatus:
             lines=num("lines"),
             fed="producer" in d,
             sealed=d.get("sealed") == "1",
+            consumed_wcu=float(d.get("wcu", "0") or 0),
             segments_planned=planned,
             segments_done=done,
             created_at=ts("created_at") or 0.0,

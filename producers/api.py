@@ -29,6 +29,7 @@ from producers.bulk import Group, bulk_job
 from producers.export import ExportCounts, export_user
 from producers.file_load import FileLoader
 from producers.job import Job
+from producers.multi_load import load_inputs
 from producers.session import OnProgress, ProducerSession
 from storage import errors
 from storage.limits import check_partition, namespace_table
@@ -128,37 +129,41 @@ class Producer:
 
     def load_file(
         self,
-        path_or_dash: str | os.PathLike[str],
+        path_or_dash: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         namespace: str | None = None,
         user_id: str | None = None,
         format: str = "jsonl",
         key_column: str | None = None,
         *,
+        key_attribute: str | None = None,
+        compression: str = "auto",
         strict: bool = False,
         force: bool = False,
         resume: str | None = None,
         on_progress: OnProgress | None = None,
     ) -> Job:
-        """Enqueue the records of a JSONL or CSV file (``-`` = stdin), streamed: memory stays
-        flat for any size. Bad lines are rejected with line number and reason and counted in
-        the job; with ``strict`` any bad line refuses the whole file (InputError) before
-        anything is enqueued. ``namespace`` is required unless the lines carry their own.
+        """Enqueue the records of a JSONL, CSV or DynamoDB-JSON (``ddb-json``, keyed by
+        ``key_attribute``, default ``PK``) input, streamed: memory stays flat for any size.
+        An input is a path, ``-`` (stdin) or an ``s3://bucket/key`` URL, decompressed by
+        extension (``.gz``, ``.bz2``, ``.zst``) or as ``compression`` says; a list of them, a
+        pattern (``*.json.gz``) or an S3 prefix ending in ``/`` loads as one job, in the order
+        listed (:mod:`producers.multi_load`). Bad lines are rejected with line number and
+        reason; with ``strict`` any refuses the input before anything is enqueued.
 
-        A JSONL file whose first line is an export line is an export file (see
+        A JSONL input whose first line is an export line is an export file (see
         :meth:`export`): it is read twice, first to check its trailer's checksum and counts —
         a truncated or altered file raises InputError before anything is written — then to
         load it. With ``force`` a damaged export is loaded anyway (every intact line; the
         damaged ones are rejected lines) and the job's ``status().extra["export_problem"]``
-        says what was wrong. Schema lines are restored directly (not through the queue) with
-        their timestamps and version, replacing same-named schemas of ``user_id``; the job's
-        ``extra["schemas"]`` counts them.
+        says what was wrong. Schema lines are restored directly, not through the queue.
 
         Reading blocks while the queued-bytes budget (``DATAFOLD_MAX_QUEUED_BYTES``) is full;
         ``on_progress`` hears of lines enqueued and of waiting. If the reading stops early
         (Ctrl-C, an error, Redis gone) the job is ``incomplete`` (or ``abandoned``, if this
-        process dies): ``resume=JOB`` goes on from its last checkpoint with the same input,
-        options and user (NotResumableError if the input is not the same, by size and
-        digest), ending with the totals an uninterrupted load would have."""
+        process dies): ``resume=JOB`` goes on from its last checkpoint with the same single
+        input, options and user (NotResumableError if the input is not the same, by size and
+        digest, or if the job read several inputs), ending with the totals an uninterrupted
+        load would have."""
         user = self._user(user_id)
         if namespace is not None:
             self._ns(namespace)
@@ -170,18 +175,13 @@ class Producer:
             check_namespace=self._ns,
             schema_store=self._schema_store,
             budget=self.config.max_queued_bytes,
+            compression=compression,
         )
-        return loader.load(
-            path_or_dash,
-            namespace,
-            user,
-            format,
-            key_column,
-            strict=strict,
-            force=force,
-            resume=resume,
-            on_progress=on_progress,
-        )
+        keys = (key_column, key_attribute)  # ``namespace``: None only if the lines name theirs
+        return load_inputs(
+            loader, path_or_dash, namespace, user, format, *keys, strict=strict, force=force,
+            resume=resume, on_progress=on_progress,
+        )  # fmt: skip
 
     # -- export (direct reads) --------------------------------------------------------------
     def export(

@@ -24,12 +24,16 @@ from producers.cli_commands import (
     cmd_export,
     cmd_get,
     cmd_load,
+    cmd_plan,
     cmd_reset_user,
     cmd_scan,
     cmd_schemas,
     cmd_status,
     cmd_wait,
 )
+from producers.inputs import FORMATS
+from producers.plan import PRICE_PER_MILLION_WRU, PRICE_SOURCE
+from producers.sources import CHOICES
 from storage import errors
 
 __all__ = [
@@ -64,11 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
     def wait(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--wait", action="store_true", help="show progress until finished")
 
-    sp = sub.add_parser("load", help="enqueue a bulk load of a JSONL or CSV file")
-    sp.add_argument("file", help="file to load, or - for standard input")
-    sp.add_argument("--namespace", "-n", help="target namespace (export files carry their own)")
-    sp.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    sp.add_argument("--key-column", help="CSV column holding the key")
+    def inputs(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "file",
+            nargs="+",
+            help="file, - (standard input), s3://bucket/key, a pattern (*.json.gz) or an S3 "
+            "prefix ending in /; several load as one job, in the order given",
+        )
+        sp.add_argument("--namespace", "-n", help="target namespace (export files carry theirs)")
+        sp.add_argument("--format", choices=list(FORMATS), default="jsonl")
+        sp.add_argument("--key-column", help="CSV column holding the key")
+        sp.add_argument(
+            "--key-attribute", help="ddb-json attribute holding the key (S, N or B; default PK)"
+        )
+        sp.add_argument(
+            "--compression",
+            choices=list(CHOICES),
+            default="auto",
+            help="auto: by extension (.gz, .bz2, .zst)",
+        )
+
+    sp = sub.add_parser("load", help="enqueue a bulk load of JSONL, CSV or DynamoDB-JSON input")
+    inputs(sp)
     sp.add_argument(
         "--strict",
         action="store_true",
@@ -88,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="go on with an incomplete or abandoned load of the same FILE from its checkpoint",
     )
     sp.set_defaults(fn=cmd_load)
+
+    sp = sub.add_parser("plan", help="read the input once: items, WCU, cost and time of its load")
+    inputs(sp)
+    user(sp)
+    sp.add_argument(
+        "--price",
+        type=float,
+        help=f"USD per million write request units (default {PRICE_PER_MILLION_WRU}, "
+        f"{PRICE_SOURCE})",
+    )
+    sp.add_argument(
+        "--wcu", type=float, help="write rate to time it at, WCU/s (default: the table's)"
+    )
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_plan)
 
     sp = sub.add_parser(
         "export",

@@ -9,14 +9,17 @@ import argparse
 import base64
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from pipeline.limiter_view import current_rate
 from pipeline.states import JobState
 from pipeline.status import JobStatus
 from producers.api import Producer
 from producers.export import ExportCounts, export_to_path
 from producers.job import Job
 from producers.progress import EnqueueProgress, summary
+from storage.limits import namespace_table
 from storage.schema import DynamoSchemaStore, create_schema_table
 from storage.schema_item import Schema
 
@@ -34,7 +37,16 @@ def _job_exit(st: JobStatus) -> int:
     return EXIT_INCOMPLETE if st.state in (JobState.PARTIAL, JobState.FAILED) else EXIT_ERROR
 
 
-def _started(job: Job, what: str, wait: bool) -> int:
+def _limiter(p: Producer, job: Job) -> Callable[[], float | None] | None:
+    """The limiter's current rate for the job's table (None: a job of no one namespace)."""
+    ns = job.status().namespace
+    if not ns:
+        return None
+    table = namespace_table(p.dynamo_config.table_prefix, ns)
+    return lambda: current_rate(p.redis, table)
+
+
+def _started(job: Job, what: str, wait: bool, p: Producer | None = None) -> int:
     if not wait:
         print(job.id)
         print(
@@ -42,7 +54,7 @@ def _started(job: Job, what: str, wait: bool) -> int:
         )
         return EXIT_OK
     print(f"{what}: job {job.id}", file=sys.stderr)
-    return _job_exit(job.wait(progress=True))
+    return _job_exit(job.wait(progress=True, rate=_limiter(p, job) if p else None))
 
 
 def _key_arg(text: str, is_b64: bool) -> bytes:
@@ -77,6 +89,8 @@ def cmd_load(p: Producer, a: argparse.Namespace) -> int:
             a.user,
             format=a.format,
             key_column=a.key_column,
+            key_attribute=a.key_attribute,
+            compression=a.compression,
             strict=a.strict,
             force=a.force,
             resume=a.resume,
@@ -97,8 +111,27 @@ def cmd_load(p: Producer, a: argparse.Namespace) -> int:
         )
     if st.extra.get("schemas", "0") != "0":
         print(f"{st.extra['schemas']} schemas restored", file=sys.stderr)
-    rc = _started(job, "load", a.wait)
+    rc = _started(job, "load", a.wait, p)
     return EXIT_INCOMPLETE if problem and rc == EXIT_OK else rc
+
+
+def cmd_plan(p: Producer, a: argparse.Namespace) -> int:
+    from producers.plan_run import plan_for
+
+    plan = plan_for(
+        p,
+        a.file,
+        a.namespace,
+        a.user,
+        a.format,
+        a.key_column,
+        a.key_attribute,
+        compression=a.compression,
+        price=a.price,
+        wcu=a.wcu,
+    )
+    print(json.dumps(plan.as_dict()) if a.json else plan.render())
+    return EXIT_OK
 
 
 def cmd_export(p: Producer, a: argparse.Namespace) -> int:
@@ -133,7 +166,8 @@ def cmd_status(p: Producer, a: argparse.Namespace) -> int:
 
 
 def cmd_wait(p: Producer, a: argparse.Namespace) -> int:
-    return _job_exit(p.job(a.job).wait(timeout=a.timeout, progress=True))
+    job = p.job(a.job)
+    return _job_exit(job.wait(timeout=a.timeout, progress=True, rate=_limiter(p, job)))
 
 
 def cmd_get(p: Producer, a: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
 """The machinery of ``Producer.load_file``: open the input, check it, enqueue its records,
 and resume an interrupted load from its checkpoint (:mod:`producers.checkpoint`).
 
-An input that must be read twice (``strict``, or an export file, verified first) and cannot
-seek is spooled to a temp file, so memory stays flat. Records are cut into segments per
+The input is opened by :class:`~producers.opened.OpenedInput` (local, stdin or S3,
+decompressed; spooled when it must be read twice and cannot seek). Records are cut into segments per
 namespace; bad lines are recorded in the job; schema lines are restored directly. The reading
 runs inside a :class:`~producers.session.ProducerSession` (heartbeat; ``incomplete`` with why if
 it stops early) and plans under the queued-bytes budget (:class:`~producers.session.BudgetGate`).
@@ -10,11 +10,7 @@ it stops early) and plans under the queued-bytes budget (:class:`~producers.sess
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
-import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
@@ -26,67 +22,16 @@ from pipeline.ledger import Ledger
 from pipeline.segmenter import SEGMENT_MAX_BYTES
 from pipeline.states import JobKind
 from producers.checkpoint import Checkpoint, TrackedInput
-from producers.export import PrefixedStream, SchemaSink, looks_like_export, verify_export
+from producers.export import SchemaSink, verify_export
 from producers.feed import Feed, namespace_problem
-from producers.inputs import (
-    MAX_LINE_BYTES,
-    BadLine,
-    Parsed,
-    Record,
-    open_input,
-    read_records,
-)
+from producers.inputs import BadLine, Parsed, Record, read_records
 from producers.job import Job
+from producers.opened import OpenedInput, input_size
 from producers.session import BudgetGate, OnProgress, ProducerSession
 from storage import errors
 from storage.schema import DynamoSchemaStore
 
 MAX_STRICT_REPORT = 5
-
-
-class _Opened:
-    """Open the input and tell whether it is an export file (first line). Stdin (or any
-    unseekable input) is spooled to a temp file when it must be read twice — ``strict``,
-    or an export file (verified first) — so memory stays flat."""
-
-    def __init__(self, path: str | os.PathLike[str], strict: bool, format: str = "jsonl") -> None:
-        self.path, self.strict, self.format = path, strict, format
-        self.export = False
-        self.src: BinaryIO | None = None
-        self.tmp: Any = None
-
-    def __enter__(self) -> BinaryIO:
-        src = self.src = open_input(self.path)
-        seekable = str(self.path) != "-" and src.seekable()
-        head = b""
-        if self.format == "jsonl":
-            head = src.readline(MAX_LINE_BYTES + 1)
-            self.export = looks_like_export(head)
-        if seekable:
-            src.seek(0)
-            return src
-        if self.strict or self.export:
-            self.tmp = tempfile.TemporaryFile()
-            self.tmp.write(head)
-            shutil.copyfileobj(src, self.tmp, 1024 * 1024)
-            self.tmp.seek(0)
-            return self.tmp  # type: ignore[no-any-return]
-        return io.BufferedReader(PrefixedStream(head, src)) if head else src
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tmp is not None:
-            self.tmp.close()
-        if self.src is not None and str(self.path) != "-":
-            self.src.close()
-
-
-def _size(stream: BinaryIO) -> int | None:
-    """The size of a regular file (None for a pipe or terminal: compared by digest only)."""
-    try:
-        st = os.fstat(stream.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return None
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 @dataclass(frozen=True)
@@ -102,6 +47,8 @@ class FileLoader:
     check_namespace: Callable[[str], str]
     schema_store: Callable[[str], DynamoSchemaStore]
     budget: int = 0
+    compression: str = "auto"
+    s3: Any = None  # the S3 client inputs are read with (None: one made when needed)
 
     def load(
         self,
@@ -117,16 +64,18 @@ class FileLoader:
         on_progress: OnProgress | None = None,
     ) -> Job:
         """See ``Producer.load_file`` (``user`` resolved, ``namespace`` already checked)."""
-        opened = _Opened(path_or_dash, strict, format)
+        opened = OpenedInput(
+            path_or_dash, strict, format, compression=self.compression, client=self.s3
+        )
         with opened as stream:
             extra: dict[str, str] = {}
             sink: SchemaSink | None = None
             if opened.export:
                 extra, sink = self._verify_export(stream, user, force)
             if strict:
-                self._check_strict(stream, format, key_column, namespace)
+                self.check_strict(stream, format, key_column, namespace)
             cut = (self.partitions, self.segment_size, SEGMENT_MAX_BYTES)
-            base = Checkpoint(format, key_column, namespace, _size(stream), cut=cut)
+            base = Checkpoint(format, key_column, namespace, input_size(stream), cut=cut)
             tracker = TrackedInput(stream)
             if resume is None:
                 # Reading starts now: a CSV without its key column fails before any job exists.
@@ -179,6 +128,12 @@ class FileLoader:
         if st.kind != JobKind.LOAD or st.user_id != user:
             raise errors.NotResumableError(
                 f"job {job_id} is not a load of user {user!r}", operation="Resume"
+            )
+        if st.extra.get("sources"):
+            raise errors.NotResumableError(
+                f"job {job_id} loaded {st.extra['sources']} inputs as one job; such a job does "
+                "not resume: load them again",
+                operation="Resume",
             )
         if not st.state.stopped:
             why = (
@@ -263,11 +218,18 @@ class FileLoader:
             extra["export_problem"] = check.problem
         return extra, SchemaSink(self.schema_store(user)) if check.schemas else None
 
-    def _check_strict(
-        self, stream: BinaryIO, format: str, key_column: str | None, namespace: str | None
+    def check_strict(
+        self,
+        stream: BinaryIO,
+        format: str,
+        key_column: str | None,
+        namespace: str | None,
+        *,
+        rewind: bool = True,
     ) -> None:
         """Everything the load would reject, refused before any job exists: bad lines, lines
-        without a namespace, namespaces DynamoDB cannot name a table after."""
+        without a namespace, namespaces DynamoDB cannot name a table after. ``rewind``: seek
+        the stream back to its start after."""
         bad: list[BadLine] = []
         valid: set[str] = set()
         for rec in read_records(stream, format, key_column):
@@ -284,4 +246,5 @@ class FileLoader:
             raise errors.InputError(
                 f"{len(bad)} bad lines, nothing enqueued: {shown}{more}", operation="Load"
             )
-        stream.seek(0)
+        if rewind:
+            stream.seek(0)

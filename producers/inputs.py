@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from producers.csv_input import read_csv
+from producers.ddb_json import read_ddb_json
 from producers.export_format import (
     ExportVerifier,
     SchemaRecord,
@@ -47,6 +48,7 @@ from storage.errors import InputError
 from storage.limits import NAMESPACE_RE
 
 __all__ = [
+    "FORMATS",
     "ITEM_OVERHEAD_BYTES",
     "MAX_LINE_BYTES",
     "BadLine",
@@ -62,6 +64,7 @@ __all__ = [
 ]
 
 Parsed = Record | SchemaRecord | Trailer | BadLine
+FORMATS = ("jsonl", "csv", "ddb-json")
 
 
 def open_input(path_or_dash: str | os.PathLike[str]) -> BinaryIO:
@@ -223,9 +226,11 @@ def read_records(
     start_line: int = 0,
     header_rows: bytes | None = None,
 ) -> Iterator[Parsed]:
-    """Dispatch to :func:`read_jsonl` (``"jsonl"``: plain and export lines) or :func:`read_csv`
-    (``"csv"``, needs ``key_column``). Raises :class:`InputError` at once for an unknown format,
-    a ``key_column`` with jsonl, ``on_line`` with csv, or a CSV header without the column.
+    """Dispatch to :func:`read_jsonl` (``"jsonl"``: plain and export lines), :func:`read_csv`
+    (``"csv"``, needs ``key_column``) or :func:`~producers.ddb_json.read_ddb_json`
+    (``"ddb-json"``: ``key_column`` names the key attribute, default ``PK``). Raises
+    :class:`InputError` at once for an unknown format, a ``key_column`` with jsonl, ``on_line``
+    with csv or ddb-json, or a CSV header without the column.
     A resumed load reads from line ``start_line + 1`` on, a CSV one with its ``header`` line
     read before."""
     if format == "jsonl":
@@ -244,4 +249,9 @@ def read_records(
             start_line=start_line,
             header_rows=header_rows,
         )
-    raise InputError(f"unknown input format {format!r} (use jsonl or csv)")
+    if format == "ddb-json":
+        if on_line is not None:
+            raise InputError("on_line applies only to the jsonl format")
+        attr = key_column or "PK"
+        return read_ddb_json(stream, key_attribute=attr, max_line=max_line, start_line=start_line)
+    raise InputError(f"unknown input format {format!r} (use {', '.join(FORMATS)})")

@@ -53,16 +53,18 @@ class Job:
         *,
         poll: float | None = None,
         out: TextIO | None = None,
+        rate: Callable[[], float | None] | None = None,
     ) -> JobStatus:
         """Block until the job is finished (or ``timeout`` seconds pass: TimeoutError).
-        With ``progress``, draw a progress bar on ``out`` (stderr by default).
+        With ``progress``, draw a progress bar on ``out`` (stderr by default); ``rate()``
+        gives it the limiter's current rate (WCU/s, None if unknown).
 
         It wakes the moment the job finishes (the ledger's finished signal,
         :mod:`pipeline.notify`) and reads the status then, and at least every ``poll``
         seconds meanwhile (default 1 s; 0.25 s with a bar, its refresh)."""
         from producers.progress import ProgressBar
 
-        bar = ProgressBar(out or sys.stderr) if progress else None
+        bar = ProgressBar(out or sys.stderr, rate=rate) if progress else None
         period = poll if poll is not None else (BAR_PERIOD if bar else QUIET_PERIOD)
         deadline = None if timeout is None else self._clock() + timeout
         woken = False

@@ -34,7 +34,8 @@ WAIT_FIRST, WAIT_MAX = 0.05, 1.0
 @dataclass(frozen=True)
 class Progress:
     """What a producer reports while it reads: ``lines`` read (0 when not a file), ``items``
-    enqueued, ``queued`` bytes over every job and the ``budget``; ``waiting`` for workers."""
+    enqueued, ``queued`` bytes over every job and the ``budget``; ``waiting`` for workers;
+    ``source``: the input being read, when a job reads several."""
 
     job: str
     lines: int
@@ -42,6 +43,7 @@ class Progress:
     queued: int
     budget: int
     waiting: bool
+    source: str = ""
 
 
 OnProgress = Callable[[Progress], None]
@@ -131,6 +133,7 @@ class BudgetGate:
         self.sleep = sleep
         self.items = 0
         self.lines = 0
+        self.source = ""
 
     def plan(self, cutter: Segmenter, p: int, seg: Segment, size: int) -> None:
         mark = self.checkpoint(cutter, p) if self.checkpoint else None
@@ -159,5 +162,13 @@ class BudgetGate:
     def report(self, queued: int, *, waiting: bool) -> None:
         if self.on_progress is not None:
             self.on_progress(
-                Progress(self.session.job, self.lines, self.items, queued, self.budget, waiting)
+                Progress(
+                    self.session.job,
+                    self.lines,
+                    self.items,
+                    queued,
+                    self.budget,
+                    waiting,
+                    self.source,
+                )
             )

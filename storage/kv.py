@@ -23,7 +23,13 @@ from typing import Any, Protocol
 from storage import errors
 from storage.batch import BatchResult, BatchWriter, Rejected, WriteOp
 from storage.client import Dynamo
-from storage.limits import MAX_ITEM_BYTES, MAX_SORT_KEY_BYTES, check_item, check_key
+from storage.limits import (
+    MAX_ITEM_BYTES,
+    MAX_SORT_KEY_BYTES,
+    check_item,
+    check_key,
+    kv_item_size,
+)
 from storage.metrics import BATCH_ITEMS
 from storage.single_writes import delete_sequenced, delete_unsequenced, put_sequenced
 
@@ -71,7 +77,7 @@ class DynamoKvStore:
         self.consistent_reads = consistent_reads
         self.clock = clock
         self._pk: dict[str, Any] = {"S": user_id}  # shared by its requests; never mutated
-        self._pk_size = 9 + len(user_id.encode("utf-8"))
+        self._pk_size = kv_item_size(user_id, 0, 0)
 
     # -- keys and items -------------------------------------------------------------------
     def _key(self, key: bytes) -> dict[str, Any]:

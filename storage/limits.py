@@ -74,6 +74,12 @@ def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
     return sum(len(name.encode("utf-8")) + attribute_size(v) for name, v in item.items())
 
 
+def kv_item_size(user_id: str, key_len: int, value_len: int) -> int:
+    """Size of a namespace item as :meth:`storage.kv.DynamoKvStore.put_op` writes it: names
+    ``PK`` ``SK`` ``Value`` (9 bytes), the user id (S), key and value (B)."""
+    return 9 + len(user_id.encode("utf-8")) + key_len + value_len
+
+
 def write_units(size: int) -> int:
     """Write capacity units one write of an item of ``size`` bytes costs: ceil(size / 1 KB)."""
     return max(1, math.ceil(size / WCU_BYTES))

@@ -95,6 +95,7 @@ class Recording:
             partition=seg.part,
             next_index=seg.idx + 1,
             token=self.delivery.token,
+            wcu=result.consumed_wcu,
         )
         if recorded is Recorded.FENCED:
             if child is not None:

@@ -9,8 +9,8 @@
 --   unplan : take back a planned segment that was never staged (no payload): its producer died
 --            or stopped between planning and staging it; a resumed load cuts it again.
 --   finish : record a finished segment exactly once — only by its lease holder when a token is
---            given — with its counters, dead letters, child segment and partition order, then
---            finalize the job if it is sealed and complete. Its bytes leave the queued budget.
+--            given — with its counters, consumed WCU, dead letters, child segment and partition
+--            order, then finalize the job if sealed and complete. Its bytes leave the budget.
 -- KEYS: 1 job hash, 2 done set, 3 planned set, 4 dead-letter list, 5 order hash,
 --       6 deliveries hash, 7 holders hash (segment -> token of its last lease holder),
 --       8 the segment's lease (string: the holder's token, expiring), 9 sizes hash (segment ->
@@ -183,7 +183,8 @@ elseif op == 'unplan' then
 elseif op == 'finish' then
   -- ARGV: 2 segment, 3 written, 4 deleted, 5 superseded, 6 child id or '',
   --       7 partition or '', 8 next index, 9 now, 10 ttl, 11 lease token or '',
-  --       12 items dead-lettered, 13 failure reason or '', 14.. dead letters (JSON).
+  --       12 items dead-lettered, 13 failure reason or '', 14 write capacity units the
+  --       delivery consumed ('' or 0: none), 15.. dead letters (JSON).
   -- Returns 1 recorded, 0 already recorded, -1 fenced (the token no longer holds the lease),
   -- -2 not planned (a child its parent's recording did not plan: it must not count).
   local seg, token = ARGV[2], ARGV[11]
@@ -200,7 +201,9 @@ elseif op == 'finish' then
   redis.call('HINCRBY', job, 'deleted', tonumber(ARGV[4]))
   redis.call('HINCRBY', job, 'superseded', tonumber(ARGV[5]))
   redis.call('HINCRBY', job, 'dead_lettered', tonumber(ARGV[12]))
-  for i = 14, #ARGV do redis.call('RPUSH', dead, ARGV[i]) end
+  local wcu = tonumber(ARGV[14]) or 0
+  if wcu > 0 then redis.call('HINCRBYFLOAT', job, 'wcu', ARGV[14]) end
+  for i = 15, #ARGV do redis.call('RPUSH', dead, ARGV[i]) end
   if ARGV[13] ~= '' then
     redis.call('HINCRBY', job, 'failures', 1)
     redis.call('HSET', job, 'error', ARGV[13])

@@ -13,6 +13,7 @@ from producers import Producer
 from storage import DynamoConfig
 from tests.support.pipeline import PipelineEnv, Worker, fresh_env, start_workers, stop_all
 from tests.support.redis_at import redis_url
+from tests.support.s3 import moto_server
 
 REDIS_DB = 9
 SCRATCH_REDIS_URL = redis_url(12)
@@ -59,3 +60,24 @@ def r() -> Iterator[redis.Redis[Any]]:
     client.flushdb()
     yield client
     client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local S3 (moto's server) for the session, stopped at its end."""
+    with moto_server(Path(tmp_path_factory.mktemp("s3-logs"))) as url:
+        yield url
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, unique: str) -> tuple[Any, str]:
+    """A boto3 client of the local S3 and a new bucket in it; ``AWS_ENDPOINT_URL_S3`` points
+    this process (and the commands it starts) there, as a user would point it at any store."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = boto3.client("s3", region_name="us-east-1")
+    bucket = f"ingest-{unique}"
+    client.create_bucket(Bucket=bucket)
+    return client, bucket
