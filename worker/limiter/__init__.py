@@ -4,9 +4,15 @@
 One test suite runs over both backends. Modules import ``bucket`` and nothing above it: no cycle.
 """
 
-from worker.limiter.bucket import COALESCE_SECONDS, BucketBackend, BucketParams, BucketReply
+from worker.limiter.bucket import (
+    COALESCE_SECONDS,
+    BucketBackend,
+    BucketParams,
+    BucketReply,
+    Grant,
+)
 from worker.limiter.memory_backend import MemoryBucketBackend
-from worker.limiter.rate_limiter import Grant, RateLimiter
+from worker.limiter.rate_limiter import RateLimiter
 from worker.limiter.redis_backend import RedisBucketBackend
 
 __all__ = [

@@ -81,6 +81,14 @@ class BucketParams:
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """Answer of ``RateLimiter.try_acquire``: charged or not, and how long to wait."""
+
+    granted: bool
+    wait: float
+
+
+@dataclass(frozen=True, slots=True)
 class BucketReply:
     """One script answer. ``tokens`` < 0 is debt being paid off by sleeping callers.
 

@@ -22,22 +22,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import PipelineConfig
 from storage.errors import ConfigError, StoppedError
 from worker.limiter import metrics
-from worker.limiter.bucket import IDLE_TTL_SECONDS, RETRY_FLOOR_SECONDS, BucketBackend, BucketParams
+from worker.limiter.bucket import (
+    IDLE_TTL_SECONDS,
+    RETRY_FLOOR_SECONDS,
+    BucketBackend,
+    BucketParams,
+    Grant,
+)
 from worker.limiter.partitions import HotPartitions, Scope, bucket_name, label, scope_of, tag_of
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """Answer of :meth:`RateLimiter.try_acquire`: charged or not, and how long to wait."""
-
-    granted: bool
-    wait: float
 
 
 class RateLimiter:
@@ -173,6 +170,9 @@ class RateLimiter:
         limit = -1.0 if max_wait is None else max(0.0, max_wait)
         reply = self._backend.run(bucket, "acquire", self.params, units=units, charge=limit)
         if bucket == table:
+            if table not in self._rates:  # a table's series exist from its first call, at 0
+                metrics.THROTTLE_CUTS.labels(table)
+                metrics.HOT_PARTITIONS.labels(table).set(0)
             self._rates[table] = reply.rate
             metrics.RATE_WCU.labels(table).set(reply.rate)
         if reply.granted:
