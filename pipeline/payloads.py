@@ -14,7 +14,8 @@ Nothing in it is executable: it is parsed by length, never unpickled or evaluate
 that does not parse exactly is refused (:class:`PayloadError`). The payload expires with the
 job's results (``DATAFOLD_RESULT_TTL``) and is deleted once its segment is recorded finished;
 a segment whose payload is gone (Redis evicted it: run Redis with ``noeviction``, as the broker
-needs anyway) is dead-lettered with that reason, never silently dropped.
+needs anyway) is dead-lettered with that reason, never silently dropped. A segment loaded from
+files has its items' refs (``pipeline.refs``) beside the payload, stored and deleted with it.
 
 Every message the pipeline sends (segments, single writes, plans) is journalled before it is
 sent (:meth:`PayloadStore.sent`, with a segment's payload in the same round trip): its task, the

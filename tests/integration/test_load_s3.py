@@ -266,6 +266,8 @@ def test_dead_letters_of_a_many_input_load_name_their_input_and_line(
     letters = {d.key: d for d in producer.job(job).dead_letters()}
     assert (letters[b"c4"].source, letters[b"c4"].line) == (part3, 5)
     assert len(_stored(penv, user, ns)) == 147
+    refs_left = penv.redis().scan_iter(match=f"datafold:job:{{{job}}}:refs:*")
+    assert list(refs_left) == []  # deleted with the payloads
 
     replay = producer.replay_dead_letters(job)  # read back whole: keys and values kept
     st = replay.wait(timeout=120)
