@@ -93,9 +93,9 @@ class CeleryEnqueuer:
 
     def stage(self, m: Message, countdown: float = 0.0) -> None:
         task, _ = _ROUTE[type(m)]
-        ops = m.ops if isinstance(m, Segment) else None
+        ops, refs = (m.ops, m.refs) if isinstance(m, Segment) else (None, None)
         due = time.time() + countdown
-        self.payloads.sent(m.job, m.seg, _message(m), due, ops=ops, task=task)
+        self.payloads.sent(m.job, m.seg, _message(m), due, ops=ops, task=task, refs=refs)
 
     def send(self, m: Message, countdown: float = 0.0) -> None:
         task, queue = _ROUTE[type(m)]

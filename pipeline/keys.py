@@ -77,6 +77,12 @@ def segment_payload(job_id: str, segment: str) -> str:
     return f"{PREFIX}:job:{{{job_id}}}:payload:{segment}"
 
 
+def segment_refs(job_id: str, segment: str) -> str:
+    """String: the input and line of each item of a segment loaded from files
+    (``pipeline.refs``), beside its payload and deleted with it."""
+    return f"{PREFIX}:job:{{{job_id}}}:refs:{segment}"
+
+
 def segments_due() -> str:
     """Sorted set: journalled segments (``["job", "segment"]``) by when their message became
     due; removed when the segment is recorded (``worker.sweeper`` finds lost messages)."""

@@ -48,7 +48,8 @@ def unb64(text: str) -> bytes:
 @dataclass(frozen=True)
 class Segment:
     """One segment. ``ops`` holds its items in memory (when cutting, or once loaded from the
-    payload store); the message never carries them, only their count."""
+    payload store); the message never carries them, only their count. ``refs``: where they
+    came from (``pipeline.refs``), stored beside them when staged; never in the message."""
 
     job: str
     seg: str
@@ -62,6 +63,7 @@ class Segment:
     count: int = 0  # items, when ``ops`` is None
     parent: str | None = None
     idle: int = 0  # requeues in a row that made no progress (the bound applies to these)
+    refs: bytes | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", Target(self.target))  # ValueError if not a target
@@ -108,8 +110,8 @@ class Segment:
         )
 
     def without_ops(self) -> Segment:
-        """The same segment, its items left to the payload store."""
-        return replace(self, ops=None, count=self.n)
+        """The same segment, its items (and refs) left to the payload store."""
+        return replace(self, ops=None, count=self.n, refs=None)
 
     @property
     def letter_ns(self) -> str | None:
@@ -117,12 +119,17 @@ class Segment:
         return self.ns if self.target is Target.KV else None
 
     def child(
-        self, ops: list[Op], holder: int = 1, progressed: bool = False, rerun: int = 0
+        self,
+        ops: list[Op],
+        holder: int = 1,
+        progressed: bool = False,
+        rerun: int = 0,
+        refs: bytes | None = None,
     ) -> Segment:
         """The requeued remainder: same place in the order, one more attempt. ``holder`` (the
         lease holder's delivery number) and ``rerun`` (its run) name it, so no two runs name
         (and store) the same child; ``progressed``: this attempt wrote something (resets
-        ``idle``)."""
+        ``idle``); ``refs``: where its items came from."""
         attempt = self.attempt + 1
         return replace(
             self,
@@ -132,6 +139,7 @@ class Segment:
             attempt=attempt,
             parent=self.seg,
             idle=0 if progressed else self.idle + 1,
+            refs=refs,
         )
 
 

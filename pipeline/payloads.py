@@ -14,7 +14,8 @@ Nothing in it is executable: it is parsed by length, never unpickled or evaluate
 that does not parse exactly is refused (:class:`PayloadError`). The payload expires with the
 job's results (``DATAFOLD_RESULT_TTL``) and is deleted once its segment is recorded finished;
 a segment whose payload is gone (Redis evicted it: run Redis with ``noeviction``, as the broker
-needs anyway) is dead-lettered with that reason, never silently dropped.
+needs anyway) is dead-lettered with that reason, never silently dropped. A segment loaded from
+files has its items' refs (``pipeline.refs``) beside the payload, stored and deleted with it.
 
 Every message the pipeline sends (segments, single writes, plans) is journalled before it is
 sent (:meth:`PayloadStore.sent`, with a segment's payload in the same round trip): its task, the
@@ -109,10 +110,12 @@ class PayloadStore:
         ops: Sequence[Op] | None = None,
         *,
         task: str = SEGMENT_TASK,
+        refs: bytes | None = None,
     ) -> None:
         """Journal a message of ``task`` (sent, or about to be) under its id ``seg``, due at
-        ``due`` (epoch s), and store a segment's items first when given (one round trip).
-        Stored items must match the message's count: a payload is written once per id."""
+        ``due`` (epoch s), and store a segment's items first when given, with their ``refs``
+        (``pipeline.refs``) if any: one round trip. Stored items must match the message's
+        count: a payload is written once per id."""
         member = journal_member(job, seg)
         entry = json.dumps([task, message], separators=(",", ":"))
         # One transaction: a payload is never stored without its journal entry (a resumed
@@ -120,6 +123,8 @@ class PayloadStore:
         pipe = self.r.pipeline(transaction=True)
         if ops is not None:
             pipe.set(keys.segment_payload(job, seg), encode(ops), ex=self.ttl)
+            if refs is not None:
+                pipe.set(keys.segment_refs(job, seg), refs, ex=self.ttl)
         pipe.hset(keys.segment_messages(), member, entry)
         pipe.zadd(keys.segments_due(), {member: due})
         self._do("journal", pipe.execute)
@@ -146,6 +151,11 @@ class PayloadStore:
         blob = self._do("get", lambda: self.r.get(keys.segment_payload(job, seg)))
         return None if blob is None else decode(blob)
 
+    def refs(self, job: str, seg: str) -> bytes | None:
+        """The stored refs of the segment's items (None: not from files, or gone)."""
+        blob: bytes | None = self._do("refs", lambda: self.r.get(keys.segment_refs(job, seg)))
+        return blob
+
     def forget_older(self, before: float) -> int:
         """Drop journal entries due before ``before`` (their job's results have expired)."""
         members = self._do(
@@ -159,10 +169,10 @@ class PayloadStore:
         return len(members)
 
     def delete(self, job: str, seg: str) -> None:
-        """Forget a recorded message: its journal entry, and its payload if it had one."""
+        """Forget a recorded message: its journal entry, and its payload (and refs) if any."""
         member = journal_member(job, seg)
         pipe = self.r.pipeline(transaction=False)
-        pipe.delete(keys.segment_payload(job, seg))
+        pipe.delete(keys.segment_payload(job, seg), keys.segment_refs(job, seg))
         pipe.zrem(keys.segments_due(), member)
         pipe.hdel(keys.segment_messages(), member)
         self._do("delete", pipe.execute)

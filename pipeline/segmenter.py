@@ -7,6 +7,9 @@ in different segments. An unordered stream (deletes planned by the worker) runs 
 at once. Memory is bounded: at most ``partitions`` buffers of ``segment_size`` items or
 ``segment_bytes`` bytes each, whatever the input size.
 
+A feed from files names its inputs (``inputs``) and gives each item its ref (input and line,
+:func:`pipeline.refs.ref`): each segment then carries its items' refs, stored beside them.
+
 Each segment is registered in the ledger (``plan``, idempotent) before its message is sent;
 a :class:`PlanGate` may take over that step (a producer's: backpressure, its token and its
 resume checkpoint, see ``producers.session``).
@@ -15,6 +18,7 @@ resume checkpoint, see ``producers.session``).
 from __future__ import annotations
 
 import zlib
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -23,6 +27,7 @@ from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger
 from pipeline.messages import Op, Segment
 from pipeline.payloads import payload_size
+from pipeline.refs import encode, used
 from pipeline.states import Target
 
 DEFAULT_PARTITIONS = 32
@@ -57,9 +62,11 @@ class Segmenter:
         ordered: bool = True,
         gate: PlanGate | None = None,
         start: Sequence[int] | None = None,
+        inputs: Sequence[str] | None = None,
     ) -> None:
         """``start``: each partition's first segment index (a resumed load goes on from its
-        checkpoint); ``gate``: see :class:`PlanGate`."""
+        checkpoint); ``gate``: see :class:`PlanGate`; ``inputs``: the names of the inputs
+        read so far (the feed appends to it), when every item comes with its ref."""
         self.job, self.ns, self.user, self.target = job, ns, user, target
         self.ledger = ledger
         self.enqueue = enqueue
@@ -71,6 +78,8 @@ class Segmenter:
         self.gate = gate
         self._buf: list[list[Op]] = [[] for _ in range(partitions)]
         self._bytes = [0] * partitions
+        self.inputs = inputs
+        self._refs = [array("Q") for _ in range(partitions)] if inputs is not None else None
         self._next = list(start) if start is not None else [0] * partitions
         if len(self._next) != partitions:
             raise ValueError(f"start has {len(self._next)} indexes for {partitions} partitions")
@@ -91,9 +100,12 @@ class Segmenter:
     def add(self, key: bytes, value: bytes | None) -> None:
         self.add_to(zlib.crc32(key) % self.partitions, key, value)
 
-    def add_to(self, p: int, key: bytes, value: bytes | None) -> None:
-        """:meth:`add` to partition ``p``, which must be :meth:`partition_of` ``key``."""
+    def add_to(self, p: int, key: bytes, value: bytes | None, ref: int = 0) -> None:
+        """:meth:`add` to partition ``p``, which must be :meth:`partition_of` ``key``; ``ref``:
+        the item's input and line, kept if the segmenter has ``inputs``."""
         self._buf[p].append((key, value))
+        if self._refs is not None:
+            self._refs[p].append(ref)
         self._bytes[p] += len(key) + (len(value) if value else 0)
         self.items += 1
         if len(self._buf[p]) >= self.segment_size or self._bytes[p] >= self.segment_bytes:
@@ -108,6 +120,10 @@ class Segmenter:
         if not ops:
             return
         idx = self._next[p]
+        refs = None
+        if self._refs is not None and self.inputs is not None:
+            r, self._refs[p] = self._refs[p], array("Q")
+            refs = encode(used(self.inputs, r), r)
         seg = Segment(
             job=self.job,
             seg=ids.segment(self.scope, p, idx),
@@ -117,6 +133,7 @@ class Segmenter:
             ops=ops,
             part=ids.partition(self.scope, p) if self.ordered else None,
             idx=idx,
+            refs=refs,
         )
         self._buf[p] = []
         self._next[p] = idx + 1

@@ -27,35 +27,46 @@ COUNTERS = (
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """An item the pipeline gave up on, with why. ``value`` is kept so it can be replayed."""
+    """An item the pipeline gave up on, with why. ``value`` is kept so it can be replayed.
+    ``source`` and ``line``: the input (path, ``-`` or S3 URL) and its 1-based line the item
+    was read from, for items loaded from files (None otherwise, or when unknown)."""
 
     key: bytes
     value: bytes | None
     reason: str
     code: str
     namespace: str | None = None
+    source: str | None = None
+    line: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "key": self.key.hex(),
-                "value": None if self.value is None else self.value.hex(),
-                "reason": scrub(self.reason),
-                "code": self.code,
-                "namespace": self.namespace,
-            },
-            separators=(",", ":"),
-        )
+        d: dict[str, Any] = {
+            "key": self.key.hex(),
+            "value": None if self.value is None else self.value.hex(),
+            "reason": scrub(self.reason),
+            "code": self.code,
+            "namespace": self.namespace,
+        }
+        if self.source is not None:
+            d["source"] = scrub(self.source)
+        if self.line is not None:
+            d["line"] = self.line
+        return json.dumps(d, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> DeadLetter:
+        """The letter of :meth:`to_json`'s output (one written before ``source`` and ``line``
+        existed has None for them)."""
         d = json.loads(raw)
+        line = d.get("line")
         return cls(
             bytes.fromhex(d["key"]),
             None if d["value"] is None else bytes.fromhex(d["value"]),
             d["reason"],
             d["code"],
             d.get("namespace"),
+            d.get("source"),
+            None if line is None else int(line),
         )
 
 

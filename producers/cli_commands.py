@@ -262,5 +262,7 @@ def cmd_dead_letters(p: Producer, a: argparse.Namespace) -> int:
         rec = json.loads(_render(d.key, b""))
         rec.pop("value_b64", None)
         rec.update(namespace=d.namespace, code=d.code, reason=d.reason)
+        if d.source is not None or d.line is not None:
+            rec.update(source=d.source, line=d.line)  # the input line it was read from
         print(json.dumps(rec, ensure_ascii=False))
     return EXIT_OK

@@ -1,5 +1,6 @@
 """The reading loop of a file load: records into segments per namespace, bad lines into the
 job, schema lines restored directly, and the reading position into each segment's checkpoint.
+Each item goes with its input and line (``pipeline.refs``), so a dead letter can name them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterable
 
 from pipeline.enqueue import Enqueuer
 from pipeline.ledger import Ledger
+from pipeline.refs import ref
 from pipeline.segmenter import Segmenter
 from producers.checkpoint import Checkpoint, Checkpointer, TrackedInput
 from producers.export import SchemaSink
@@ -59,6 +61,14 @@ class Feed:
         self.check_namespace = check_namespace
         self.schema_store = schema_store
         self._shown: list[tuple[int, str]] = []
+        self.inputs: list[str] = []
+        self._base = 0
+
+    def enter(self, name: str) -> None:
+        """The records read from now on are lines of the input ``name`` (as given, or as a
+        pattern expanded: a path, ``-`` or an S3 URL)."""
+        self.inputs.append(name)
+        self._base = ref(len(self.inputs) - 1, 0)
 
     def _reject(self, cp: Checkpointer, line: int, reason: str) -> None:
         cp.bad(line)
@@ -107,7 +117,7 @@ class Feed:
                     p = s.partition_of(rec.key)
                     if not (resuming and cp.skips(ns, p, rec.line)):
                         cp.add(s, p, rec.line)
-                        s.add_to(p, rec.key, rec.value)
+                        s.add_to(p, rec.key, rec.value, self._base + rec.line)
                 tracker.commit()
             if sink is not None:
                 sink.close()
@@ -132,5 +142,6 @@ class Feed:
             segment_size=self.segment_size,
             gate=gate,
             start=[n for n, _ in done] if done else None,
+            inputs=self.inputs,
         )
         return s

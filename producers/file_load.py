@@ -106,6 +106,7 @@ class FileLoader:
                 check_namespace=self.check_namespace,
                 schema_store=self.schema_store,
             )
+            feed.enter(os.fspath(path_or_dash))
             with ProducerSession(self.ledger, job_id, token=token) as session:
                 if resume is not None:
                     self._cut_again_if_unsent(job_id, base)

@@ -128,6 +128,7 @@ def load_many(
 
         def on_source(i: int, spec: str) -> None:
             where["now"] = gate.source = f"input {i}/{len(specs)} {spec}"
+            feed.enter(spec)
 
         session.describe = lambda: (
             f"stopped while reading {where['now'] or 'the first input'}; a load of several "

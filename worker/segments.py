@@ -7,7 +7,8 @@ previous holder vanished); drop superseded duplicates (last line wins); cut 25-i
 run them in parallel threads under the global limiter, asking the lease and the run's deadline
 before each; requeue what is left as a new segment with backoff (bounded by requeues that made
 no progress), then dead-letter it with the reason; dead-letter poison items alone, and every
-item of a segment no retry can help. The requeued child is staged (items + journal) before the
+item of a segment no retry can help (each names its input and line when the segment's items came
+from files: ``worker.recording``). The requeued child is staged (items + journal) before the
 segment is recorded and sent after: recording plans it atomically, and a child whose parent
 was never recorded by its holder is never run.
 """
@@ -196,8 +197,8 @@ class SegmentRunner:
         self, seg: Segment, deliveries: int, keeper: LeaseKeeper, delivery: Delivery
     ) -> Outcome:
         deadline = self.clock() + self.cfg.segment_seconds
-        run = self._recorder(seg, deliveries, delivery)
         seg, missing = self._load(seg)
+        run = self._recorder(seg, deliveries, delivery)
         if missing is not None:
             # The items cannot be named: one dead letter, keyed by the segment, stands for all.
             lost = DeadLetter(seg.seg.encode(), None, missing, LOST, seg.letter_ns)

@@ -12,6 +12,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,3 +228,72 @@ def test_a_many_input_load_that_stops_ends_incomplete_never_succeeded(
     job = producer.job(note.split()[1])
     st = job.wait(timeout=60)
     assert st.state == "incomplete" and "gone.jsonl" in st.stopped
+
+
+def test_dead_letters_of_a_many_input_load_name_their_input_and_line(
+    penv: PipelineEnv, workers: list[Worker], producer: Producer, s3_bucket: tuple[Any, str],
+    unique: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A local file and two S3 objects as one job: items the worker must dead-letter (the
+    reader lets them by: a long user id makes them too big only as DynamoDB items) name their
+    input and line, in the CLI's listing and the API; a replay of them reads them whole."""
+    client, bucket = s3_bucket
+    user = f"u-{unique}-" + "x" * 1000  # 1 KB of partition key on every item
+    poison = "y" * 409_000  # under the reader's bound, over 400 KB with that partition key
+    first = tmp_path / "part-1.jsonl"
+    first.write_text("".join(json.dumps({"key": f"a{i}", "value": i}) + "\n" for i in range(50)))
+    for name, prefix, bad in (("part-2.jsonl.gz", "b", {9, 30}), ("part-3.jsonl", "c", {4})):
+        recs = [{"key": f"{prefix}{i}", "value": poison if i in bad else i} for i in range(50)]
+        raw = "".join(json.dumps(r) + "\n" for r in recs).encode()
+        body = gzip.compress(raw) if name.endswith(".gz") else raw
+        client.put_object(Bucket=bucket, Key=f"in/{name}", Body=body)
+    part2, part3 = f"s3://{bucket}/in/part-2.jsonl.gz", f"s3://{bucket}/in/part-3.jsonl"
+    ns = f"s3dead{unique}"
+
+    proc = _cli(penv, "load", str(first), part2, part3, "-n", ns, "--user", user, "--wait")
+
+    assert proc.returncode == 3, proc.stderr  # finished, with dead letters
+    job = _job_of(proc)
+    listed = _cli(penv, "dead-letters", job)
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(x) for x in listed.stdout.splitlines()]
+    assert {r["key"]: (r["source"], r["line"]) for r in rows} == {
+        "b9": (part2, 10),
+        "b30": (part2, 31),
+        "c4": (part3, 5),
+    }
+    assert all(r["code"] == "Invalid" and "409600-byte limit" in r["reason"] for r in rows)
+    letters = {d.key: d for d in producer.job(job).dead_letters()}
+    assert (letters[b"c4"].source, letters[b"c4"].line) == (part3, 5)
+    assert len(_stored(penv, user, ns)) == 147
+    refs_left = penv.redis().scan_iter(match=f"datafold:job:{{{job}}}:refs:*")
+    assert list(refs_left) == []  # deleted with the payloads
+
+    replay = producer.replay_dead_letters(job)  # read back whole: keys and values kept
+    st = replay.wait(timeout=120)
+    assert (st.items, st.dead_lettered) == (3, 3)
+    assert {(d.key, d.value, d.source, d.line) for d in replay.dead_letters()} == {
+        (k, d.value, None, None)
+        for k, d in letters.items()  # a replay reads no file
+    }
+
+
+def test_dead_letters_of_standard_input_name_it_and_their_line(
+    penv: PipelineEnv, workers: list[Worker], unique: str
+) -> None:
+    user = f"u-{unique}-" + "x" * 1000
+    recs = [{"key": f"k{i}", "value": "y" * 409_000 if i == 6 else i} for i in range(20)]
+    ns = f"stdindead{unique}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "producers.cli", "load", "-", "-n", ns, "--user", user, "--wait"],
+        cwd=ROOT,
+        env=penv.env(),
+        input="".join(json.dumps(r) + "\n" for r in recs),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 3, proc.stderr
+    listed = _cli(penv, "dead-letters", _job_of(proc))
+    (row,) = [json.loads(x) for x in listed.stdout.splitlines()]
+    assert (row["key"], row["source"], row["line"]) == ("k6", "-", 7)

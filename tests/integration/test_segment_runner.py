@@ -41,7 +41,8 @@ class ListEnqueuer:
     def stage(self, m: Any, countdown: float = 0.0) -> None:
         if self.payloads is not None:
             if isinstance(m, Segment):
-                self.payloads.sent(m.job, m.seg, m.without_ops().to_message(), 0.0, ops=m.ops)
+                message = m.without_ops().to_message()
+                self.payloads.sent(m.job, m.seg, message, 0.0, ops=m.ops, refs=m.refs)
             else:
                 self.payloads.sent(m.job, m.seg, m.to_message(), 0.0)
 
@@ -67,7 +68,7 @@ class PayloadFirstRunner(SegmentRunner):
     def run(self, seg: Segment, delivery: Delivery | None = None) -> Outcome:
         if seg.ops is not None:
             message = seg.without_ops().to_message()
-            self.payloads.sent(seg.job, seg.seg, message, 0.0, ops=seg.ops)
+            self.payloads.sent(seg.job, seg.seg, message, 0.0, ops=seg.ops, refs=seg.refs)
             seg = seg.without_ops()
         return super().run(seg, delivery)
 

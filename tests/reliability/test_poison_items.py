@@ -11,7 +11,9 @@ neighbours. (The file reader refuses oversize lines itself, so the items go in t
 from __future__ import annotations
 
 import base64
+import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,3 +87,28 @@ def test_three_oversize_and_one_refused_item_among_10k(
         f"\n{N} items: {st.written} written, dead letters "
         f"{ {k.decode(): (d.code, d.reason[:70]) for k, d in letters.items()} }"
     )
+
+
+def test_items_dead_lettered_after_requeues_name_their_input_lines(
+    fleet: Fleet, proxy: FaultProxy, unique: str, tmp_path: Path
+) -> None:
+    """Every batch comes back unprocessed: the segments are requeued (the children carry their
+    items' refs) until the bound, then each letter names its file and line; of a key read
+    twice, the line that was to be written (the last)."""
+    proxy.configure(partial_batch_rate=1.0, partial_batch_fraction=1.0)
+    fleet.start(1, prefix="unwritten", DATAFOLD_MAX_REQUEUES="2")
+    lines = [json.dumps({"key": f"k{i}", "value": i}) for i in range(40)]
+    lines[19] = json.dumps({"key": "k3", "value": "again"})  # line 20 replaces line 4
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    ns, user = f"unwritten{unique}", f"user-{unique}"
+
+    st = producer(fleet.penv, DATAFOLD_SEGMENT_SIZE="10").load_file(path, ns, user).wait(90)
+
+    assert (st.written, st.superseded, st.dead_lettered) == (0, 1, 39), st
+    assert st.requeues > 0, st
+    want = {f"k{i}".encode(): (str(path), i + 1) for i in range(40) if i != 19}
+    want[b"k3"] = (str(path), 20)
+    letters = list(producer(fleet.penv).job(st.id).dead_letters())
+    assert {d.key: (d.source, d.line) for d in letters} == want
+    assert all("after 2 requeues" in d.reason for d in letters), letters[0].reason
