@@ -172,22 +172,34 @@ class BatchWriter:
                 result.last_error = exc
                 break
             params: dict[str, Any] = {"RequestItems": {table: [op.request for op in pending]}}
+            refused_whole = False
             if self.dynamo.config.wants_consumed_capacity:
                 params["ReturnConsumedCapacity"] = "TOTAL"
             try:
-                resp = self.dynamo.call("BatchWriteItem", table, **params)
+                # With a limiter, a call refused whole for capacity is not retried blindly by
+                # the call's policy: the limiter hears of it at once (its reasons say which
+                # limit) and paces the next round, as for unprocessed items.
+                resp = self.dynamo.call(
+                    "BatchWriteItem", table, retry_throttles=self.pacer is None, **params
+                )
+            except errors.ThrottledError as exc:
+                if self.pacer is None:  # the policy has given up already
+                    result.throttled_calls += 1
+                    result.unprocessed.extend(pending)
+                    result.last_error = exc
+                    break
+                self.pacer.feedback(
+                    table, units=0.0, throttled=True, partition=key, reasons=exc.reasons
+                )
+                resp = {"UnprocessedItems": {table: [op.request for op in pending]}}
+                units, refused_whole = 0.0, True  # nothing consumed, the limiter told
             except errors.ValidationError as exc:
                 result.merge(self._isolate(table, pending, exc, stop, deadline))
                 break
             except errors.RetryableError as exc:
-                # The single-call policy has given up: hand every pending item back. Only
-                # throttling says the table is short of capacity; an outage (5xx, refused or
-                # reset connections) must not cut the shared rate to its floor.
+                # The single-call policy has given up: hand every pending item back. An outage
+                # (5xx, refused or reset connections) must not cut the shared rate to its floor.
                 result.throttled_calls += 1
-                if self.pacer is not None and isinstance(exc, errors.ThrottledError):
-                    self.pacer.feedback(
-                        table, units=0.0, throttled=True, partition=key, reasons=exc.reasons
-                    )
                 result.unprocessed.extend(pending)
                 result.last_error = exc
                 break
@@ -208,7 +220,7 @@ class BatchWriter:
                 float(c.get("CapacityUnits", 0.0)) for c in resp.get("ConsumedCapacity") or []
             ) or (units if not left else float(sum(write_units(op.size) for op in done)))
             result.consumed_wcu += consumed
-            if self.pacer is not None:
+            if self.pacer is not None and not refused_whole:
                 self.pacer.feedback(table, units=consumed, throttled=bool(left), partition=key)
             if not left:
                 break

@@ -123,7 +123,13 @@ class Dynamo:
         return result
 
     def call(
-        self, operation: str, table: str | None, key: bytes | str | None = None, **params: Any
+        self,
+        operation: str,
+        table: str | None,
+        key: bytes | str | None = None,
+        *,
+        retry_throttles: bool = True,
+        **params: Any,
     ) -> dict[str, Any]:
         """One call with retries: throttling, 5xx and timeouts are retried with capped
         full-jitter backoff up to ``max_attempts`` / ``retry_max_seconds``; permanent errors
@@ -147,7 +153,7 @@ class Dynamo:
                 exc.after_unknown = unknown
                 raise
 
-        return self.policy.run(attempt, operation=operation, table=table)
+        return self.policy.run(attempt, operation=operation, table=table, throttles=retry_throttles)
 
     def where(self) -> str:
         return self.config.where

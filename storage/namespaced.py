@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from storage.batch import BatchWriter, Pacer
 from storage.client import Dynamo
@@ -77,7 +78,7 @@ class DynamoNamespacedStore:
         """Names of every namespace table under the prefix (ListTables, paginated), sorted."""
         lead = self.config.table_prefix + "-"
         names: list[str] = []
-        params: dict[str, str] = {}
+        params: dict[str, Any] = {}
         while True:
             page = self.dynamo.call("ListTables", None, **params)
             names += [t[len(lead) :] for t in page.get("TableNames", []) if t.startswith(lead)]

@@ -18,6 +18,7 @@ import botocore.exceptions as bex
 from tenacity import (
     RetryCallState,
     Retrying,
+    retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
     stop_any,
@@ -209,7 +210,26 @@ class RetryPolicy:
         self.sleep = sleep
         self.clock = clock
 
-    def run(self, fn: Callable[[], T], *, operation: str, table: str | None) -> T:
+    def run(
+        self,
+        fn: Callable[[], T],
+        *,
+        operation: str,
+        table: str | None,
+        throttles: bool = True,
+    ) -> T:
+        """``fn`` retried on retryable errors; with ``throttles`` False a throttle is raised at
+        once (the caller paces itself: the batch writer hands it to the rate limiter)."""
+        retryable = (
+            retry_if_exception_type(errors.RetryableError)
+            if throttles
+            else retry_if_exception(
+                lambda e: (
+                    isinstance(e, errors.RetryableError)
+                    and not isinstance(e, errors.ThrottledError)
+                )
+            )
+        )
         out_of_time = StopBeforeBudget(self.max_seconds, self.clock(), self.clock)
 
         def count_retry(state: RetryCallState) -> None:
@@ -218,7 +238,7 @@ class RetryPolicy:
             RETRIES.labels(operation, table or "-", code).inc()
 
         retrying = Retrying(
-            retry=retry_if_exception_type(errors.RetryableError),
+            retry=retryable,
             stop=stop_any(stop_after_attempt(self.max_attempts), out_of_time),
             wait=self.backoff,
             sleep=self.sleep,

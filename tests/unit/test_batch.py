@@ -383,3 +383,57 @@ def test_every_distinct_item_is_accounted_for_exactly_once(seed: int) -> None:
         assert isinstance(r.error, errors.PermanentError)
     for op in result.unprocessed:
         assert op is last[op.key]
+
+
+class RecordingPacer:
+    """A limiter that grants everything and remembers every feedback."""
+
+    def __init__(self) -> None:
+        self.feedback_calls: list[tuple[bool, str | None, tuple[str, ...]]] = []
+
+    def acquire(
+        self, table: str, units: float, deadline: float | None = None, partition: Any = None
+    ) -> float:
+        return 0.0
+
+    def feedback(
+        self,
+        table: str,
+        *,
+        units: float,
+        throttled: bool,
+        partition: str | None = None,
+        reasons: tuple[str, ...] = (),
+    ) -> None:
+        self.feedback_calls.append((throttled, partition, reasons))
+
+
+def key_range_refusal() -> Exception:
+    err = client_error("ProvisionedThroughputExceededException", "BatchWriteItem")
+    err.response["ThrottlingReasons"] = [  # type: ignore[index]
+        {"reason": "TableWriteKeyRangeThroughputExceeded", "resource": "arn:aws:dynamodb:x"}
+    ]
+    return err
+
+
+def test_a_call_refused_whole_goes_to_the_limiter_at_once_not_to_blind_retries() -> None:
+    # Refused whole twice, then admitted: with a limiter each refusal is told to it (with its
+    # reason and the partition), and the next round is paced by it; nothing written twice.
+    table = FakeTable(plan=lambda n, reqs: key_range_refusal() if n <= 2 else None)
+    kv, writer, _ = setup(table)
+    pacer = RecordingPacer()
+    writer.pacer = pacer
+    result = kv.batch_put(items(10))
+    assert result.complete and result.written == 10 and len(table.batches) == 3
+    refused = [f for f in pacer.feedback_calls if f[0]]
+    assert refused == [(True, "u", ("TableWriteKeyRangeThroughputExceeded",))] * 2
+    assert pacer.feedback_calls[-1] == (False, "u", ())
+    assert result.retry_rounds == 2
+
+
+def test_without_a_limiter_the_calls_own_policy_retries_a_throttle() -> None:
+    table = FakeTable(plan=lambda n, reqs: key_range_refusal() if n <= 2 else None)
+    kv, writer, _ = setup(table)
+    assert writer.pacer is None
+    result = kv.batch_put(items(10))
+    assert result.complete and len(table.batches) == 3 and result.retry_rounds == 0
