@@ -9,8 +9,11 @@ erase with its own sequence before its plan is sent; from then on:
   recorded as such, never written; one that began after waits until the erase is finished, so
   the erase never deletes what was asked for after it;
 * an admitted delivery is in flight for its user until it leaves (its lease deadline, renewed
-  with the lease, bounds it if the worker dies); the erase's planner reads keys only once no
-  delivery older than the erase is in flight, so nothing older lands behind its deletes.
+  with the lease, plus the longest its last DynamoDB call may retry, bounds it if the worker
+  dies); the erase's planner reads keys only once none admitted before the mark is in flight,
+  so nothing older lands behind its deletes.
+
+A load still reading when the erase comes began before it: all of it is superseded.
 
 Erase jobs of a user stay marked until a delivery sees them finished (or gone) and releases
 them. The check is atomic in Redis (``lua/erasure.lua``); the user's keys share a hash tag.
@@ -28,9 +31,10 @@ from pipeline.states import Admission
 SCRIPT = Path(__file__).parent / "lua" / "erasure.lua"
 
 
-def member(seq: int, job: str, segment: str) -> str:
-    """How a delivery in flight is named: its job's sequence first (the planner compares it)."""
-    return f"{seq}|{job}|{segment}"
+def member(seq: int, job: str, segment: str, token: str) -> str:
+    """How a delivery in flight is named: its job's sequence, its segment and its delivery's
+    token (a stale delivery of the same segment leaving must not unlist the live one)."""
+    return f"{seq}|{job}|{segment}|{token}"
 
 
 class Erasure:
@@ -66,9 +70,11 @@ class Erasure:
     def leave(self, user: str, name: str) -> None:
         self._run(user, "leave", name)
 
-    def pending(self, user: str, seq: int) -> int:
-        """Deliveries of ``user`` in flight whose job began before sequence ``seq``."""
-        return int(self._run(user, "pending", str(seq)))
+    def pending(self, user: str, grace: float) -> int:
+        """Deliveries of ``user`` admitted and still writing — or whose lease ended less than
+        ``grace`` seconds ago, the longest a DynamoDB call already sent may go on. Asked once
+        an erase is marked, when no more can be admitted: all are older than the erase."""
+        return int(self._run(user, "pending", str(int(grace * 1000))))
 
     def release(self, user: str, job: str) -> None:
         """Erase job ``job`` is finished: writes of ``user`` need not wait for it."""

@@ -135,7 +135,7 @@ def user_erasing(user: str) -> str:
 
 
 def user_writing(user: str) -> str:
-    """Sorted set: ``seq|job|segment`` of each delivery writing for ``user`` -> its lease
+    """Sorted set: ``seq|job|segment|token`` of each delivery writing for ``user`` -> its lease
     deadline in ms (an erase waits for the older ones to end)."""
     return f"{PREFIX}:user:{{{user}}}:writing"
 

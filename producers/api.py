@@ -241,10 +241,10 @@ class Producer:
         job_id, token = new_job_id(), ProducerSession.new_token()
         seq = self.ledger.create(job_id, kind=JobKind(what), user_id=user, producer=token)
         self.ledger.plan(job_id, ids.PLAN, 0)
-        if what is PlanKind.RESET_USER:
-            # Older writes of the user are superseded, newer ones wait (pipeline/erasure.py).
+        self.enqueue.stage(plan := Plan(job_id, what, user))  # journalled: a marked erase runs
+        if what is PlanKind.RESET_USER:  # older writes superseded, newer wait: pipeline/erasure.py
             self.ledger.erasure.mark(user, job_id, seq)
-        self.enqueue.plan(Plan(job_id, what, user))
+        self.enqueue.send(plan)
         self.ledger.producing.handoff(job_id, token)  # the planner seals it
         return Job(job_id, self.ledger)
 

@@ -45,15 +45,15 @@ class Gate:
         self.ledger = ledger
         self.term = term
 
-    def enter(self, job: str, segment: str, user: str, seq: int | None = None) -> Pass:
-        """Admit one delivery of ``segment`` of ``job`` writing for ``user``; ``seq`` is the
-        job's sequence when the caller knows it (a single write carries it)."""
+    def enter(self, job: str, segment: str, user: str, token: str, seq: int | None = None) -> Pass:
+        """Admit one delivery (``token``) of ``segment`` of ``job`` writing for ``user``;
+        ``seq`` is the job's sequence when the caller knows it (a single write carries it)."""
         erasure = self.ledger.erasure
         if seq is None:
             seq, kind = erasure.job_sequence(job)
             if kind in UNGATED or not seq:
                 return Pass(Admission.ADMITTED, self.ledger, user)
-        name = member(seq, job, segment)
+        name = member(seq, job, segment, token)
         for _ in range(8):  # each round releases one finished erase
             admission, erase = erasure.admit(user, seq, name, self.term)
             if admission is not Admission.WAIT or not self._over(erase):

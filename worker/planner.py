@@ -148,8 +148,8 @@ class Planner:
         (none can start any more: pipeline/erasure.py)."""
         if plan.what is not PlanKind.RESET_USER:
             return 0
-        seq, _ = self.ledger.erasure.job_sequence(plan.job)
-        return self.ledger.erasure.pending(plan.user, seq) if seq else 0
+        c = self.store.config  # a call already sent may retry this long past its lease
+        return self.ledger.erasure.pending(plan.user, c.retry_max_seconds + c.read_timeout)
 
     def _again(self, plan: Plan, countdown: float) -> None:
         self.enqueue.stage(plan, countdown)

@@ -151,7 +151,7 @@ class SegmentRunner:
             return self._defer(seg, ORDER_DEFER_SECONDS)  # its parent is being recorded
         if lease.status is LeaseStatus.HELD:
             return self._defer(seg, max(ORDER_DEFER_SECONDS, lease.expires_in))
-        admitted = self.gate.enter(seg.job, seg.seg, seg.user)
+        admitted = self.gate.enter(seg.job, seg.seg, seg.user, delivery.token)
         if admitted.admission is Admission.WAIT:  # an erase of the user is under way
             self.ledger.release(seg.job, seg.seg, delivery.token)
             return self._defer(seg, ORDER_DEFER_SECONDS)

@@ -67,7 +67,7 @@ class SingleWriteRunner:
         if lease.status is not LeaseStatus.TAKEN:  # held, or its parent not recorded yet
             self.enqueue.single(w, countdown=max(1.0, lease.expires_in))
             return Outcome.DEFERRED
-        admitted = self.gate.enter(w.job, seg, w.user, w.seq)
+        admitted = self.gate.enter(w.job, seg, w.user, delivery.token, w.seq)
         if admitted.admission is Admission.WAIT:  # an erase of the user is under way
             self.ledger.release(w.job, seg, delivery.token)
             self.enqueue.single(w, countdown=1.0)

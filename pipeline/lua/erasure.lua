@@ -1,7 +1,8 @@
 -- Erasures of one user, and the writes of that user in flight (pipeline/erasure.py).
 -- KEYS: 1 erased (string: the highest sequence of an erase of the user)
 --       2 erasing (zset: erase job -> its sequence, until the job is seen finished)
---       3 writing (zset: "seq|job|segment" -> lease deadline in ms, while a delivery writes)
+--       3 writing (zset: "seq|job|segment|token" -> lease deadline in ms, while a delivery
+--         writes; the token keeps a stale delivery's leaving from unlisting the live one)
 -- ARGV[1] is the operation; sequences are below 2^53, exact in Lua's numbers.
 local op = ARGV[1]
 local t = redis.call('TIME')
@@ -29,15 +30,17 @@ if op == 'admit' then -- seq, member, term ms: may a write of sequence seq start
     return {'wait', first[1]}
   end
   local term = tonumber(ARGV[4])
+  -- Entries of deliveries long dead (an hour past their lease: past any grace) are dropped.
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 3600000)
   redis.call('ZADD', KEYS[3], now + term, ARGV[3])
-  redis.call('PEXPIRE', KEYS[3], term * 2)
+  redis.call('PEXPIRE', KEYS[3], term + 3600000)
   return {'admitted', ''}
 end
 
 if op == 'renew' then -- member, term ms
   local term = tonumber(ARGV[3])
   if redis.call('ZADD', KEYS[3], 'XX', 'CH', now + term, ARGV[2]) == 1 then
-    redis.call('PEXPIRE', KEYS[3], term * 2)
+    redis.call('PEXPIRE', KEYS[3], term + 3600000)
   end
   return 'ok'
 end
@@ -47,16 +50,12 @@ if op == 'leave' then -- member
   return 'ok'
 end
 
-if op == 'pending' then -- seq: writes in flight that were enqueued before it
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  local n = 0
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-    local seq = tonumber(string.match(member, '^(%d+)|'))
-    if seq ~= nil and seq < tonumber(ARGV[2]) then
-      n = n + 1
-    end
-  end
-  return n
+if op == 'pending' then -- grace ms: deliveries still writing, or whose last call may still land
+  -- Once an erase is marked no delivery of the user is admitted (older ones are superseded,
+  -- newer ones wait): every one listed was admitted before, and the erase must wait for it.
+  -- A listed one counts until its lease deadline plus the grace, the longest a DynamoDB call
+  -- it already sent may go on retrying (its worker may have lost Redis, not DynamoDB).
+  return redis.call('ZCOUNT', KEYS[3], now - tonumber(ARGV[2]), '+inf')
 end
 
 if op == 'release' then -- job: this erase is over

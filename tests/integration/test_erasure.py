@@ -29,7 +29,7 @@ from worker.single import SingleWriteRunner
 CFG = PipelineConfig()
 
 
-def _parts() -> tuple[DynamoNamespacedStore, FakeClient, Ledger, PayloadStore]:
+def _parts(**config: float) -> tuple[DynamoNamespacedStore, FakeClient, Ledger, PayloadStore]:
     client = FakeClient(
         {
             "DescribeTable": lambda **p: {"Table": {"TableStatus": "ACTIVE"}},
@@ -39,7 +39,7 @@ def _parts() -> tuple[DynamoNamespacedStore, FakeClient, Ledger, PayloadStore]:
             "Query": lambda **p: {"Items": []},
         }
     )
-    dcfg = DynamoConfig(region="us-east-1", max_attempts=1, fast_writes=False)
+    dcfg = DynamoConfig(region="us-east-1", max_attempts=1, fast_writes=False, **config)
     store = DynamoNamespacedStore(dcfg, dynamo=Dynamo(dcfg, client))
     r = redis.Redis.from_url(REDIS_URL)
     return store, client, Ledger(r, ttl=600), PayloadStore(r, ttl=600)
@@ -125,7 +125,7 @@ def test_the_erase_reads_keys_only_once_older_writes_in_flight_have_ended() -> N
     store, client, ledger, payloads = _parts()
     user = f"eve-{uuid.uuid4().hex[:8]}"
     w = _put(ledger, user)
-    writing = Gate(ledger, 30.0).enter(w.job, w.seg, user, w.seq)  # admitted, still writing
+    writing = Gate(ledger, 30.0).enter(w.job, w.seg, user, "live", w.seq)  # admitted, still writing
     assert writing.admission is Admission.ADMITTED
     plan = _erase(ledger, user)
     enq = ListEnqueuer(payloads)
@@ -138,22 +138,40 @@ def test_the_erase_reads_keys_only_once_older_writes_in_flight_have_ended() -> N
     assert "Query" in client.ops() and ledger.status(plan.job).finished
     # A later write of the same user is admitted again once the erase is seen over.
     later = _put(ledger, user)
-    assert Gate(ledger, 30.0).enter(later.job, later.seg, user, later.seq).admission is (
+    assert Gate(ledger, 30.0).enter(later.job, later.seg, user, "t", later.seq).admission is (
         Admission.ADMITTED
     )
 
 
-def test_a_dead_writer_holds_the_erase_back_only_until_its_lease_ends() -> None:
-    store, _, ledger, payloads = _parts()
+def test_a_dead_writer_holds_the_erase_back_until_its_last_call_cannot_land() -> None:
+    # Its lease ends, and then the longest its last DynamoDB call may go on retrying (the
+    # grace: retry_max_seconds + read_timeout, here 0.3 s): only then may the erase read keys.
+    store, _, ledger, payloads = _parts(retry_max_seconds=0.2, read_timeout=0.1)
     user = f"eve-{uuid.uuid4().hex[:8]}"
     w = _put(ledger, user)
-    Gate(ledger, 0.2).enter(w.job, w.seg, user, w.seq)  # then the worker died: no leave
+    Gate(ledger, 0.2).enter(w.job, w.seg, user, "dead", w.seq)  # then the worker died: no leave
     plan = _erase(ledger, user)
-    assert ledger.erasure.pending(user, ledger.erasure.job_sequence(plan.job)[0]) == 1
-    time.sleep(0.3)  # past the dead writer's lease: nothing renews its entry
-    assert ledger.erasure.pending(user, ledger.erasure.job_sequence(plan.job)[0]) == 0
     planner = Planner(
         store=store, ledger=ledger, enqueue=ListEnqueuer(payloads), cfg=CFG, payloads=payloads
     )
+    time.sleep(0.3)  # past its lease, within the grace
+    assert ledger.erasure.pending(user, 0.3) == 1 and ledger.erasure.pending(user, 0.0) == 0
+    assert planner.run(plan) == 0 and not ledger.status(plan.job).finished
+    time.sleep(0.3)  # past the grace too
     planner.run(plan)
     assert ledger.status(plan.job).finished
+
+
+def test_a_stale_delivery_leaving_does_not_unlist_the_live_one() -> None:
+    # Delivery "a" was admitted, stalled past its lease; "b" took the segment over and was
+    # admitted too. "a" wakes up fenced and leaves: "b", still writing, must stay listed.
+    _, _, ledger, _ = _parts()
+    user = f"eve-{uuid.uuid4().hex[:8]}"
+    w = _put(ledger, user)
+    stale = Gate(ledger, 30.0).enter(w.job, w.seg, user, "a", w.seq)
+    live = Gate(ledger, 30.0).enter(w.job, w.seg, user, "b", w.seq)
+    _erase(ledger, user)
+    stale.leave()
+    assert ledger.erasure.pending(user, 0.0) == 1
+    live.leave()
+    assert ledger.erasure.pending(user, 0.0) == 0

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from storage.errors import StoppedError
 from tests.unit.test_limiter import FakeClock, clock, make, redis_db, table
 from worker.limiter import RateLimiter
 from worker.limiter.partitions import Scope, bucket_name, scope_of, tag_of
@@ -111,3 +112,27 @@ def test_while_refusals_name_key_ranges_unexplained_ones_are_the_partitions_too(
         lim.feedback(table, units=20.0, throttled=True, partition="alice")
     assert lim.current_rate(table) == 10000.0
     assert partition_rate(lim, table, "bob") < 10000.0
+
+
+def test_a_grant_the_table_cannot_match_in_time_gives_the_partitions_units_back(
+    make: Callable[..., RateLimiter], clock: FakeClock, table: str
+) -> None:
+    lim = make(capacity=1000.0)
+    clock.t += 0.2
+    lim.feedback(table, units=0.0, throttled=True, partition="alice", reasons=KEY_RANGE)
+    clock.t += 5.0  # alice's bucket refills (at her cut rate); the table's is full
+    before = lim.state(bucket_name(table, tag_of("alice")))["tokens"]
+    lim.acquire(table, 1000.0)  # someone else empties the table's bucket
+    with pytest.raises(StoppedError):
+        lim.acquire(table, 500.0, deadline=clock.t + 0.01, partition="alice")
+    assert lim.state(bucket_name(table, tag_of("alice")))["tokens"] == pytest.approx(before)
+
+
+def test_a_long_run_of_clean_windows_never_overflows_the_step(
+    make: Callable[..., RateLimiter], clock: FakeClock, table: str
+) -> None:
+    lim = make(capacity=1000.0)
+    for _ in range(1100):  # more clean windows than a double's exponent allows doublings
+        clock.t += 1.0
+        lim.feedback(table, units=1.0, throttled=False)
+    assert lim.current_rate(table) == 1000.0

@@ -89,7 +89,7 @@ class MemoryBucketBackend:
             if now - b.win >= p.window:
                 if b.used > 0 and not b.thr:
                     b.rate = min(p.ceiling, b.rate * (1 + min(p.max_step, p.alpha * 2**b.st)))
-                    b.st += 1
+                    b.st = min(b.st + 1, 32)  # past the max step anyway; never an overflow
                 elif b.thr:
                     b.st = 0
                 b.pu, b.pd = (b.used, now - b.win) if now - b.win <= 2 * p.window else (0.0, 0.0)

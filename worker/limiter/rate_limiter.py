@@ -129,10 +129,16 @@ class RateLimiter:
             if units == 0:
                 return 0.0
             raise ValueError(f"units must be 0 or more, not {units}")
-        waited = 0.0
-        if partition is not None and (table, tag := tag_of(partition)) in self.hot:
-            waited = self._acquire(table, units, deadline, bucket_name(table, tag))
-        return waited + self._acquire(table, units, deadline, table)
+        if partition is None or (table, tag := tag_of(partition)) not in self.hot:
+            return self._acquire(table, units, deadline, table)
+        name = bucket_name(table, tag)
+        waited = self._acquire(table, units, deadline, name)
+        try:
+            return waited + self._acquire(table, units, deadline, table)
+        except StoppedError:  # nothing is sent: the partition's units go back
+            self._granted.__dict__.pop(name, None)
+            self._backend.run(name, "feedback", self.params, charge=-units)
+            raise
 
     def _acquire(self, table: str, units: float, deadline: float | None, bucket: str) -> float:
         start = self._clock()
@@ -285,15 +291,9 @@ class RateLimiter:
     def state(self, table: str) -> dict[str, float]:
         """The table's bucket now, for metrics and tests (changes nothing but what is pending)."""
         self.flush(table)
-        r = self._backend.run(table, "state", self.params)
-        return {
-            "rate": r.rate,
-            "tokens": r.tokens,
-            "bucket": r.rate * self.params.burst_seconds,
-            "ceiling": self.params.ceiling,
-            "floor": self.params.floor,
-            "window_units": r.window_units,
-            "prev_units": r.prev_units,
-            "prev_span": r.prev_span,
-            "last_cut": r.last_cut,
-        }
+        r, p = self._backend.run(table, "state", self.params), self.params
+        return dict(
+            rate=r.rate, tokens=r.tokens, bucket=r.rate * p.burst_seconds, ceiling=p.ceiling,
+            floor=p.floor, window_units=r.window_units, prev_units=r.prev_units,
+            prev_span=r.prev_span, last_cut=r.last_cut,
+        )  # fmt: skip

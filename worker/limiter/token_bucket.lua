@@ -93,7 +93,7 @@ ts = math.max(ts, now)
 if now - win >= window then
     if used > 0 and thr == 0 then
         rate = math.min(ceiling, rate * (1 + math.min(max_step, alpha * 2 ^ st)))
-        st = st + 1
+        st = math.min(st + 1, 32) -- past the max step anyway; never an overflow
     elseif thr ~= 0 then
         st = 0
     end
