@@ -172,7 +172,7 @@ class BatchWriter:
                 result.last_error = exc
                 break
             params: dict[str, Any] = {"RequestItems": {table: [op.request for op in pending]}}
-            refused_whole = False
+            refused_whole = ""  # the code of a refusal of the whole call (counted by the call)
             if self.dynamo.config.wants_consumed_capacity:
                 params["ReturnConsumedCapacity"] = "TOTAL"
             try:
@@ -192,7 +192,7 @@ class BatchWriter:
                     table, units=0.0, throttled=True, partition=key, reasons=exc.reasons
                 )
                 resp = {"UnprocessedItems": {table: [op.request for op in pending]}}
-                units, refused_whole = 0.0, True  # nothing consumed, the limiter told
+                units, refused_whole = 0.0, exc.code or "Throttled"  # nothing consumed
             except errors.ValidationError as exc:
                 result.merge(self._isolate(table, pending, exc, stop, deadline))
                 break
@@ -226,7 +226,8 @@ class BatchWriter:
                 break
             pending = [op for op in pending if op.ident in left_ids]
             result.throttled_calls += 1
-            THROTTLES.labels("BatchWriteItem", table).inc()
+            if not refused_whole:  # a refused call's throttle is counted by the call itself
+                THROTTLES.labels("BatchWriteItem", table).inc()
             rounds += 1
             idle = 0 if done else idle + 1
             if idle >= self.rounds or rounds >= 3 * self.rounds:
@@ -239,7 +240,7 @@ class BatchWriter:
                 )
                 break
             result.retry_rounds += 1
-            RETRIES.labels("BatchWriteItem", table, "UnprocessedItems").inc()
+            RETRIES.labels("BatchWriteItem", table, refused_whole or "UnprocessedItems").inc()
             self.sleep(self.backoff.delay(rounds))
         return result
 
