@@ -26,6 +26,13 @@ window in a row doubles the step (4 %, 8 %, ...) up to :data:`MAX_STEP`."""
 MAX_STEP = 0.5
 """The largest raise per clean window (+50 %): once refusals have stopped, a rate cut to the
 floor by a storm is back at a table's thousands of WCU/s in seconds, not minutes."""
+NEAR_PEAK = 0.9
+"""Raises double only while the rate is below this share of the highest consumption a clean
+window has seen lately (the peak), or before any: far below it (after a storm) the table is known
+to take more; near it, 2 % a window keeps the overshoot, and the writes refused with it, small."""
+PEAK_DECAY = 0.995
+"""The peak fades by 0.5 % a window, so a table whose capacity has really dropped stops being
+raced back toward the old one within minutes."""
 MIN_SPAN_SECONDS = 0.1
 """Less measured time than this is noise (a reply's latency): use the fallback cut."""
 AHEAD_SECONDS = 0.05
@@ -61,9 +68,11 @@ class BucketParams:
     min_span: float = MIN_SPAN_SECONDS
     ahead: float = AHEAD_SECONDS
     max_step: float = MAX_STEP
+    near_peak: float = NEAR_PEAK
+    peak_decay: float = PEAK_DECAY
 
     def argv(self) -> list[str]:
-        """ARGV[6..17] of the Lua script, in its order."""
+        """ARGV[6..19] of the Lua script, in its order."""
         return [
             repr(self.ceiling),
             repr(self.floor),
@@ -77,6 +86,8 @@ class BucketParams:
             repr(self.min_span),
             repr(self.ahead),
             repr(self.max_step),
+            repr(self.near_peak),
+            repr(self.peak_decay),
         ]
 
 

@@ -36,6 +36,7 @@ class _Bucket:
     rp: int = 0
     rpt: float = 0.0
     kr: float = 0.0
+    pk: float = 0.0
 
 
 class MemoryBucketBackend:
@@ -82,13 +83,20 @@ class MemoryBucketBackend:
                     rp=stored.rp,
                     rpt=stored.rpt,
                     kr=stored.kr,
+                    pk=stored.pk,
                 )
             b.rate = min(p.ceiling, max(p.floor, b.rate))
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
             b.ts = max(b.ts, now)
             if now - b.win >= p.window:
+                b.pk *= p.peak_decay
                 if b.used > 0 and not b.thr:
-                    b.rate = min(p.ceiling, b.rate * (1 + min(p.max_step, p.alpha * 2**b.st)))
+                    if now - b.win <= 2 * p.window:
+                        b.pk = max(b.pk, b.used / (now - b.win))
+                    step = p.alpha
+                    if b.pk == 0 or b.rate < p.near_peak * b.pk:
+                        step = min(p.max_step, p.alpha * 2**b.st)
+                    b.rate = min(p.ceiling, b.rate * (1 + step))
                     b.st = min(b.st + 1, 32)  # past the max step anyway; never an overflow
                 elif b.thr:
                     b.st = 0

@@ -12,10 +12,10 @@ ARGV[4]  "1" if the call reported by feedback was throttled or partly refused.
 ARGV[5]  feedback: consumed minus granted for that call (WCU), charged to the bucket.
          acquire: the longest wait the caller accepts (s), or -1 for any: a grant or a booking
          that would wait longer is not made at all (nothing charged, nothing booked).
-ARGV[6..17] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
-         beta, fallback beta, alpha, min span (s), ahead (s), max step. Why these values:
-         worker/limiter/bucket.py.
-ARGV[18] feedback: the partition a refusal *without a reason* came from (a number > 0; 0: none
+ARGV[6..19] ceiling, floor (WCU/s), burst (s), idle ttl (ms), window (s), cut window (s),
+         beta, fallback beta, alpha, min span (s), ahead (s), max step, near peak, peak decay.
+         Why these values: worker/limiter/bucket.py.
+ARGV[20] feedback: the partition a refusal *without a reason* came from (a number > 0; 0: none
          or not known). Such a refusal cuts this (table) bucket only if another partition was
          refused within the last window, and no refusal named a key range within the last two:
          refusals confined to one partition key, or while DynamoDB says partitions are what
@@ -29,7 +29,9 @@ thr (1 if it saw a throttle), pu/pd (the previous window's WCU and length), cut 
 last cut), nw (the next wake-up to book for a refused caller), cu (WCU consumed since the last
 cut), st (clean windows in a row: each raises the rate faster, so a rate cut by a storm that has
 ended is back within seconds), rp/rpt (the partition of the last refusal without a reason, and
-when), kr (when a refusal last named a key range). Every number is stored and returned as a
+when), kr (when a refusal last named a key range), pk (the highest rate a clean window has seen
+lately, fading by the peak decay each window: raises double only below near peak x pk, or
+while no clean window has been seen). Every number is stored and returned as a
 string with 17 significant digits, because Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effects rather than
 the script, so calling TIME and then writing is allowed. The key expires after the idle ttl;
 PEXPIRE renews it.
@@ -54,18 +56,19 @@ local window, cut_window = tonumber(ARGV[10]), tonumber(ARGV[11])
 local beta, fallback_beta = tonumber(ARGV[12]), tonumber(ARGV[13])
 local alpha, min_span = tonumber(ARGV[14]), tonumber(ARGV[15])
 local ahead = tonumber(ARGV[16])
-local max_step = tonumber(ARGV[17])
-local tag = tonumber(ARGV[18]) or 0
+local max_step, near_peak = tonumber(ARGV[17]), tonumber(ARGV[18])
+local peak_decay = tonumber(ARGV[19])
+local tag = tonumber(ARGV[20]) or 0
 
 local function fmt(x)
     return string.format('%.17g', x)
 end
 
 local f = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'win', 'used', 'thr', 'pu', 'pd',
-    'cut', 'nw', 'cu', 'st', 'rp', 'rpt', 'kr')
+    'cut', 'nw', 'cu', 'st', 'rp', 'rpt', 'kr', 'pk')
 local tokens, ts, rate, win, used, thr, pu, pd, cut, nw, cu
 local st, rp, rpt = tonumber(f[12]) or 0, tonumber(f[13]) or 0, tonumber(f[14]) or 0
-local kr = tonumber(f[15]) or 0
+local kr, pk = tonumber(f[15]) or 0, tonumber(f[16]) or 0
 if f[1] then
     tokens, ts, rate, win = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
     used, thr, pu, pd, cut = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8]),
@@ -87,12 +90,20 @@ tokens = math.min(rate * burst, tokens + math.max(0, now - ts) * rate)
 ts = math.max(ts, now)
 
 -- Close the measurement window: a clean one (consumption, no throttle) raises the rate by
--- alpha of itself, doubled for each clean window in a row before it (up to max step): a small
--- overshoot just after a cut, a fast return once refusals have stopped. A window stretched by
--- idleness says nothing about the table: forget it.
+-- alpha of itself, doubled for each clean window in a row before it (up to max step) while the
+-- rate is well below the peak: a small overshoot near the table's capacity, a fast return once
+-- a storm of refusals has stopped. A window stretched by idleness says nothing: forget it.
 if now - win >= window then
+    pk = pk * peak_decay
     if used > 0 and thr == 0 then
-        rate = math.min(ceiling, rate * (1 + math.min(max_step, alpha * 2 ^ st)))
+        if now - win <= 2 * window then
+            pk = math.max(pk, used / (now - win))
+        end
+        local step = alpha
+        if pk == 0 or rate < near_peak * pk then
+            step = math.min(max_step, alpha * 2 ^ st)
+        end
+        rate = math.min(ceiling, rate * (1 + step))
         st = math.min(st + 1, 32) -- past the max step anyway; never an overflow
     elseif thr ~= 0 then
         st = 0
@@ -197,7 +208,7 @@ if op ~= 'state' then
     redis.call('HSET', key, 'tokens', fmt(tokens), 'ts', fmt(ts), 'rate', fmt(rate),
         'win', fmt(win), 'used', fmt(used), 'thr', thr, 'pu', fmt(pu), 'pd', fmt(pd),
         'cut', fmt(cut), 'nw', fmt(nw), 'cu', fmt(cu), 'st', st, 'rp', fmt(rp), 'rpt', fmt(rpt),
-        'kr', fmt(kr))
+        'kr', fmt(kr), 'pk', fmt(pk))
     redis.call('PEXPIRE', key, ttl_ms)
 end
 
