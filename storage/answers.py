@@ -20,6 +20,10 @@ from typing import Any
 from storage import errors
 
 
+def _bad(why: str, code: str, operation: str, table: str | None) -> errors.TransientError:
+    return errors.TransientError(why, operation=operation, table=table, code=code)
+
+
 def check(
     status: int,
     headers: Mapping[str, str],
@@ -27,12 +31,13 @@ def check(
     *,
     operation: str,
     table: str | None = None,
-) -> Any:
-    """The answer's JSON (``{}`` for an empty error body); TransientError if a 200 is not
-    DynamoDB's, or any answer's checksum header is malformed or wrong."""
+) -> None:
+    """TransientError if a 200 is empty or not a JSON object, or any answer's checksum header
+    is malformed or wrong. Cheap: the body is not parsed (its first and last bytes tell an
+    object; what then does not parse, botocore's parser refuses)."""
 
     def bad(why: str, code: str) -> errors.TransientError:
-        return errors.TransientError(why, operation=operation, table=table, code=code)
+        return _bad(why, code, operation, table)
 
     crc = headers.get("x-amz-crc32")
     if crc is not None:
@@ -42,16 +47,39 @@ def check(
             raise bad(f"malformed x-amz-crc32 header {crc[:40]!r}", "CRC32Malformed") from None
         if expected != zlib.crc32(content):
             raise bad("response CRC32 does not match its body", "CRC32Mismatch")
-    if status == 200 and not content:
-        raise bad(f"{operation} answered 200 with an empty body", "BadResponse")
+    if status == 200:
+        body = content.strip()
+        if not body:
+            raise bad(f"{operation} answered 200 with an empty body", "BadResponse")
+        if not (body.startswith(b"{") and body.endswith(b"}")):
+            raise bad(
+                f"{operation} answered 200 with a body that is not a JSON object", "BadResponse"
+            )
+
+
+def parse(
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    *,
+    operation: str,
+    table: str | None = None,
+) -> Any:
+    """:func:`check`, then the answer's JSON (``{}`` for an error body that is not JSON)."""
+    check(status, headers, content, operation=operation, table=table)
     try:
         parsed: Any = json.loads(content) if content else {}
     except ValueError:
         if status == 200:
-            raise bad(f"{operation} answered 200 without JSON", "BadResponse") from None
+            raise _bad(
+                f"{operation} answered 200 without JSON", "BadResponse", operation, table
+            ) from None
         parsed = {}
-    if not isinstance(parsed, dict) and status == 200:
-        raise bad(f"{operation} answered 200 with JSON that is not an object", "BadResponse")
+    if not isinstance(parsed, dict):
+        if status == 200:
+            why = f"{operation} answered 200 with JSON that is not an object"
+            raise _bad(why, "BadResponse", operation, table)
+        parsed = {}
     return parsed
 
 

@@ -225,7 +225,7 @@ class WireWriter:
 
         status = int(resp.status_code)
         # Not DynamoDB's whole answer (a proxy, a cut connection): nothing is known written.
-        parsed = answers.check(
+        parsed = answers.parse(
             status, resp.headers, content, operation="BatchWriteItem", table=table
         )
         data: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
