@@ -1,9 +1,9 @@
 """Signature Version 4 for DynamoDB's JSON POSTs, the wire path's signer (:mod:`storage.wire`).
 
 botocore's ``SigV4Auth`` builds, signs and prepares a request for several times the CPU this
-takes, 7-12 % of a BatchWriteItem call's client CPU (BENCHMARKS.md, "SigV4 signing"; ``python -m
-bench.signing``), so the wire path signs here; a unit test checks the signature against
-botocore's byte for byte, with and without a session token.
+takes, a real share of a BatchWriteItem call's client CPU (BENCHMARKS.md, "SigV4 signing";
+``python -m bench.signing``), so the wire path signs here; a unit test checks the signature
+against botocore's byte for byte, with and without a session token.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ in a bulk load (BENCHMARKS.md, "Where the time goes"). :class:`WireWriter` does 
 * the body is DynamoDB's JSON, joined from base64 text and ``json`` quoted strings;
 * Signature Version 4 is computed by :class:`storage.sigv4.Signer`, with the day's signing key
   cached; a unit test checks it against botocore's own signer byte for byte. botocore's
-  ``SigV4Auth`` would add 7-12 % to a call's client CPU (BENCHMARKS.md, "SigV4 signing");
+  ``SigV4Auth`` would cost a real share of a call's client CPU (BENCHMARKS.md, "SigV4 signing");
 * credentials are the client's own credentials object, frozen per call
   (``get_frozen_credentials()``), so assumed-role and SSO credentials refresh as the client's do;
 * the HTTP exchange goes to the client's own endpoint URL through the client's own HTTP session
