@@ -143,9 +143,9 @@ class Planner:
         return total
 
     def _writes_before(self, plan: Plan) -> int:
-        """Writes of an erased user enqueued before the erase and still in flight: their
-        items would land behind the deletes, so the erase reads keys only once they are over
-        (none can start any more: pipeline/erasure.py)."""
+        """Deliveries of the erased user admitted before the mark and possibly still writing:
+        their items could land behind the deletes, so the erase reads keys only once they are
+        over (none can be admitted any more: pipeline/erasure.py)."""
         if plan.what is not PlanKind.RESET_USER:
             return 0
         c = self.store.config  # a call already sent may retry this long past its lease
