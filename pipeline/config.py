@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from storage.errors import ConfigError
-from storage.settings import DynamoConfig, env_value
+from storage.settings import DynamoConfig, env_bool, env_value
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 WORKER_POOLS = ("threads", "prefork", "solo")
@@ -35,7 +35,9 @@ class PipelineConfig:
     (``pipeline.redis_boundary``). ``max_queued_bytes`` bounds the segment payloads every
     producer on this Redis together keeps queued and unfinished (backpressure: a producer waits
     for workers, never refuses); ``producer_timeout`` is how long a producer may go without a
-    heartbeat before its unfinished job is marked abandoned.
+    heartbeat before its unfinished job is marked abandoned. ``limit_partitions`` (default on)
+    gives the rate limiter its per-user layer: buckets for hot partition keys, max-min fair
+    shares between users and a reserve for single writes; off, one bucket per table.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -43,6 +45,7 @@ class PipelineConfig:
     write_capacity: float = 0.0
     max_write_capacity: float = 40000.0
     min_write_capacity: float = 25.0
+    limit_partitions: bool = True
     segment_size: int = 500
     batch_threads: int = 8
     max_requeues: int = 8
@@ -103,6 +106,7 @@ class PipelineConfig:
                 e, "DATAFOLD_MAX_WRITE_CAPACITY", float, 40000.0, "positive"
             ),
             min_write_capacity=env_value(e, "DATAFOLD_MIN_WRITE_CAPACITY", float, 25.0, "positive"),
+            limit_partitions=env_value(e, "DATAFOLD_LIMIT_PARTITIONS", env_bool, True),
             segment_size=env_value(e, "DATAFOLD_SEGMENT_SIZE", int, 500, "positive"),
             batch_threads=env_value(e, "DATAFOLD_BATCH_THREADS", int, 8, "positive"),
             max_requeues=env_value(e, "DATAFOLD_MAX_REQUEUES", int, 8, "non-negative"),

@@ -53,6 +53,8 @@ def _bool(raw: str) -> bool:
 
 
 _bool.__name__ = "boolean"
+env_bool = _bool
+"""Parses 1/true/yes/on and 0/false/no/off, for :func:`env_value`."""
 
 
 def _optional_bool(raw: str) -> bool | None:
