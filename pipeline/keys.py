@@ -14,6 +14,11 @@ def limiter_bucket(table: str) -> str:
     return f"{PREFIX}:limiter:{table}"
 
 
+def limiter_shares(table: str) -> str:
+    """Hash: each user's fair share of one table's rate (fields: hashed partition keys)."""
+    return f"{PREFIX}:limiter-shares:{table}"
+
+
 def job(job_id: str) -> str:
     """Hash: a job's state, totals, timestamps and description."""
     return f"{PREFIX}:job:{{{job_id}}}"

@@ -9,10 +9,10 @@ count against the bound (progress is not failure). What is still left is *return
 stands alone; it goes to :class:`BatchResult.rejected`, the rest is written.
 
 Cost: one BatchWriteItem per 25 distinct keys plus one per retry round; each write costs
-ceil(item size / 1 KB) WCU, charged to the optional :class:`Pacer` (the global rate limiter)
-before sending and reported back after, so it can adapt. The WCU reported back are DynamoDB's
-own figure when ``DynamoConfig.wants_consumed_capacity`` (``ReturnConsumedCapacity``), else
-the estimate from the item sizes.
+ceil(item size / 1 KB) WCU, charged to the optional :class:`~storage.pacer.Pacer` (the global
+rate limiter) before sending and reported back after, so it can adapt. The WCU reported back
+are DynamoDB's own figure when ``DynamoConfig.wants_consumed_capacity``
+(``ReturnConsumedCapacity``), else the estimate from the item sizes.
 """
 
 from __future__ import annotations
@@ -21,46 +21,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Any, Protocol
+from typing import Any
 
 from storage import errors
 from storage.client import Dynamo
 from storage.limits import BATCH_WRITE_MAX_ITEMS, write_units
 from storage.metrics import BATCH_ITEMS, CONSUMED_WCU, RETRIES, THROTTLES
+from storage.pacer import Pacer
 from storage.retry import FullJitter
 from storage.writes import BatchResult, Rejected, WriteOp, dedupe, request_ident
 
 __all__ = ["BatchResult", "BatchWriter", "Pacer", "Rejected", "Stop", "WriteOp", "dedupe"]
-
-
-class Pacer(Protocol):
-    """What a rate limiter offers the batch writer (see ``worker.limiter``)."""
-
-    def acquire(
-        self,
-        table: str,
-        units: float,
-        deadline: float | None = None,
-        partition: str | None = None,
-    ) -> float:
-        """Block until ``units`` WCU may be spent on ``table``; return seconds waited.
-        :class:`~storage.errors.StoppedError` (nothing charged) if that would pass
-        ``deadline`` (the pacer's own clock). ``partition``: the partition key every item of
-        the call shares (None: several)."""
-        ...
-
-    def feedback(
-        self,
-        table: str,
-        *,
-        units: float,
-        throttled: bool,
-        partition: str | None = None,
-        reasons: tuple[str, ...] = (),
-    ) -> None:
-        """Report what a call consumed and whether it was throttled or partly refused;
-        ``reasons``: the refusal's ``ThrottlingReasons`` (none for unprocessed items)."""
-        ...
 
 
 Stop = Callable[[], "str | None"]
@@ -118,8 +89,20 @@ class BatchWriter:
         ]
         result = BatchResult()
         if self.threads > 1 and len(chunks) > 1:
-            pool = self._executor()
-            futures = [pool.submit(self._write_chunk, table, c, stop, deadline) for c in chunks]
+            pool, futures = self._executor(), []
+            for i, c in enumerate(chunks):
+                # The fair share is taken here, in the caller's thread, before a chunk joins
+                # the threads every caller shares: a user held to its share waits in its own
+                # threads and never fills the shared ones ahead of another user's chunks.
+                try:
+                    if self.pacer is not None:
+                        units = float(sum(write_units(op.size) for op in c))
+                        self.pacer.admit(table, units, deadline, _partition(c))
+                except errors.StoppedError as exc:
+                    result.unprocessed.extend(op for rest in chunks[i:] for op in rest)
+                    result.last_error = exc
+                    break
+                futures.append(pool.submit(self._write_chunk, table, c, stop, deadline, True))
             # Every chunk ends before this returns or raises: none may go on writing for a
             # caller that has moved on (a bounded run re-run, a lease given up).
             wait(futures)
@@ -148,6 +131,7 @@ class BatchWriter:
         chunk: Sequence[WriteOp],
         stop: Stop | None = None,
         deadline: float | None = None,
+        admitted: bool = False,
     ) -> BatchResult:
         result = BatchResult()
         pending = list(chunk)
@@ -158,7 +142,8 @@ class BatchWriter:
             try:
                 self._go_on(table, stop)  # before taking capacity the run may not use
                 if self.pacer is not None:
-                    self.pacer.acquire(table, units, deadline, key)
+                    self.pacer.acquire(table, units, deadline, key, admitted=admitted)
+                    admitted = False  # a later round is admitted again
                     self._go_on(table, stop)  # the wait may have been long
             except errors.StoppedError as exc:
                 if exc.code != "Stopped" and len(pending) > 1:

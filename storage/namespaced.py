@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from storage.batch import BatchWriter, Pacer
+from storage.batch import BatchWriter
 from storage.client import Dynamo
 from storage.kv import DynamoKvStore
 from storage.limits import check_partition, namespace_table
+from storage.pacer import Pacer
 from storage.settings import DynamoConfig
 from storage.tables import KV_TABLE_SPEC, delete_table, ensure_table, require_table
 

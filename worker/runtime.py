@@ -92,7 +92,9 @@ def _build() -> Runtime:
         limiter,
         store,
         SegmentRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads),
-        SingleWriteRunner(store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads),
+        SingleWriteRunner(
+            store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads, limiter=limiter
+        ),
         Planner(store=store, ledger=ledger, enqueue=enq, cfg=cfg, payloads=payloads),
         sweeper,
     )

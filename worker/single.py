@@ -22,10 +22,12 @@ from pipeline.payloads import PayloadStore
 from pipeline.states import Admission, Outcome
 from pipeline.status import DeadLetter, LeaseStatus, Recorded
 from storage import errors
+from storage.limits import WCU_BYTES
 from storage.namespaced import DynamoNamespacedStore
 from worker.admission import Gate
 from worker.delivery import Delivery, requeue_delay
 from worker.lease import LeaseKeeper
+from worker.limiter import RateLimiter
 from worker.metrics import ITEMS
 
 
@@ -43,8 +45,10 @@ class SingleWriteRunner:
         cfg: PipelineConfig,
         payloads: PayloadStore,
         rng: random.Random | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.payloads = payloads
+        self.limiter = limiter
         self.store = store
         self.ledger = ledger
         self.enqueue = enqueue
@@ -132,6 +136,10 @@ class SingleWriteRunner:
                     code="TooManyDeliveries",
                 )
             kv = self.store.for_user(w.user).open_namespace(w.ns)
+            op = kv.put_op(w.key, w.value or b"")
+            units, pk = float(max(1, -(-op.size // WCU_BYTES))), str(op.ident[0])
+            if self.limiter is not None:  # ahead of the bulk bookings (worker.limiter.shares)
+                self.limiter.acquire(kv.table, units, priority=True)
             try:
                 # The store recognises our own earlier landing (its answer lost, or a
                 # redelivery) and reports it as landed; what it refuses is a newer write's.
@@ -142,6 +150,14 @@ class SingleWriteRunner:
                 counts["deleted" if w.value is None else "written"] = 1
             except errors.ConditionFailedError:
                 counts["superseded"] = 1
+            except errors.ThrottledError as exc:
+                if self.limiter is not None:
+                    self.limiter.feedback(
+                        kv.table, units=0.0, throttled=True, partition=pk, reasons=exc.reasons
+                    )
+                raise
+            if self.limiter is not None:
+                self.limiter.feedback(kv.table, units=units, throttled=False, partition=pk)
         except errors.RetryableError as exc:
             if w.attempt < self.cfg.max_requeues:
                 return counts, [], w.retry()

@@ -392,8 +392,16 @@ class RecordingPacer:
         self.feedback_calls: list[tuple[bool, str | None, tuple[str, ...]]] = []
 
     def acquire(
-        self, table: str, units: float, deadline: float | None = None, partition: Any = None
+        self,
+        table: str,
+        units: float,
+        deadline: float | None = None,
+        partition: Any = None,
+        **more: Any,
     ) -> float:
+        return 0.0
+
+    def admit(self, *args: Any) -> float:
         return 0.0
 
     def feedback(

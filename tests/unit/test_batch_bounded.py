@@ -21,11 +21,19 @@ class Pacer:
         self.granted: list[float] = []
 
     def acquire(
-        self, table: str, units: float, deadline: float | None = None, partition: Any = None
+        self,
+        table: str,
+        units: float,
+        deadline: float | None = None,
+        partition: Any = None,
+        **more: Any,
     ) -> float:
         if deadline is not None and units > self.fits:
             raise StoppedError("no capacity in time", table=table, code="CapacityDeadline")
         self.granted.append(units)
+        return 0.0
+
+    def admit(self, *args: Any) -> float:
         return 0.0
 
     def feedback(self, table: str, *, units: float, throttled: bool, **more: Any) -> None:
@@ -99,7 +107,12 @@ def test_a_chunk_that_raises_waits_for_the_others_before_the_write_returns() -> 
 
     class Failing(Pacer):
         def acquire(
-            self, table: str, units: float, deadline: float | None = None, partition: Any = None
+            self,
+            table: str,
+            units: float,
+            deadline: float | None = None,
+            partition: Any = None,
+            **more: Any,
         ) -> float:
             if not self.granted:
                 self.granted.append(units)

@@ -29,12 +29,23 @@ class CountingBackend:
         throttled: bool = False,
         charge: float = 0.0,
         tag: int = 0,
+        reserve: float = 0.0,
     ) -> Any:
         if op == "feedback":
             self.calls.append((op, units, throttled, charge))
         return self.inner.run(
-            table, op, params, units=units, throttled=throttled, charge=charge, tag=tag
+            table,
+            op,
+            params,
+            units=units,
+            throttled=throttled,
+            charge=charge,
+            tag=tag,
+            reserve=reserve,
         )
+
+    def share(self, *args: Any) -> Any:
+        return self.inner.share(*args)
 
 
 TABLE = "t"  # the memory backend: nothing outlives the test

@@ -137,11 +137,14 @@ class BucketBackend(Protocol):
         throttled: bool = False,
         charge: float = 0.0,
         tag: int = 0,
+        reserve: float = 0.0,
     ) -> BucketReply:
         """Apply ``op`` to the table's bucket atomically and return its state after it.
         ``charge``: for feedback, WCU charged beyond the grant; for acquire, the longest wait
         the caller accepts (-1: any), past which nothing is granted or booked. ``tag``: for a
         throttled feedback, the partition a refusal without a reason came from (0: none); it
         cuts this bucket only if another partition was refused within the last window and no
-        refusal named a key range lately. A negative tag records a key range's refusal."""
+        refusal named a key range lately. A negative tag records a key range's refusal.
+        ``reserve`` > 0: an acquire of a single write, granted at once while the bucket's debt
+        stays within that many seconds of the rate (:mod:`worker.limiter.shares`)."""
         ...

@@ -10,12 +10,14 @@ one-process loader), never for a fleet of workers.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from worker.limiter.bucket import BucketParams, BucketReply, Op
+from worker.limiter.shares import ShareParams, ShareReply
 
 
 @dataclass(slots=True)
@@ -46,6 +48,8 @@ class MemoryBucketBackend:
         self._clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
+        # table -> (last written, user -> [tokens, ts, c, seen, pressed]): fair_share.lua's hash
+        self._shares: dict[str, tuple[float, dict[str, list[float]]]] = {}
 
     def run(
         self,
@@ -57,6 +61,7 @@ class MemoryBucketBackend:
         throttled: bool = False,
         charge: float = 0.0,
         tag: int = 0,
+        reserve: float = 0.0,
     ) -> BucketReply:
         with self._lock:
             now = self._clock()
@@ -105,7 +110,12 @@ class MemoryBucketBackend:
             wait, did_cut, granted = 0.0, False, False
             if op == "acquire":
                 limit = charge  # the longest wait accepted, or -1 for any
-                if b.tokens >= -b.rate * p.ahead - 1e-9:
+                if reserve > 0 and b.tokens - units >= -b.rate * (reserve + p.ahead) - 1e-9:
+                    b.tokens -= units
+                    granted = True
+                    if b.nw > now:
+                        b.nw += units / b.rate
+                elif b.tokens >= -b.rate * p.ahead - 1e-9:
                     need = (units - b.tokens) / b.rate
                     if limit >= 0 and need > limit:
                         wait = need
@@ -164,3 +174,64 @@ class MemoryBucketBackend:
                 b.touched = now
                 self._buckets[table] = b
             return BucketReply(wait, b.rate, b.tokens, did_cut, b.used, b.pu, b.pd, b.cut, granted)
+
+    def share(
+        self,
+        table: str,
+        op: str,
+        user: int,
+        units: float,
+        rate: float,
+        params: ShareParams,
+        pressed_now: bool = False,
+    ) -> ShareReply:
+        """``fair_share.lua``, step by step."""
+        with self._lock:
+            now, me, p = self._clock(), str(user), params
+            touched, users = self._shares.get(table, (now, {}))
+            if now - touched >= p.ttl_seconds:
+                users = {}
+            rates, stale = [], []
+            tokens, ts, c, pressed, known = 0.0, now, 0.0, 0.0, False
+            for who, (a, b, r, seen, pr) in users.items():
+                if now - seen > p.active:
+                    if who != me:
+                        stale.append(who)
+                    continue
+                r *= math.exp(-max(0.0, now - b) / p.tau)
+                if who == me:
+                    tokens, ts, c, pressed, known = a, b, r, pr, True
+                else:
+                    rates.append(math.inf if pr > now else r)
+            if pressed_now:
+                pressed = now + p.active
+            rates.append(math.inf if pressed > now else c)
+            rates.sort()
+            left, n, level = rate, len(rates), rate
+            for i, r in enumerate(rates):
+                k = n - i
+                if r < p.margin * left / k:
+                    left -= r
+                else:
+                    level = left / k
+                    break
+            full = level * p.burst
+            tokens = min(full, tokens + max(0.0, now - ts) * level) if known else full
+            ts = max(ts, now)
+            granted, wait = False, 0.0
+            if op == "admit":
+                need = min(units, full)
+                if tokens >= need - 1e-9:
+                    tokens -= units
+                    c += units / p.tau
+                    granted = True
+                else:
+                    wait = (need - tokens) / level
+            elif op == "refund":
+                tokens = min(full, tokens + units)
+                c = max(0.0, c - units / p.tau)
+            if op != "state":
+                users = {w: v for w, v in users.items() if w not in stale}
+                users[me] = [tokens, ts, c, now, pressed]
+                self._shares[table] = (now, users)
+            return ShareReply(granted, wait, level, n)

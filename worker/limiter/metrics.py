@@ -49,3 +49,16 @@ HOT_PARTITIONS = Gauge(
     ["table"],
     multiprocess_mode="max",
 )
+FAIR_LEVEL = Gauge(
+    "datafold_limiter_fair_share_wcu",
+    "The rate each user wanting more than an equal split is held to while the table is the "
+    "bottleneck, WCU/s, by table (the whole rate when no one is held).",
+    ["table"],
+    multiprocess_mode="mostrecent",
+)
+ACTIVE_USERS = Gauge(
+    "datafold_limiter_active_users",
+    "Users sharing a table's rate while it is the bottleneck (asked within the last 2 s).",
+    ["table"],
+    multiprocess_mode="mostrecent",
+)

@@ -26,7 +26,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from worker.limiter.metrics import HOT_PARTITIONS, LABEL_BUCKETS
+from worker.limiter.bucket import BucketBackend, BucketParams
+from worker.limiter.metrics import HOT_PARTITIONS, LABEL_BUCKETS, PARTITION_CUTS, PARTITION_RATE
 
 
 class Scope(enum.Enum):
@@ -88,6 +89,39 @@ class HotPartitions:
         with self._lock:
             if self._hot.pop((table, tag), None) is not None:
                 self._count(table)
+
+    def feedback(
+        self,
+        backend: BucketBackend,
+        params: BucketParams,
+        table: str,
+        tag: int,
+        units: float,
+        throttled: bool,
+        reasons: tuple[str, ...],
+        granted: float,
+    ) -> int:
+        """Feed a hot partition's bucket (``granted``: what its last acquire took); the tag the
+        table's feedback carries: 0 none, the partition's for a refusal without a reason, its
+        negative for one naming its key range (not the table's: nothing of the table is cut)."""
+        scope = scope_of(reasons) if throttled else None
+        cut = scope in (Scope.PARTITION, Scope.UNKNOWN)
+        if cut:
+            self.refused(table, tag)
+        elif (table, tag) not in self:
+            return 0
+        name = bucket_name(table, tag)
+        reply = backend.run(
+            name, "feedback", params, units=units, throttled=cut, charge=units - granted
+        )
+        PARTITION_RATE.labels(table, label(tag)).set(reply.rate)
+        if reply.cut:
+            PARTITION_CUTS.labels(table, label(tag)).inc()
+        if not throttled and reply.rate >= params.ceiling:
+            self.recovered(table, tag)
+        if scope is Scope.PARTITION:
+            return -tag
+        return tag if scope is Scope.UNKNOWN else 0
 
     def _count(self, table: str) -> None:
         HOT_PARTITIONS.labels(table).set(sum(1 for t, _ in self._hot if t == table))

@@ -1,20 +1,13 @@
-"""The global adaptive rate limiter: one token bucket per table, shared by every worker, and
-one per partition key that DynamoDB refused (:mod:`.partitions`).
+"""The global adaptive rate limiter: one token bucket per table shared by every worker, one per
+partition key DynamoDB refused (:mod:`.partitions`), and fair shares by user (:mod:`.shares`).
 
-The batch writer calls :meth:`RateLimiter.acquire` with a batch's estimated WCU before sending
-it, then :meth:`RateLimiter.feedback` with the WCU DynamoDB reports consumed and whether any of
-it was throttled or unprocessed (the ``storage.batch.Pacer`` protocol). Feedback charges the
-bucket what was really consumed beyond the estimate (indexes cost extra) and refunds what a
-clean call did not use. A throttled or partly refused call cuts the table's shared rate to what
-the table really let through; each clean window raises it a little (AIMD, in the bucket's one
-atomic step: ``token_bucket.lua``). A request larger than the bucket is granted into debt and
-paid off by sleeping, so a 10,000 WCU batch is served in its turn instead of waiting forever.
-
-Ceiling: ``capacity`` (``DATAFOLD_WRITE_CAPACITY``) when > 0, with cuts still applying below it;
-else ``max_capacity``, where discovery starts (optimistic: on-demand tables and DynamoDB Local
-never throttle, and there the limiter must cost nothing). The floor is ``min_capacity``. A
-backend that cannot reach Redis raises :class:`~storage.errors.BackendUnavailableError`: the
-limiter never fails open. ``docs/design.md`` ("The rate limiter") has the whole design.
+Callers acquire a batch's estimated WCU before sending it and report what was consumed and
+whether any was refused (the ``storage.pacer.Pacer`` protocol). Refusals cut the shared rate to
+what the table let through, clean windows raise it (AIMD, one atomic step: ``token_bucket.lua``).
+Ceiling: ``capacity`` when > 0, else ``max_capacity``, where discovery starts (DynamoDB Local
+and on-demand tables never throttle: there it must cost nothing); floor: ``min_capacity``. It
+never fails open (:class:`~storage.errors.BackendUnavailableError`). ``docs/design.md``, "The
+rate limiter", has the whole design.
 """
 
 from __future__ import annotations
@@ -30,27 +23,26 @@ from worker.limiter import metrics
 from worker.limiter.bucket import (
     IDLE_TTL_SECONDS,
     RETRY_FLOOR_SECONDS,
-    BucketBackend,
     BucketParams,
     Grant,
 )
-from worker.limiter.partitions import HotPartitions, Scope, bucket_name, label, scope_of, tag_of
+from worker.limiter.partitions import HotPartitions, bucket_name, tag_of
+from worker.limiter.shares import RESERVE_SECONDS, FairShares, LimiterBackend, ShareParams
 
 
 class RateLimiter:
-    """The global adaptive limiter (a ``storage.batch.Pacer``); thread- and process-safe.
+    """The global adaptive limiter (a ``storage.pacer.Pacer``); thread- and process-safe.
 
-    ``capacity`` > 0 is a fixed ceiling in WCU/s; 0 means discover, starting at
-    ``max_capacity``. The rate never goes below ``min_capacity``. ``burst_seconds`` of the
-    current rate may be spent at once. ``sleep`` and ``clock`` are injected for tests;
-    ``backend`` holds the buckets (:mod:`worker.limiter.redis_backend` for a fleet).
-    ``coalesce_seconds`` > 0 sums clean feedback per table and reports it at most that often
-    (workers use :data:`COALESCE_SECONDS`); 0 reports every call at once.
+    ``capacity`` > 0 is a fixed ceiling in WCU/s; 0: discover from ``max_capacity``, never
+    below ``min_capacity``. ``burst_seconds`` of the rate may be spent at once. ``backend``
+    holds buckets and shares (:mod:`.redis_backend` for a fleet). ``coalesce_seconds`` > 0 sums
+    clean feedback per table, reported at most that often (workers: :data:`COALESCE_SECONDS`).
+    ``partitions=False``: one bucket per table, no shares. ``sleep``/``clock``: for tests.
     """
 
     def __init__(
         self,
-        backend: BucketBackend,
+        backend: LimiterBackend,
         *,
         capacity: float = 0.0,
         max_capacity: float = 40000.0,
@@ -60,6 +52,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         idle_ttl: float = IDLE_TTL_SECONDS,
         coalesce_seconds: float = 0.0,
+        partitions: bool = True,
     ) -> None:
         if not capacity >= 0:
             raise ConfigError(f"limiter capacity must be 0 (adaptive) or more, not {capacity}")
@@ -87,10 +80,12 @@ class RateLimiter:
         self._rates: dict[str, float] = {}  # table -> shared rate in the last reply
         self._pending_lock = threading.Lock()
         self.hot = HotPartitions(idle_ttl, clock)
+        self._partitions = partitions
+        self.shares = FairShares(backend, ShareParams(ttl_seconds=idle_ttl), sleep, clock)
 
     @classmethod
     def from_config(
-        cls, backend: BucketBackend, config: PipelineConfig, **kwargs: Any
+        cls, backend: LimiterBackend, config: PipelineConfig, **kwargs: Any
     ) -> RateLimiter:
         """Build from ``DATAFOLD_WRITE_CAPACITY`` / ``_MAX_`` / ``_MIN_WRITE_CAPACITY``."""
         return cls(
@@ -98,6 +93,7 @@ class RateLimiter:
             capacity=config.write_capacity,
             max_capacity=config.max_write_capacity,
             min_capacity=config.min_write_capacity,
+            partitions=config.limit_partitions,
             **kwargs,
         )
 
@@ -114,37 +110,61 @@ class RateLimiter:
         units: float,
         deadline: float | None = None,
         partition: str | None = None,
+        *,
+        priority: bool = False,
+        admitted: bool = False,
     ) -> float:
         """Block until ``units`` WCU may be spent on ``table`` (and on ``partition``, the
-        partition key every item of the call shares, when that one was refused lately: it
-        has a bucket of its own); return the seconds waited.
-
-        One Redis round trip when capacity is free; under contention one more per retry (each
-        after the wait the script computed). With ``deadline`` (this limiter's clock), a wait
-        that would end past it is not begun (:class:`StoppedError`): nothing is charged or
-        booked for it, so the capacity goes to callers that can use it in time.
-        Raises :class:`BackendUnavailableError` when Redis cannot be reached.
-        """
+        partition key every item of the call shares — the user — by its fair share while the
+        table is the bottleneck, and by its own bucket when it was refused lately); return the
+        seconds waited. ``priority``: a single write, ahead of the bulk bookings
+        (:mod:`.shares`); ``admitted``: :meth:`admit` took the share already. With
+        ``partitions=False`` a table has one bucket, nothing more. One Redis round trip when
+        capacity is free. A wait that would end past ``deadline`` (this limiter's clock) is not
+        begun (:class:`StoppedError`): nothing is charged or booked for it."""
+        if units == 0 or (priority and not self._partitions):
+            return 0.0
         if not units > 0:
-            if units == 0:
-                return 0.0
             raise ValueError(f"units must be 0 or more, not {units}")
-        if partition is None or (table, tag := tag_of(partition)) not in self.hot:
-            return self._acquire(table, units, deadline, table)
-        name = bucket_name(table, tag)
-        waited = self._acquire(table, units, deadline, name)
+        if priority:
+            return self._acquire(table, units, deadline, table, RESERVE_SECONDS)
+        tag = tag_of(partition) if partition is not None and self._partitions else 0
+        rate = self._rates.get(table, self.params.ceiling)
+        shared = tag != 0 and not admitted and self.shares.contended(table)
+        waited = self.shares.admit(table, tag, units, rate, deadline) if shared else 0.0
+        name = bucket_name(table, tag) if tag and (table, tag) in self.hot else None
         try:
-            return waited + self._acquire(table, units, deadline, table)
-        except StoppedError:  # nothing is sent: the partition's units go back
-            self._granted.__dict__.pop(name, None)
-            self._backend.run(name, "feedback", self.params, charge=-units)
+            if name is not None:
+                waited += self._acquire(table, units, deadline, name)
+            at_table = self._acquire(table, units, deadline, table)
+            if tag:
+                self.shares.pressed(table, tag, at_table)
+            return waited + at_table
+        except StoppedError:  # nothing is sent: the share's and the partition's units go back
+            if shared:
+                self.shares.refund(table, tag, units, rate)
+            if name is not None and self._granted.__dict__.pop(name, None) is not None:
+                self._backend.run(name, "feedback", self.params, charge=-units)
             raise
 
-    def _acquire(self, table: str, units: float, deadline: float | None, bucket: str) -> float:
+    def admit(
+        self, table: str, units: float, deadline: float | None, partition: str | None
+    ) -> float:
+        """Take ``units`` of ``partition``'s fair share while the table is the bottleneck, in
+        the caller's thread, before its batch joins threads other users share (the
+        ``storage.pacer.Pacer`` protocol); the seconds waited."""
+        if partition is None or not self._partitions or not self.shares.contended(table):
+            return 0.0
+        rate = self._rates.get(table, self.params.ceiling)
+        return self.shares.admit(table, tag_of(partition), units, rate, deadline)
+
+    def _acquire(
+        self, table: str, units: float, deadline: float | None, bucket: str, reserve: float = 0.0
+    ) -> float:
         start = self._clock()
         while True:
             left = None if deadline is None else deadline - self._clock()
-            grant = self._try(table, bucket, units, left)
+            grant = self._try(table, bucket, units, left, reserve)
             if left is not None and not grant.granted and grant.wait > left:
                 raise StoppedError(
                     f"no capacity for {units:g} WCU before the deadline "
@@ -163,19 +183,22 @@ class RateLimiter:
         return waited
 
     def try_acquire(self, table: str, units: float, max_wait: float | None = None) -> Grant:
-        """One non-blocking step of :meth:`acquire` (for event loops and simulations).
-
-        ``Grant(True, w)``: the units are charged, spend them after ``w`` seconds.
-        ``Grant(False, w)``: nothing charged, try again after ``w`` seconds. With ``max_wait``,
-        a grant or a booking that would wait longer is not made: ``Grant(False, w > max_wait)``
-        and the bucket is left as it was.
-        """
+        """One non-blocking step of :meth:`acquire` on the table's bucket (event loops,
+        simulations). ``Grant(True, w)``: charged, spend after ``w`` s; ``Grant(False, w)``:
+        nothing charged, ask again after ``w`` s. With ``max_wait``, a grant or booking that
+        would wait longer is not made (``Grant(False, w > max_wait)``, bucket unchanged)."""
         return self._try(table, table, units, max_wait)
 
-    def _try(self, table: str, bucket: str, units: float, max_wait: float | None) -> Grant:
+    def _try(
+        self, table: str, bucket: str, units: float, max_wait: float | None, reserve: float = 0.0
+    ) -> Grant:
         limit = -1.0 if max_wait is None else max(0.0, max_wait)
-        reply = self._backend.run(bucket, "acquire", self.params, units=units, charge=limit)
+        reply = self._backend.run(
+            bucket, "acquire", self.params, units=units, charge=limit, reserve=reserve
+        )
         if bucket == table:
+            if reply.wait > 0 or not reply.granted:
+                self.shares.waited(table)
             if table not in self._rates:  # a table's series exist from its first call, at 0
                 metrics.THROTTLE_CUTS.labels(table)
                 metrics.HOT_PARTITIONS.labels(table).set(0)
@@ -201,41 +224,17 @@ class RateLimiter:
         extra) and ``charged``, what was acquired for that call: by default this thread's last
         acquire on ``table``. A throttle may cut the shared rate; clean consumption lets it
         rise. With ``partition`` (the key all items of the call share) a refusal is attributed
-        by its ``reasons`` (:mod:`.partitions`). Raises :class:`BackendUnavailableError` when
-        Redis cannot be reached.
-        """
+        by its ``reasons`` (:mod:`.partitions`)."""
         if not units >= 0:
             raise ValueError(f"units must be 0 or more, not {units}")
         tag = 0
-        if partition is not None:
-            tag = self._partition_feedback(table, tag_of(partition), units, throttled, reasons)
+        if partition is not None and self._partitions:
+            tag, name = tag_of(partition), bucket_name(table, tag_of(partition))
+            granted = self._granted.__dict__.pop(name, 0.0)
+            args = (self._backend, self.params, table, tag, units, throttled, reasons, granted)
+            tag = self.hot.feedback(*args)
             throttled = throttled and tag >= 0  # a key range's refusal is not the table's
         self._table_feedback(table, units, throttled, charged, tag)
-
-    def _partition_feedback(
-        self, table: str, tag: int, units: float, throttled: bool, reasons: tuple[str, ...]
-    ) -> int:
-        """Feed a hot partition's bucket; the tag the table's feedback carries: 0 none, the
-        partition's for a refusal without a reason, its negative for one naming its key range."""
-        scope = scope_of(reasons) if throttled else None
-        if scope in (Scope.PARTITION, Scope.UNKNOWN):
-            self.hot.refused(table, tag)
-        elif (table, tag) not in self.hot:
-            return 0
-        name = bucket_name(table, tag)
-        cut = scope in (Scope.PARTITION, Scope.UNKNOWN)
-        granted = self._granted.__dict__.pop(name, 0.0)
-        reply = self._backend.run(
-            name, "feedback", self.params, units=units, throttled=cut, charge=units - granted
-        )
-        metrics.PARTITION_RATE.labels(table, label(tag)).set(reply.rate)
-        if reply.cut:
-            metrics.PARTITION_CUTS.labels(table, label(tag)).inc()
-        if not throttled and reply.rate >= self.params.ceiling:
-            self.hot.recovered(table, tag)
-        if scope is Scope.PARTITION:
-            return -tag
-        return tag if scope is Scope.UNKNOWN else 0
 
     def _table_feedback(
         self, table: str, units: float, throttled: bool, charged: float | None, tag: int

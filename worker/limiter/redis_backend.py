@@ -16,8 +16,10 @@ from typing import Any
 from pipeline import keys
 from pipeline.redis_boundary import Redis, guard
 from worker.limiter.bucket import BucketParams, BucketReply, Op
+from worker.limiter.shares import ShareParams, ShareReply
 
 _SCRIPT = (Path(__file__).parent / "token_bucket.lua").read_text(encoding="utf-8")
+_SHARES = (Path(__file__).parent / "fair_share.lua").read_text(encoding="utf-8")
 
 
 class RedisBucketBackend:
@@ -30,6 +32,7 @@ class RedisBucketBackend:
     def __init__(self, client: Redis[Any], *, now: Callable[[], float] | None = None) -> None:
         self._client = client
         self._script = client.register_script(_SCRIPT)
+        self._shares = client.register_script(_SHARES)
         self._now = now
 
     def run(
@@ -42,6 +45,7 @@ class RedisBucketBackend:
         throttled: bool = False,
         charge: float = 0.0,
         tag: int = 0,
+        reserve: float = 0.0,
     ) -> BucketReply:
         now = "" if self._now is None else repr(self._now())
         args = [
@@ -52,6 +56,7 @@ class RedisBucketBackend:
             repr(float(charge)),
             *params.argv(),
             str(tag),
+            repr(float(reserve)),
         ]
         with guard(
             f"RateLimiter.{op}",
@@ -61,3 +66,26 @@ class RedisBucketBackend:
         ):
             raw = self._script(keys=[keys.limiter_bucket(table)], args=args)
         return BucketReply.parse(raw)
+
+    def share(
+        self,
+        table: str,
+        op: str,
+        user: int,
+        units: float,
+        rate: float,
+        params: ShareParams,
+        pressed_now: bool = False,
+    ) -> ShareReply:
+        """One step of ``fair_share.lua`` on the table's shares (:mod:`worker.limiter.shares`)."""
+        now = "" if self._now is None else repr(self._now())
+        args = [op, now, str(user), repr(float(units)), repr(float(rate)), *params.argv()]
+        args.append("1" if pressed_now else "0")
+        with guard(
+            f"RateLimiter.share.{op}",
+            self._client,
+            table=table,
+            consequence="refusing to write without the limit",
+        ):
+            raw = self._shares(keys=[keys.limiter_shares(table)], args=args)
+        return ShareReply(raw[0] in (b"1", "1"), float(raw[1]), float(raw[2]), int(raw[3]))

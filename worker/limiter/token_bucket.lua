@@ -22,6 +22,9 @@ ARGV[20] feedback: the partition a refusal *without a reason* came from (a numbe
          binds, are the partitions' (their own buckets are cut by the caller), not the table's.
          A negative number: a refusal that named its key range came from that partition (-n);
          recorded, nothing cut.
+ARGV[21] acquire: the reserve (s) of a single write, 0 for bulk. A single write is granted at
+         once, ahead of every booking, while the bucket's debt stays within that many seconds of
+         the rate (plus the ahead margin): the bulk callers' waits pay it back.
 
 Hash fields: tokens (WCU, negative = debt that sleeping callers are paying off), ts (last
 refill), rate (shared WCU/s), win (start of the measurement window), used (WCU consumed in it),
@@ -59,6 +62,7 @@ local ahead = tonumber(ARGV[16])
 local max_step, near_peak = tonumber(ARGV[17]), tonumber(ARGV[18])
 local peak_decay = tonumber(ARGV[19])
 local tag = tonumber(ARGV[20]) or 0
+local reserve = tonumber(ARGV[21]) or 0
 
 local function fmt(x)
     return string.format('%.17g', x)
@@ -122,7 +126,14 @@ if op == 'acquire' then
     -- make it wait longer is not made: nothing charged, nothing booked, and the answer's wait
     -- says how long it would have been.
     local limit = charge
-    if tokens >= -rate * ahead - 1e-9 then
+    if reserve > 0 and tokens - units >= -rate * (reserve + ahead) - 1e-9 then
+        -- A single write: lent from the reserve, no wait; the bookings below wait for it.
+        tokens = tokens - units
+        granted = 1
+        if nw > now then
+            nw = nw + units / rate
+        end
+    elseif tokens >= -rate * ahead - 1e-9 then
         local need = (units - tokens) / rate
         if limit >= 0 and need > limit then
             wait = need
