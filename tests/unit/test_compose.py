@@ -77,8 +77,11 @@ def test_workers_scale_and_prometheus_scrapes_every_replica(stack: dict[str, Any
     prom = _load("ops/prometheus.yml")
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     (dns,) = jobs["datafold-worker"]["dns_sd_configs"]
-    assert dns["names"] == ["worker"] and dns["type"] == "A"
+    assert dns["names"] == ["worker", "writer"] and dns["type"] == "A"
     assert dns["port"] == int(env["DATAFOLD_METRICS_PORT"])
+    writer = stack["services"]["writer"]  # single writes never wait behind bulk segments
+    assert writer["command"][-2:] == ["-Q", "writes"]
+    assert writer["environment"]["DATAFOLD_METRICS_PORT"] == env["DATAFOLD_METRICS_PORT"]
     exporter = stack["services"]["exporter"]["command"]
     target = jobs["datafold-exporter"]["static_configs"][0]["targets"]
     assert target == [f"exporter:{exporter[exporter.index('--port') + 1]}"]
