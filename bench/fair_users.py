@@ -11,13 +11,14 @@ client for the single writer). Every write of either is one user's: partition ke
 one thread each, with the single writer putting beside them until the last load is done. The
 single writer starts a put every :data:`EVERY` seconds (or at once when the last took longer)
 and times each from the call to its return: what a caller waiting for its write sees.
+:func:`stored` counts a user's items back, to check that every write the figures rest on landed.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -136,7 +137,7 @@ class Round:
         return max(self.seconds.values())
 
 
-def loaded(users: Users, loads: dict[str, Sequence[Item]], singles: Singles) -> Round:
+def loaded(users: Users, loads: Mapping[str, Sequence[Item]], singles: Singles) -> Round:
     """Every load of ``loads`` (user -> items) at once, one thread each, and the single writer
     beside them until they are all done. Raises the first error of any of them."""
     rnd = Round()
@@ -173,3 +174,21 @@ def loaded(users: Users, loads: dict[str, Sequence[Item]], singles: Singles) -> 
     if errors:
         raise errors[0]
     return rnd
+
+
+def stored(client: Any, table: str, pk: str) -> int:
+    """Items stored under partition key ``pk`` (paginated, consistent COUNT Query)."""
+    total, params = 0, {}  # type: tuple[int, dict[str, Any]]
+    while True:
+        page = client.query(
+            TableName=table,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            Select="COUNT",
+            ConsistentRead=True,
+            **params,
+        )
+        total += int(page["Count"])
+        if "LastEvaluatedKey" not in page:
+            return total
+        params = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
