@@ -21,6 +21,7 @@ from types import FrameType
 from bench import (
     bulk_load,
     clear_schemas,
+    fairness,
     limiter,
     memory,
     overhead,
@@ -45,6 +46,7 @@ SECTIONS: dict[str, Callable[[BenchEnv], Section]] = {
     "recovery": recovery.run,
     "signing": signing.run,
     "put_wait": put_wait.run,
+    "fairness": fairness.run,
 }
 ROOT = Path(__file__).resolve().parents[1]
 

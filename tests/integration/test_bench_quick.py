@@ -23,6 +23,7 @@ SECTIONS = (
     "7. Celery overhead per segment message",
     "9. SigV4 signing",
     "10. Single write: put and wait",
+    "11. Fair rate limiting: four loads and a single writer",
 )
 
 
