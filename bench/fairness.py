@@ -11,7 +11,8 @@ in the same table with the same workers, the fifth user puts alone: its unloaded
 
 Contenders, one after the other in one run, each in a table of its own: the pipeline with the
 limiter's per-user layer (workers with ``DATAFOLD_LIMIT_PARTITIONS=1``, the default); the same
-pipeline with one bucket per table (``=0``); boto3's ``batch_writer``, one per loading user in
+pipeline with one bucket per table (``=0``) — each with a worker on the ``writes`` queue alone,
+as ``docker-compose.yml`` runs one; boto3's ``batch_writer``, one per loading user in
 its own thread, and ``put_item`` for the single writer. Measured per contender, over the loads:
 
 - utilisation: WCU the table admitted / (elapsed of the loads x what the limits allow,
@@ -31,6 +32,7 @@ count short of what was sent fails the section. Goals are the issue's, for the p
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +46,7 @@ from bench.raw import make_items
 from bench.runs import BenchError
 from bench.stats import percentile
 from tests.faults import FaultConfig, FaultProxy, StatsSnapshot
+from tests.support.pipeline import Worker
 
 TABLE_WCU = 3000.0
 PARTITION_WCU = 1000.0
@@ -141,14 +144,21 @@ def run(env: BenchEnv) -> Section:
     with FaultProxy(endpoint, config=FaultConfig(burst_seconds=1.0)) as proxy:
         timeout = 120.0 if env.quick else 900.0
         for name, flag in FLAGS.items():
-            env.pool(
-                WORKERS,
-                DATAFOLD_DYNAMODB_ENDPOINT=proxy.endpoint_url,
-                DATAFOLD_LIMIT_PARTITIONS=flag,
-            )
-            results[name] = contend(
-                env, proxy, name, lambda ns, _t: PipelineUsers(env, ns, timeout)
-            )
+            settings = {
+                "DATAFOLD_DYNAMODB_ENDPOINT": proxy.endpoint_url,
+                "DATAFOLD_LIMIT_PARTITIONS": flag,
+            }
+            env.pool(WORKERS, **settings)
+            # As in docker-compose.yml: a worker on the writes queue alone, so a put never
+            # waits for a slot behind running segments.
+            writer = Worker(env.penv, f"bench-writer-{os.getpid()}", "writes", **settings)
+            try:
+                writer.wait_ready()
+                results[name] = contend(
+                    env, proxy, name, lambda ns, _t: PipelineUsers(env, ns, timeout)
+                )
+            finally:
+                writer.stop()
         env.stop_workers()  # idle, they would still take CPU from boto3's threads
         region = env.dynamo_config.region
         results[BOTO3] = contend(
@@ -171,7 +181,8 @@ def section(env: BenchEnv, results: dict[str, Result]) -> Section:
             "unloaded = the fifth alone, same table and workers, just before. Contenders, one "
             "table each: the pipeline's limiter with its per-user layer "
             f"(DATAFOLD_LIMIT_PARTITIONS=1) and with one bucket per table (=0), {WORKERS} "
-            "worker processes; boto3's batch_writer, one per user in its own thread, and "
+            "worker processes and one on the writes queue alone (as docker-compose.yml); "
+            "boto3's batch_writer, one per user in its own thread, and "
             "put_item for the single writer. Utilisation = WCU admitted / (elapsed of the loads "
             f"x {ALLOWED:,.0f} WCU/s, what the limits allow); refused = item writes refused "
             "(every item of a call refused whole; each unprocessed item) / item writes sent; "

@@ -90,22 +90,24 @@ class BatchWriter:
         result = BatchResult()
         if self.threads > 1 and len(chunks) > 1:
             pool, futures = self._executor(), []
-            for i, c in enumerate(chunks):
-                # The fair share is taken here, in the caller's thread, before a chunk joins
-                # the threads every caller shares: a user held to its share waits in its own
-                # threads and never fills the shared ones ahead of another user's chunks.
-                try:
-                    if self.pacer is not None:
-                        units = float(sum(write_units(op.size) for op in c))
-                        self.pacer.admit(table, units, deadline, _partition(c))
-                except errors.StoppedError as exc:
-                    result.unprocessed.extend(op for rest in chunks[i:] for op in rest)
-                    result.last_error = exc
-                    break
-                futures.append(pool.submit(self._write_chunk, table, c, stop, deadline, True))
-            # Every chunk ends before this returns or raises: none may go on writing for a
-            # caller that has moved on (a bounded run re-run, a lease given up).
-            wait(futures)
+            try:
+                for i, c in enumerate(chunks):
+                    # The fair share is taken here, in the caller's thread, before a chunk
+                    # joins the threads every caller shares: a user held to its share waits in
+                    # its own threads, never ahead of another user's chunks in the shared ones.
+                    try:
+                        if self.pacer is not None:
+                            units = float(sum(write_units(op.size) for op in c))
+                            self.pacer.admit(table, units, deadline, _partition(c))
+                    except errors.StoppedError as exc:
+                        result.unprocessed.extend(op for rest in chunks[i:] for op in rest)
+                        result.last_error = exc
+                        break
+                    futures.append(pool.submit(self._write_chunk, table, c, stop, deadline, True))
+            finally:
+                # Every chunk ends before this returns or raises (Redis gone while admitting
+                # included): none may go on writing for a caller that has moved on.
+                wait(futures)
             parts = [f.result() for f in futures]
         else:
             parts = [self._write_chunk(table, chunk, stop, deadline) for chunk in chunks]

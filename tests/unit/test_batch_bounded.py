@@ -4,6 +4,7 @@ its parts fit, so a slow table still makes progress; nothing is ever dropped."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -129,3 +130,48 @@ def test_a_chunk_that_raises_waits_for_the_others_before_the_write_returns() -> 
     time.sleep(0.4)
     # Every other chunk had ended, and written, before the write raised: none writes after.
     assert len(ended) == 3 and max(ended) <= raised and len(table.batches) == written == 3
+
+
+class Admitting(Pacer):
+    """Admits ``admits`` chunks in the caller's thread, then refuses (``error``)."""
+
+    def __init__(self, admits: int, error: Exception) -> None:
+        super().__init__(fits=1000.0)
+        self.admits, self.error = admits, error
+        self.threads: list[str] = []
+        self.acquired: list[bool] = []
+
+    def admit(self, *args: Any) -> float:
+        self.threads.append(threading.current_thread().name)
+        if len(self.threads) > self.admits:
+            raise self.error
+        return 0.0
+
+    def acquire(self, table: str, units: float, *args: Any, **more: Any) -> float:
+        self.acquired.append(bool(more.get("admitted")))
+        time.sleep(0.1)
+        return 0.0
+
+
+def test_shares_are_taken_in_the_callers_thread_and_a_refusal_hands_back_the_rest() -> None:
+    table = FakeTable()
+    kv, writer, _ = setup(table, threads=4)
+    writer.pacer = pacer = Admitting(2, StoppedError("no share in time", code="CapacityDeadline"))
+    ops = [kv.put_op(k, v) for k, v in items(100)]
+    result = writer.write(kv.table, ops, deadline=1.0)
+    assert set(pacer.threads) == {"MainThread"}  # never in the shared batch threads
+    assert pacer.acquired == [True, True]  # the table's capacity: in them, share already taken
+    assert result.written == 50 and len(result.unprocessed) == 50
+    assert result.last_error is not None and result.last_error.code == "CapacityDeadline"
+
+
+def test_redis_gone_while_admitting_waits_for_the_chunks_already_handed_over() -> None:
+    table = FakeTable()
+    kv, writer, _ = setup(table, threads=4)
+    writer.pacer = Admitting(2, BackendUnavailableError("Redis gone", operation="admit"))
+    ops = [kv.put_op(k, v) for k, v in items(100)]
+    with pytest.raises(BackendUnavailableError):
+        writer.write(kv.table, ops)
+    written = len(table.batches)
+    time.sleep(0.3)
+    assert written == len(table.batches) == 2  # both had written before the write raised
