@@ -145,15 +145,15 @@ class BatchWriter:
                 self._go_on(table, stop)  # before taking capacity the run may not use
                 if self.pacer is not None:
                     self.pacer.acquire(table, units, deadline, key, admitted=admitted)
-                    admitted = False  # a later round is admitted again
                     self._go_on(table, stop)  # the wait may have been long
             except errors.StoppedError as exc:
                 if exc.code != "Stopped" and len(pending) > 1:
                     # Too big for the capacity left before the deadline: smaller batches may
                     # fit, so a slow table still makes progress in every bounded run.
                     mid = len(pending) // 2
-                    result.merge(self._write_chunk(table, pending[:mid], stop, deadline))
-                    result.merge(self._write_chunk(table, pending[mid:], stop, deadline))
+                    # A chunk's share is taken once (admitted), for its halves and rounds too.
+                    result.merge(self._write_chunk(table, pending[:mid], stop, deadline, admitted))
+                    result.merge(self._write_chunk(table, pending[mid:], stop, deadline, admitted))
                     break
                 result.unprocessed.extend(pending)
                 result.last_error = exc
@@ -181,7 +181,7 @@ class BatchWriter:
                 resp = {"UnprocessedItems": {table: [op.request for op in pending]}}
                 units, refused_whole = 0.0, exc.code or "Throttled"  # nothing consumed
             except errors.ValidationError as exc:
-                result.merge(self._isolate(table, pending, exc, stop, deadline))
+                result.merge(self._isolate(table, pending, exc, stop, deadline, admitted))
                 break
             except errors.RetryableError as exc:
                 # The single-call policy has given up: hand every pending item back. An outage
@@ -246,6 +246,7 @@ class BatchWriter:
         exc: errors.StorageError,
         stop: Stop | None,
         deadline: float | None,
+        admitted: bool = False,
     ) -> BatchResult:
         """Split a refused batch in halves until the poison item stands alone."""
         if len(pending) == 1:
@@ -255,8 +256,8 @@ class BatchWriter:
             )
             return BatchResult(rejected=[Rejected(op, err)])
         mid = len(pending) // 2
-        first = self._write_chunk(table, pending[:mid], stop, deadline)
-        return first.merge(self._write_chunk(table, pending[mid:], stop, deadline))
+        first = self._write_chunk(table, pending[:mid], stop, deadline, admitted)
+        return first.merge(self._write_chunk(table, pending[mid:], stop, deadline, admitted))
 
     @staticmethod
     def _count(table: str, r: BatchResult) -> None:

@@ -10,8 +10,10 @@ Retryable failures are requeued with backoff up to the bound, then dead-lettered
 
 from __future__ import annotations
 
+import logging
 import random
 import time
+from collections.abc import Callable
 
 from pipeline import ids
 from pipeline.config import PipelineConfig
@@ -22,13 +24,16 @@ from pipeline.payloads import PayloadStore
 from pipeline.states import Admission, Outcome
 from pipeline.status import DeadLetter, LeaseStatus, Recorded
 from storage import errors
-from storage.limits import WCU_BYTES
+from storage.limits import write_units
 from storage.namespaced import DynamoNamespacedStore
+from storage.writes import WriteOp
 from worker.admission import Gate
 from worker.delivery import Delivery, requeue_delay
 from worker.lease import LeaseKeeper
 from worker.limiter import RateLimiter
 from worker.metrics import ITEMS
+
+log = logging.getLogger(__name__)
 
 
 def _superseded() -> tuple[dict[str, int], list[DeadLetter], SingleWrite | None]:
@@ -123,6 +128,22 @@ class SingleWriteRunner:
         ITEMS.labels("dead_lettered").inc(len(dead))
         return Outcome.REQUEUED if nxt else (Outcome.DEAD if dead else Outcome.DONE)
 
+    def _pace(self, table: str, op: WriteOp) -> Callable[[bool, tuple[str, ...]], None] | None:
+        """Take the limiter for ``op`` with priority, ahead of the bulk bookings
+        (:mod:`worker.limiter.shares`); the feedback to give once it is sent. None without
+        the limiter's per-user layer (one bucket per table): single writes go unpaced."""
+        limiter = self.limiter
+        if limiter is None or not limiter.partitions:
+            return None
+        units, pk = float(write_units(op.size)), str(op.ident[0])
+        limiter.acquire(table, units, priority=True)
+
+        def feedback(throttled: bool, reasons: tuple[str, ...]) -> None:
+            used = 0.0 if throttled else units
+            limiter.feedback(table, units=used, throttled=throttled, partition=pk, reasons=reasons)
+
+        return feedback
+
     def _write(
         self, w: SingleWrite, deliveries: int
     ) -> tuple[dict[str, int], list[DeadLetter], SingleWrite | None]:
@@ -136,10 +157,7 @@ class SingleWriteRunner:
                     code="TooManyDeliveries",
                 )
             kv = self.store.for_user(w.user).open_namespace(w.ns)
-            op = kv.put_op(w.key, w.value or b"")
-            units, pk = float(max(1, -(-op.size // WCU_BYTES))), str(op.ident[0])
-            if self.limiter is not None:  # ahead of the bulk bookings (worker.limiter.shares)
-                self.limiter.acquire(kv.table, units, priority=True)
+            pace = self._pace(kv.table, kv.put_op(w.key, w.value or b""))
             try:
                 # The store recognises our own earlier landing (its answer lost, or a
                 # redelivery) and reports it as landed; what it refuses is a newer write's.
@@ -151,13 +169,16 @@ class SingleWriteRunner:
             except errors.ConditionFailedError:
                 counts["superseded"] = 1
             except errors.ThrottledError as exc:
-                if self.limiter is not None:
-                    self.limiter.feedback(
-                        kv.table, units=0.0, throttled=True, partition=pk, reasons=exc.reasons
-                    )
+                if pace is not None:
+                    pace(True, exc.reasons)
                 raise
-            if self.limiter is not None:
-                self.limiter.feedback(kv.table, units=units, throttled=False, partition=pk)
+            if pace is not None:
+                try:
+                    pace(False, ())
+                except errors.BackendUnavailableError as exc:  # landed: the outcome stands
+                    log.warning("single write %s: limiter feedback lost: %s", w.job, exc)
+        except errors.BackendUnavailableError:
+            raise  # Redis is gone: the step is run again once it is back, no attempt spent
         except errors.RetryableError as exc:
             if w.attempt < self.cfg.max_requeues:
                 return counts, [], w.retry()

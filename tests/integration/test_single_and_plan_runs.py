@@ -8,6 +8,7 @@ import random
 import uuid
 from typing import Any
 
+import pytest
 import redis
 
 from pipeline import ids, keys
@@ -18,6 +19,7 @@ from pipeline.payloads import PayloadStore
 from pipeline.states import JobKind, Outcome, PlanKind
 from pipeline.status import LeaseStatus
 from storage import Dynamo, DynamoConfig, DynamoNamespacedStore
+from storage.errors import BackendUnavailableError
 from tests.doubles import FakeClient, FakeClock, client_error
 from tests.integration.test_segment_runner import REDIS_URL, ListEnqueuer
 from worker.planner import Planner
@@ -39,7 +41,7 @@ def _ledger() -> tuple[Ledger, PayloadStore]:
     return Ledger(r, ttl=600), PayloadStore(r, ttl=600)
 
 
-def _single(seq_stored: int) -> tuple[Outcome, Ledger, str]:
+def _single(seq_stored: int, limiter: Any = None) -> tuple[Outcome, Ledger, str]:
     def refused(**p: Any) -> dict[str, Any]:
         assert p["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
         exc = client_error("ConditionalCheckFailedException", "PutItem")
@@ -64,6 +66,7 @@ def _single(seq_stored: int) -> tuple[Outcome, Ledger, str]:
         cfg=PipelineConfig(),
         payloads=payloads,
         rng=random.Random(1),
+        limiter=limiter,
     )
     return runner.run(w), ledger, job
 
@@ -73,6 +76,43 @@ def test_a_write_whose_first_attempt_landed_counts_as_written() -> None:
     st = ledger.status(job)
     assert outcome == Outcome.DONE and (st.state, st.written, st.superseded) == ("succeeded", 1, 0)
     assert ledger.r.hget(keys.segment_messages(), f'["{job}", "w"]') is None  # journal cleared
+
+
+class Limiter:
+    """Records how single writes take the limiter; Redis fails where told."""
+
+    partitions = True
+
+    def __init__(self, fail_acquire: bool = False, fail_feedback: bool = False) -> None:
+        self.fail_acquire, self.fail_feedback = fail_acquire, fail_feedback
+        self.calls: list[tuple[str, Any]] = []
+
+    def acquire(self, table: str, units: float, **kw: Any) -> float:
+        self.calls.append(("acquire", kw))
+        if self.fail_acquire:
+            raise BackendUnavailableError("Redis gone", operation="RateLimiter.acquire")
+        return 0.0
+
+    def feedback(self, table: str, **kw: Any) -> None:
+        self.calls.append(("feedback", kw))
+        if self.fail_feedback:
+            raise BackendUnavailableError("Redis gone", operation="RateLimiter.feedback")
+
+
+def test_a_single_write_takes_the_limiter_with_priority_and_reports_after() -> None:
+    lim = Limiter()
+    outcome, ledger, job = _single(seq_stored=42, limiter=lim)
+    assert outcome == Outcome.DONE and ledger.status(job).written == 1
+    assert [c for c, _ in lim.calls] == ["acquire", "feedback"]
+    assert lim.calls[0][1] == {"priority": True} and lim.calls[1][1]["units"] == 1.0
+
+
+def test_redis_gone_at_the_limiter_spends_no_attempt_and_a_landed_write_stands() -> None:
+    with pytest.raises(BackendUnavailableError):  # up to the runtime's patience, not a requeue
+        _single(seq_stored=42, limiter=Limiter(fail_acquire=True))
+    outcome, ledger, job = _single(seq_stored=42, limiter=Limiter(fail_feedback=True))
+    st = ledger.status(job)
+    assert outcome == Outcome.DONE and (st.state, st.written) == ("succeeded", 1)
 
 
 def test_a_write_beaten_by_a_newer_one_is_superseded() -> None:

@@ -80,7 +80,7 @@ class RateLimiter:
         self._rates: dict[str, float] = {}  # table -> shared rate in the last reply
         self._pending_lock = threading.Lock()
         self.hot = HotPartitions(idle_ttl, clock)
-        self._partitions = partitions
+        self.partitions = partitions
         self.shares = FairShares(backend, ShareParams(ttl_seconds=idle_ttl), sleep, clock)
 
     @classmethod
@@ -122,29 +122,31 @@ class RateLimiter:
         ``partitions=False`` a table has one bucket, nothing more. One Redis round trip when
         capacity is free. A wait that would end past ``deadline`` (this limiter's clock) is not
         begun (:class:`StoppedError`): nothing is charged or booked for it."""
-        if units == 0 or (priority and not self._partitions):
+        if units == 0 or (priority and not self.partitions):
             return 0.0
         if not units > 0:
             raise ValueError(f"units must be 0 or more, not {units}")
         if priority:
             return self._acquire(table, units, deadline, table, RESERVE_SECONDS)
-        tag = tag_of(partition) if partition is not None and self._partitions else 0
+        tag = tag_of(partition) if partition is not None and self.partitions else 0
         rate = self._rates.get(table, self.params.ceiling)
         shared = tag != 0 and not admitted and self.shares.contended(table)
         waited = self.shares.admit(table, tag, units, rate, deadline) if shared else 0.0
         name = bucket_name(table, tag) if tag and (table, tag) in self.hot else None
+        took = False  # the partition's bucket, by this call
         try:
             if name is not None:
                 waited += self._acquire(table, units, deadline, name)
+                took = True
             at_table = self._acquire(table, units, deadline, table)
-            if tag:
-                self.shares.pressed(table, tag, at_table)
+            if tag:  # beyond the ahead margin and its own units' turn: held behind others
+                self.shares.pressed(table, tag, at_table - self.params.ahead - units / rate)
             return waited + at_table
         except StoppedError:  # nothing is sent: the share's and the partition's units go back
             if shared:
                 self.shares.refund(table, tag, units, rate)
-            if name is not None and self._granted.__dict__.pop(name, None) is not None:
-                self._backend.run(name, "feedback", self.params, charge=-units)
+            if took and self._granted.__dict__.pop(str(name), None) is not None:
+                self._backend.run(str(name), "feedback", self.params, charge=-units)
             raise
 
     def admit(
@@ -153,10 +155,10 @@ class RateLimiter:
         """Take ``units`` of ``partition``'s fair share while the table is the bottleneck, in
         the caller's thread, before its batch joins threads other users share (the
         ``storage.pacer.Pacer`` protocol); the seconds waited."""
-        if partition is None or not self._partitions or not self.shares.contended(table):
+        if partition is None or not self.partitions:
             return 0.0
         rate = self._rates.get(table, self.params.ceiling)
-        return self.shares.admit(table, tag_of(partition), units, rate, deadline)
+        return self.shares.take(table, tag_of(partition), units, rate, deadline)
 
     def _acquire(
         self, table: str, units: float, deadline: float | None, bucket: str, reserve: float = 0.0
@@ -228,7 +230,7 @@ class RateLimiter:
         if not units >= 0:
             raise ValueError(f"units must be 0 or more, not {units}")
         tag = 0
-        if partition is not None and self._partitions:
+        if partition is not None and self.partitions:
             tag, name = tag_of(partition), bucket_name(table, tag_of(partition))
             granted = self._granted.__dict__.pop(name, 0.0)
             args = (self._backend, self.params, table, tag, units, throttled, reasons, granted)

@@ -40,10 +40,10 @@ MARGIN = 0.8
 share of an equal split: those held at the level measure about the level, and must not count
 as satisfied."""
 PRESSED_SECONDS = 0.05
-"""A batch that waited this long in the table's bucket (beyond the ahead margin) shows its user
-wants more than it gets: its low rate is then not counted as satisfied. Without this, a user
-whose batches queue behind another's many threads measures little, looks satisfied, and the
-other is never held."""
+"""A batch that waited this long in the table's bucket (beyond the ahead margin and its own
+units' turn) shows its user wants more than it gets: its low rate is then not counted as
+satisfied. Without this, a user whose batches queue behind another's many threads measures
+little, looks satisfied, and the other is never held."""
 CONTENDED_SECONDS = 2.0
 """The shares apply this long after the table's bucket last made a caller of this process wait."""
 RESERVE_SECONDS = 0.1
@@ -125,6 +125,17 @@ class FairShares:
         if waited >= PRESSED_SECONDS:
             with self._lock:
                 self._pressed.add((table, user))
+
+    def take(
+        self, table: str, user: int, units: float, rate: float, deadline: float | None
+    ) -> float:
+        """:meth:`admit` while the table is the bottleneck; else nothing to wait for (and the
+        gauges say no one is held)."""
+        if self.contended(table):
+            return self.admit(table, user, units, rate, deadline)
+        FAIR_LEVEL.labels(table).set(rate)
+        ACTIVE_USERS.labels(table).set(0)
+        return 0.0
 
     def contended(self, table: str) -> bool:
         with self._lock:
