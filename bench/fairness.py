@@ -1,5 +1,5 @@
 """11. Fair rate limiting: four users loading into one table at once, a fifth writing single
-items beside them (issue 15: partition-aware, fair rate limiting).
+items beside them: partition-aware, fair rate limiting.
 
 The fault proxy (``tests.faults``) simulates in front of DynamoDB Local a table of
 :data:`TABLE_WCU` WCU/s whose partition keys may each take :data:`PARTITION_WCU` WCU/s, both
@@ -27,7 +27,7 @@ its own thread, and ``put_item`` for the single writer. Measured per contender, 
 - the single writer's p50 / p99 loaded and unloaded, and p99 loaded / p99 unloaded.
 
 After each contender every user's items are counted back (COUNT Query per partition key): a
-count short of what was sent fails the section. Goals are the issue's, for the per-user layer.
+count short of what was sent fails the section. The goals are for the per-user layer.
 """
 
 from __future__ import annotations
@@ -48,8 +48,13 @@ from bench.stats import percentile
 from tests.faults import FaultConfig, FaultProxy, StatsSnapshot
 from tests.support.pipeline import Worker
 
-TABLE_WCU = 3000.0
-PARTITION_WCU = 1000.0
+TABLE_WCU = 1200.0
+PARTITION_WCU = 400.0
+"""The goals are set for a table of 3,000 WCU/s with 1,000 per partition key. On a 2-CPU
+machine, where the proxy, DynamoDB Local, Redis and the workers share the CPUs, the loads carry
+~1,800 items/s through the proxy with nothing limiting them: they never reach 3,000, and the
+figures would say what the machine carries, not how a limiter shares a table. Both limits are
+scaled by 0.4, keeping their ratio: the table binds (1,200 < 4 x 400), a partition nearly."""
 LOADERS = 4
 ALLOWED = min(TABLE_WCU, LOADERS * PARTITION_WCU)
 """WCU/s the limits let the four loads take together: the utilisation's denominator."""
@@ -187,8 +192,9 @@ def section(env: BenchEnv, results: dict[str, Result]) -> Section:
             f"x {ALLOWED:,.0f} WCU/s, what the limits allow); refused = item writes refused "
             "(every item of a call refused whole; each unprocessed item) / item writes sent; "
             "Jain's index over the four users' items / own elapsed (1 = equal, 0.25 = one at "
-            "a time). Every user's items are counted back after each contender. Goals are the "
-            "issue's, for the per-user layer."
+            "a time). Every user's items are counted back after each contender. The goals (set for "
+            "3,000 / 1,000 WCU/s; scaled by 0.4 so that this machine reaches the limits) are "
+            "for the per-user layer."
         ),
     )
     main = Table(
@@ -259,7 +265,7 @@ def section(env: BenchEnv, results: dict[str, Result]) -> Section:
     short = {PER_USER: "pipeline per-user", PER_TABLE: "pipeline per-table", BOTO3: "boto3"}
     sec.panels += [
         Panel(
-            "4 loads on 3,000 WCU/s: utilisation / refused (%)",
+            f"4 loads on {TABLE_WCU:,.0f} WCU/s: utilisation / refused (%)",
             {
                 **{f"{short[k]} util": r.utilisation * 100 for k, r in results.items()},
                 **{f"{short[k]} refused": r.refused_share * 100 for k, r in results.items()},
