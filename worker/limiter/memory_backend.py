@@ -37,6 +37,13 @@ class _Bucket:
     rpt: float = 0.0
     kr: float = 0.0
     pk: float = 0.0
+    nf: float = 0.0
+    pn: float = 0.0
+    cn: float = 0.0
+    lr: float = 0.0
+    qw: float = 0.0
+    pq: float = 0.0
+    cq: float = 0.0
 
 
 class MemoryBucketBackend:
@@ -84,24 +91,45 @@ class MemoryBucketBackend:
                     rpt=stored.rpt,
                     kr=stored.kr,
                     pk=stored.pk,
+                    nf=stored.nf,
+                    pn=stored.pn,
+                    cn=stored.cn,
+                    lr=stored.lr,
+                    qw=stored.qw,
+                    pq=stored.pq,
+                    cq=stored.cq,
                 )
             b.rate = min(p.ceiling, max(p.floor, b.rate))
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
             b.ts = max(b.ts, now)
+            if b.lr > 0:  # quiet time (no replies) is left out of measured rates
+                lull = p.min_span + (b.pu / b.pn / b.rate if b.pn > 0 else 0.0)
+                quiet = now - b.lr - lull
+                if quiet > 0:
+                    b.qw = min(now - b.win, b.qw + quiet)
+                    b.cq = min(now - b.cut, b.cq + quiet)
+                    b.lr = now - lull
             if now - b.win >= p.window:
                 b.pk *= p.peak_decay
+                span = now - b.win
                 if b.used > 0 and not b.thr:
-                    if now - b.win <= 2 * p.window:
-                        b.pk = max(b.pk, b.used / (now - b.win))
+                    if span <= 2 * p.window:
+                        b.pk = max(b.pk, b.used / span)
                     step = p.alpha
-                    if b.pk == 0 or b.rate < p.near_peak * b.pk:
+                    if b.pk == 0:
                         step = min(p.max_step, p.alpha * 2**b.st)
+                    elif b.rate < p.near_peak * b.pk:
+                        half = (p.near_peak * b.pk / b.rate - 1) / 2
+                        step = min(p.max_step, max(p.alpha * 2**b.st, half))
                     b.rate = min(p.ceiling, b.rate * (1 + step))
                     b.st = min(b.st + 1, 32)  # past the max step anyway; never an overflow
                 elif b.thr:
                     b.st = 0
-                b.pu, b.pd = (b.used, now - b.win) if now - b.win <= 2 * p.window else (0.0, 0.0)
-                b.win, b.used, b.thr = now, 0.0, False
+                if span <= 2 * p.window:
+                    b.pu, b.pd, b.pn, b.pq = b.used, span, b.nf, b.qw
+                else:
+                    b.pu, b.pd, b.pn, b.pq = 0.0, 0.0, 0.0, 0.0
+                b.win, b.used, b.thr, b.nf, b.qw = now, 0.0, False, 0.0, 0.0
             wait, did_cut, granted = 0.0, False, False
             if op == "acquire":
                 limit = charge  # the longest wait accepted, or -1 for any
@@ -128,6 +156,9 @@ class MemoryBucketBackend:
             elif op == "feedback":
                 b.used += units
                 b.cu += units
+                b.nf += 1
+                b.cn += 1
+                b.lr = now
                 if charge > 0 or not throttled:
                     b.tokens = min(b.rate * p.burst_seconds, b.tokens - charge)
                 cuts = throttled
@@ -143,14 +174,18 @@ class MemoryBucketBackend:
                     b.rp, b.rpt = tag, now
                 if throttled:
                     b.thr = True
+                calls = b.pn + b.nf
+                since = now - b.cut - b.cq
+                ready = b.cut > 0 and since > 0 and b.cn >= p.min_replies
+                if cuts and b.cut > 0 and not ready and calls >= p.min_replies:
+                    cuts = False  # wait for the replies to the last cut
                 if cuts:
-                    span = b.pd + (now - b.win)
-                    measured = span >= p.min_span and b.pu + b.used > 0
+                    span = b.pd - b.pq + (now - b.win) - b.qw
+                    measured = span >= p.min_span and b.pu + b.used > 0 and calls >= p.min_replies
                     target = b.rate * p.fallback_beta
                     if measured:
                         target = min(b.rate, (b.pu + b.used) / span) * p.beta
-                    since = now - b.cut
-                    if b.cut > 0 and p.min_span <= since <= 2 * p.window and b.cu > 0:
+                    if ready and b.cu > 0 and p.min_span <= since <= 2 * p.window:
                         target = min(b.rate, b.cu / since) * p.beta
                         measured = True
                     target = max(p.floor, target)
@@ -160,6 +195,7 @@ class MemoryBucketBackend:
                         b.rate = target
                         b.tokens = min(b.tokens, 0.0) - b.rate * p.ahead
                         b.cut, did_cut, b.cu, b.st = now, True, 0.0, 0
+                        b.cn, b.cq = 0.0, 0.0
             if op != "state":
                 b.touched = now
                 self._buckets[table] = b

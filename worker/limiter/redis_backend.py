@@ -52,6 +52,7 @@ class RedisBucketBackend:
             repr(float(charge)),
             *params.argv(),
             str(tag),
+            *params.argv_evidence(),
         ]
         with guard(
             f"RateLimiter.{op}",

@@ -22,6 +22,7 @@ ARGV[20] feedback: the partition a refusal *without a reason* came from (a numbe
          binds, are the partitions' (their own buckets are cut by the caller), not the table's.
          A negative number: a refusal that named its key range came from that partition (-n);
          recorded, nothing cut.
+ARGV[21] min replies: the evidence a measure and a cut need (worker/limiter/bucket.py).
 
 Hash fields: tokens (WCU, negative = debt that sleeping callers are paying off), ts (last
 refill), rate (shared WCU/s), win (start of the measurement window), used (WCU consumed in it),
@@ -30,11 +31,13 @@ last cut), nw (the next wake-up to book for a refused caller), cu (WCU consumed 
 cut), st (clean windows in a row: each raises the rate faster, so a rate cut by a storm that has
 ended is back within seconds), rp/rpt (the partition of the last refusal without a reason, and
 when), kr (when a refusal last named a key range), pk (the highest rate a clean window has seen
-lately, fading by the peak decay each window: raises double only below near peak x pk, or
-while no clean window has been seen). Every number is stored and returned as a
-string with 17 significant digits, because Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effects rather than
-the script, so calling TIME and then writing is allowed. The key expires after the idle ttl;
-PEXPIRE renews it.
+lately, fading by the peak decay each window: below near peak x pk a clean window closes half
+the gap, before any it doubles the step), nf (replies in the window), pn/pq (the previous
+window's replies and quiet time), cn/cq (replies and quiet time since the last cut), qw (quiet
+time in the window: see below), lr (the last reply). Every number is stored and returned as a string with 17 significant digits,
+because Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effects
+rather than the script, so calling TIME and then writing is allowed. The key expires after the
+idle ttl; PEXPIRE renews it.
 
 The Python twin of this script is worker/limiter/memory_backend.py. Change both together; the shared
 unit test suite checks that they give the same answers.
@@ -59,16 +62,20 @@ local ahead = tonumber(ARGV[16])
 local max_step, near_peak = tonumber(ARGV[17]), tonumber(ARGV[18])
 local peak_decay = tonumber(ARGV[19])
 local tag = tonumber(ARGV[20]) or 0
+local min_replies = tonumber(ARGV[21])
 
 local function fmt(x)
     return string.format('%.17g', x)
 end
 
 local f = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'win', 'used', 'thr', 'pu', 'pd',
-    'cut', 'nw', 'cu', 'st', 'rp', 'rpt', 'kr', 'pk')
+    'cut', 'nw', 'cu', 'st', 'rp', 'rpt', 'kr', 'pk', 'nf', 'pn', 'cn', 'lr', 'qw', 'pq', 'cq')
 local tokens, ts, rate, win, used, thr, pu, pd, cut, nw, cu
 local st, rp, rpt = tonumber(f[12]) or 0, tonumber(f[13]) or 0, tonumber(f[14]) or 0
 local kr, pk = tonumber(f[15]) or 0, tonumber(f[16]) or 0
+local nf, pn, cn = tonumber(f[17]) or 0, tonumber(f[18]) or 0, tonumber(f[19]) or 0
+local lr, qw, pq, cq = tonumber(f[20]) or 0, tonumber(f[21]) or 0, tonumber(f[22]) or 0,
+    tonumber(f[23]) or 0
 if f[1] then
     tokens, ts, rate, win = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
     used, thr, pu, pd, cut = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8]),
@@ -89,31 +96,54 @@ rate = math.min(ceiling, math.max(floor, rate))
 tokens = math.min(rate * burst, tokens + math.max(0, now - ts) * rate)
 ts = math.max(ts, now)
 
+-- Time without replies is neither taken nor refused: a gap between replies longer than the
+-- min span plus the time the rate takes for an average reply (the last window's) is quiet (a
+-- stall, the writers' backoffs, a load's end), left out of the rates measured over the window
+-- and since the last cut, so that it never makes them read low.
+if lr > 0 then
+    local lull = min_span
+    if pn > 0 then
+        lull = lull + pu / pn / rate
+    end
+    local quiet = now - lr - lull
+    if quiet > 0 then
+        qw = math.min(now - win, qw + quiet)
+        cq = math.min(now - cut, cq + quiet)
+        lr = now - lull
+    end
+end
+
 -- Close the measurement window: a clean one (consumption, no throttle) raises the rate by
--- alpha of itself, doubled for each clean window in a row before it (up to max step) while the
--- rate is well below the peak: a small overshoot near the table's capacity, a fast return once
--- a storm of refusals has stopped. A window stretched by idleness says nothing: forget it.
+-- alpha of itself. Below near peak x the peak (what the table was seen to take), the step is
+-- half the way back to it if that is more (up to max step); with no peak known the step
+-- doubles with each clean window in a row: a small overshoot near the table's capacity, a fast
+-- return once a storm of refusals has stopped. A window stretched by idleness says nothing:
+-- forget it.
 if now - win >= window then
     pk = pk * peak_decay
+    local span = now - win
     if used > 0 and thr == 0 then
-        if now - win <= 2 * window then
-            pk = math.max(pk, used / (now - win))
+        if span <= 2 * window then
+            pk = math.max(pk, used / span)
         end
         local step = alpha
-        if pk == 0 or rate < near_peak * pk then
+        if pk == 0 then
             step = math.min(max_step, alpha * 2 ^ st)
+        elseif rate < near_peak * pk then
+            local half = (near_peak * pk / rate - 1) / 2
+            step = math.min(max_step, math.max(alpha * 2 ^ st, half))
         end
         rate = math.min(ceiling, rate * (1 + step))
         st = math.min(st + 1, 32) -- past the max step anyway; never an overflow
     elseif thr ~= 0 then
         st = 0
     end
-    if now - win <= 2 * window then
-        pu, pd = used, now - win
+    if span <= 2 * window then
+        pu, pd, pn, pq = used, span, nf, qw
     else
-        pu, pd = 0, 0
+        pu, pd, pn, pq = 0, 0, 0, 0
     end
-    win, used, thr = now, 0, 0
+    win, used, thr, nf, qw = now, 0, 0, 0, 0
 end
 
 local wait, did_cut, granted = 0, 0, 0
@@ -158,6 +188,9 @@ if op == 'acquire' then
 elseif op == 'feedback' then
     used = used + units
     cu = cu + units
+    nf = nf + 1
+    cn = cn + 1
+    lr = now
     -- Charge what DynamoDB really consumed: a grant is an estimate (indexes cost extra). A
     -- clean call refunds what it did not use; a refused call's leftovers pay again when resent.
     if charge > 0 or not throttled then
@@ -175,9 +208,19 @@ elseif op == 'feedback' then
     if throttled then
         thr = 1
     end
+    -- The replies since the last cut, once there are enough of them to say.
+    local calls = pn + nf
+    local since = now - cut - cq
+    local ready = cut > 0 and since > 0 and cn >= min_replies
+    -- While there are replies enough to measure, a cut waits for as many replies to the last
+    -- one: calls in flight when it was made must not make it compound.
+    if cuts and cut > 0 and not ready and calls >= min_replies then
+        cuts = false
+    end
     if cuts then
-        local span = pd + (now - win)
-        local measured = span >= min_span and pu + used > 0
+        local span = pd - pq + (now - win) - qw
+        -- What the table took over enough replies (less quiet time).
+        local measured = span >= min_span and pu + used > 0 and calls >= min_replies
         local target = rate * fallback_beta
         if measured then
             target = math.min(rate, (pu + used) / span) * beta
@@ -185,8 +228,7 @@ elseif op == 'feedback' then
         -- Soon after a cut the table's burst is spent: what it let through since then is its
         -- capacity, a fresher measure than the windows (which still hold the burst), so a
         -- discovery from 40,000 WCU/s lands in two cuts instead of a dozen.
-        local since = now - cut
-        if cut > 0 and since >= min_span and since <= 2 * window and cu > 0 then
+        if ready and cu > 0 and since >= min_span and since <= 2 * window then
             target = math.min(rate, cu / since) * beta
             measured = true
         end
@@ -199,7 +241,7 @@ elseif op == 'feedback' then
             -- The table's burst is spent and promises made before the cut are still going
             -- out: pay for `ahead` seconds of them at the new rate before granting more.
             tokens = math.min(tokens, 0) - rate * ahead
-            cut, did_cut, cu, st = now, 1, 0, 0
+            cut, did_cut, cu, st, cn, cq = now, 1, 0, 0, 0, 0
         end
     end
 end
@@ -208,7 +250,8 @@ if op ~= 'state' then
     redis.call('HSET', key, 'tokens', fmt(tokens), 'ts', fmt(ts), 'rate', fmt(rate),
         'win', fmt(win), 'used', fmt(used), 'thr', thr, 'pu', fmt(pu), 'pd', fmt(pd),
         'cut', fmt(cut), 'nw', fmt(nw), 'cu', fmt(cu), 'st', st, 'rp', fmt(rp), 'rpt', fmt(rpt),
-        'kr', fmt(kr), 'pk', fmt(pk))
+        'kr', fmt(kr), 'pk', fmt(pk), 'nf', fmt(nf), 'pn', fmt(pn), 'cn', fmt(cn), 'lr', fmt(lr),
+        'qw', fmt(qw), 'pq', fmt(pq), 'cq', fmt(cq))
     redis.call('PEXPIRE', key, ttl_ms)
 end
 
