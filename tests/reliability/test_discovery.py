@@ -1,12 +1,18 @@
-"""Discovery lands near a table's capacity every time.
+"""Discovery lands near a table's capacity every time, and refusals that slowing down does not
+cure leave the rate alone.
 
-The proxy simulates a table provisioned at 1,000 WCU/s (one second of burst). No limit
+Discovery: the proxy simulates a table provisioned at 1,000 WCU/s (one second of burst). No limit
 is configured (``DATAFOLD_WRITE_CAPACITY=0``): the limiter starts at its 40,000 WCU/s ceiling.
 A 20k-item load (1 WCU per item) on a fresh bucket (cold), then another right after on the
 adapted one (warm), must each sustain at least 90 % of the capacity, whether a call of which
 nothing fits is refused whole (``ProvisionedThroughputExceededException``, as DynamoDB does) or
 comes back with every item unprocessed. Cuts measured over the table's burst or partial windows
 used to compound and leave the rate at 650-800 WCU/s, from where 2 % raises took long.
+
+Noise: no capacity limit, but 10 % of calls throttled, 40 % of batches half refused and 3 %
+5xx, at random. Slowing down cures none of it (the same share of calls is refused at any rate),
+so the limiter must not sit at its floor: goodput must stay at least a quarter of the same
+load's without faults, measured in the same test (at the floor it took 228 s for 5,000 items).
 """
 
 from __future__ import annotations
@@ -77,3 +83,41 @@ def test_discovery_uses_90_percent_of_a_1000_wcu_table_cold_and_warm(
     assert_exact(st, job, read_back(fleet.penv, user, ns), want)
     assert all(s >= MIN_SHARE for s in shares), f"sustained {shares} of the capacity"
     assert all(s <= 1.1 for s in shares), f"{shares}: the capacity model leaks"
+
+
+NOISE_N = 5000
+NOISE = FaultConfig(
+    throttle_rate={"BatchWriteItem": 0.10},  # refused whole: ThrottlingException, no reason
+    partial_batch_rate=0.40,  # half of the batch comes back unprocessed
+    partial_batch_fraction=0.5,
+    internal_error_rate={"BatchWriteItem": 0.03},  # 5xx, retried by the call's policy
+)
+MIN_GOODPUT = 0.25  # of the same load's rate without faults
+
+
+def test_random_refusals_do_not_pin_the_rate_at_the_floor(
+    fleet: Fleet, proxy: FaultProxy, unique: str
+) -> None:
+    user = f"user-{unique}"
+    fleet.start(2, prefix="noise", **WORKERS)
+    rates = {}
+    for name, config in (("clean", FaultConfig()), ("noisy", NOISE)):
+        ns = f"{name}{unique}"
+        proxy.set_config(config)
+        want = {b"k%06d" % i: b"v" * 100 for i in range(NOISE_N)}
+        job = producer(fleet.penv).load(ns, want.items(), user)
+        # A bound for the noisy load: well past the goodput asked, far short of the floor's.
+        bound = 120.0 if name == "clean" else 2 * NOISE_N / (MIN_GOODPUT * rates["clean"]) + 10
+        st = job.wait(timeout=bound)
+        assert_exact(st, job, read_back(fleet.penv, user, ns), want)
+        assert (st.state, st.written) == ("succeeded", NOISE_N), st
+        rates[name] = NOISE_N / st.elapsed
+        print(f"\n{name}: {NOISE_N} items in {st.elapsed:.1f}s = {rates[name]:.0f}/s")
+    stats = proxy.stats()
+    print(
+        f"noisy calls: {stats.op('BatchWriteItem', 'throttling')} throttled, "
+        f"{stats.op('BatchWriteItem', 'partial_batch')} half refused, "
+        f"{stats.op('BatchWriteItem', 'internal_server_error')} 5xx; goodput "
+        f"{rates['noisy'] / rates['clean']:.0%} of the fault-free rate"
+    )
+    assert rates["noisy"] >= MIN_GOODPUT * rates["clean"], rates

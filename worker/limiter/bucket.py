@@ -46,7 +46,26 @@ MIN_REPLIES = 32
 few, the calls in flight at either end (and a partition's bucket that only some processes report
 to yet) swing it low, and cuts on such measures compounded far below the table's capacity. While
 there are replies enough to measure, a cut also waits for as many replies to the last one: the
-calls in flight when it was made cannot compound it."""
+calls in flight when it was made cannot compound it, and they say whether slowing down helped."""
+SLOWER = 0.8
+"""A cut is a test of what refuses. When the replies to it were sent at most this share of the
+rate of the replies before it, if the same share of them was refused and the table took less by
+about as much (no plateau at a capacity), the refusals are noise. A measured cut against noise
+slows down by more than this; a smaller slowdown is too little to tell the two apart."""
+NOISE_MARGIN = 0.25
+"""A refused share is still the noise baseline's up to this much above it (relative), ..."""
+NOISE_Z = 2.5
+"""... plus this many standard errors of a share measured over as many replies as it was: a
+window of a slow load holds few replies, and its share wanders widely around the noise's."""
+NOISE_FOLLOW = 0.2
+"""A window refused less than the baseline moves it this share of the way down to its own share:
+noise that shrinks or stops is forgotten within seconds. Nothing moves it up but a cut that cured
+nothing, so refusals that grow with the rate (a capacity) are never learnt as noise."""
+NOISE_MIN = 0.01
+"""A baseline that has fallen under this share is gone: the noise stopped."""
+NOISE_MAX = 0.5
+"""The largest refused share taken for noise: a storm that refuses most writes is slowed for,
+whatever its cause."""
 AHEAD_SECONDS = 0.05
 """Grants run at most this far ahead. Promises made before a cut go out at the old rate: ~50 ms
 of them costs a few refused calls, not one per waiting thread. Also the pause after a cut."""
@@ -83,6 +102,12 @@ class BucketParams:
     near_peak: float = NEAR_PEAK
     peak_decay: float = PEAK_DECAY
     min_replies: float = MIN_REPLIES
+    slower: float = SLOWER
+    noise_margin: float = NOISE_MARGIN
+    noise_z: float = NOISE_Z
+    noise_follow: float = NOISE_FOLLOW
+    noise_min: float = NOISE_MIN
+    noise_max: float = NOISE_MAX
 
     def argv(self) -> list[str]:
         """ARGV[6..19] of the Lua script, in its order (:meth:`argv_evidence`: ARGV[21..])."""
@@ -104,9 +129,15 @@ class BucketParams:
         ]
 
     def argv_evidence(self) -> list[str]:
-        """ARGV[21..] of the Lua script: the evidence a measure and a cut need."""
+        """ARGV[21..27] of the Lua script: the evidence a cut needs and the noise baseline."""
         return [
             repr(float(self.min_replies)),
+            repr(self.slower),
+            repr(self.noise_margin),
+            repr(self.noise_z),
+            repr(self.noise_follow),
+            repr(self.noise_min),
+            repr(self.noise_max),
         ]
 
 
@@ -158,8 +189,9 @@ class BucketBackend(Protocol):
         tag: int = 0,
     ) -> BucketReply:
         """Apply ``op`` to the table's bucket atomically and return its state after it.
-        ``charge``: for feedback, WCU charged beyond the grant; for acquire, the longest wait
-        the caller accepts (-1: any), past which nothing is granted or booked. ``tag``: for a
+        ``charge``: for feedback, WCU charged beyond the grant (for a throttled call, what was
+        granted and not consumed is what was refused); for acquire, the longest wait the caller
+        accepts (-1: any), past which nothing is granted or booked. ``tag``: for a
         throttled feedback, the partition a refusal without a reason came from (0: none); it
         cuts this bucket only if another partition was refused within the last window and no
         refusal named a key range lately. A negative tag records a key range's refusal."""

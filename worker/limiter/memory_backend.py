@@ -10,6 +10,7 @@ one-process loader), never for a fleet of workers.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -37,9 +38,15 @@ class _Bucket:
     rpt: float = 0.0
     kr: float = 0.0
     pk: float = 0.0
+    rf: float = 0.0
     nf: float = 0.0
+    pr: float = 0.0
     pn: float = 0.0
+    cr: float = 0.0
     cn: float = 0.0
+    bs: float = 0.0
+    xa: float = 0.0
+    xs: float = 0.0
     lr: float = 0.0
     qw: float = 0.0
     pq: float = 0.0
@@ -91,9 +98,15 @@ class MemoryBucketBackend:
                     rpt=stored.rpt,
                     kr=stored.kr,
                     pk=stored.pk,
+                    rf=stored.rf,
                     nf=stored.nf,
+                    pr=stored.pr,
                     pn=stored.pn,
+                    cr=stored.cr,
                     cn=stored.cn,
+                    bs=stored.bs,
+                    xa=stored.xa,
+                    xs=stored.xs,
                     lr=stored.lr,
                     qw=stored.qw,
                     pq=stored.pq,
@@ -103,7 +116,7 @@ class MemoryBucketBackend:
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
             b.ts = max(b.ts, now)
             if b.lr > 0:  # quiet time (no replies) is left out of measured rates
-                lull = p.min_span + (b.pu / b.pn / b.rate if b.pn > 0 else 0.0)
+                lull = p.min_span + ((b.pu + b.pr) / b.pn / b.rate if b.pn > 0 else 0.0)
                 quiet = now - b.lr - lull
                 if quiet > 0:
                     b.qw = min(now - b.win, b.qw + quiet)
@@ -112,24 +125,31 @@ class MemoryBucketBackend:
             if now - b.win >= p.window:
                 b.pk *= p.peak_decay
                 span = now - b.win
-                if b.used > 0 and not b.thr:
-                    if span <= 2 * p.window:
+                sent = b.used + b.rf
+                share = b.rf / sent if sent > 0 else 0.0
+                noise = b.rf > 0 and b.bs > 0 and share <= _noise_limit(b.bs, b.nf, p)
+                if sent > 0 and (not b.thr or noise) and share < b.bs:
+                    b.bs += (share - b.bs) * p.noise_follow
+                    if b.bs < p.noise_min:
+                        b.bs = 0.0
+                if b.used > 0 and (not b.thr or noise):
+                    if span <= 2 * p.window and not b.thr:
                         b.pk = max(b.pk, b.used / span)
                     step = p.alpha
                     if b.pk == 0:
                         step = min(p.max_step, p.alpha * 2**b.st)
-                    elif b.rate < p.near_peak * b.pk:
-                        half = (p.near_peak * b.pk / b.rate - 1) / 2
+                    elif b.rate * (1 - b.bs) < p.near_peak * b.pk:
+                        half = (p.near_peak * b.pk / (b.rate * (1 - b.bs)) - 1) / 2
                         step = min(p.max_step, max(p.alpha * 2**b.st, half))
                     b.rate = min(p.ceiling, b.rate * (1 + step))
                     b.st = min(b.st + 1, 32)  # past the max step anyway; never an overflow
                 elif b.thr:
                     b.st = 0
                 if span <= 2 * p.window:
-                    b.pu, b.pd, b.pn, b.pq = b.used, span, b.nf, b.qw
+                    b.pu, b.pd, b.pr, b.pn, b.pq = b.used, span, b.rf, b.nf, b.qw
                 else:
-                    b.pu, b.pd, b.pn, b.pq = 0.0, 0.0, 0.0, 0.0
-                b.win, b.used, b.thr, b.nf, b.qw = now, 0.0, False, 0.0, 0.0
+                    b.pu, b.pd, b.pr, b.pn, b.pq = 0.0, 0.0, 0.0, 0.0, 0.0
+                b.win, b.used, b.thr, b.rf, b.nf, b.qw = now, 0.0, False, 0.0, 0.0, 0.0
             wait, did_cut, granted = 0.0, False, False
             if op == "acquire":
                 limit = charge  # the longest wait accepted, or -1 for any
@@ -154,8 +174,11 @@ class MemoryBucketBackend:
                     else:
                         b.nw = wake + units / b.rate
             elif op == "feedback":
+                refused = -charge if throttled and charge < 0 else 0.0  # granted, not taken
                 b.used += units
                 b.cu += units
+                b.rf += refused
+                b.cr += refused
                 b.nf += 1
                 b.cn += 1
                 b.lr = now
@@ -175,28 +198,60 @@ class MemoryBucketBackend:
                 if throttled:
                     b.thr = True
                 calls = b.pn + b.nf
+                if cuts and refused > 0 and b.bs > 0:  # no more than the noise refuses
+                    share = (b.pr + b.rf) / (b.pu + b.pr + b.used + b.rf)
+                    cuts = share > _noise_limit(b.bs, calls, p)
                 since = now - b.cut - b.cq
                 ready = b.cut > 0 and since > 0 and b.cn >= p.min_replies
+                took = sent = 0.0
+                if ready:
+                    took, sent = b.cu / since, (b.cu + b.cr) / since
                 if cuts and b.cut > 0 and not ready and calls >= p.min_replies:
                     cuts = False  # wait for the replies to the last cut
+                if (  # slower since the last cut, the same share refused, no plateau: noise
+                    cuts
+                    and b.xs > 0
+                    and ready
+                    and since <= 2 * p.window
+                    and b.cr > 0
+                    and b.xa < b.xs
+                    and sent <= p.slower * b.xs
+                    and took / sent <= b.xa / b.xs * (1 + b.xs / sent) / 2
+                    and _alike(1 - took / sent, 1 - b.xa / b.xs, b.cn, p)
+                ):
+                    share = 1 - (took / sent + b.xa / b.xs) / 2
+                    b.bs = min(p.noise_max, max(b.bs, share))
+                    b.xs, cuts = 0.0, False
                 if cuts:
                     span = b.pd - b.pq + (now - b.win) - b.qw
-                    measured = span >= p.min_span and b.pu + b.used > 0 and calls >= p.min_replies
+                    enough = span >= p.min_span and calls >= p.min_replies
+                    measured = enough and b.pu + b.used > 0
                     target = b.rate * p.fallback_beta
                     if measured:
-                        target = min(b.rate, (b.pu + b.used) / span) * p.beta
-                    if ready and b.cu > 0 and p.min_span <= since <= 2 * p.window:
-                        target = min(b.rate, b.cu / since) * p.beta
+                        target = min(b.rate, (b.pu + b.used) / span / (1 - b.bs)) * p.beta
+                    if ready and took > 0 and p.min_span <= since <= 2 * p.window:
+                        target = min(b.rate, took / (1 - b.bs)) * p.beta
                         measured = True
                     target = max(p.floor, target)
                     if now - b.cut >= p.cut_window or (
                         measured and target < b.rate * p.fallback_beta
                     ):
+                        b.xa, b.xs = took, sent
                         b.rate = target
                         b.tokens = min(b.tokens, 0.0) - b.rate * p.ahead
                         b.cut, did_cut, b.cu, b.st = now, True, 0.0, 0
-                        b.cn, b.cq = 0.0, 0.0
+                        b.cr, b.cn, b.cq = 0.0, 0.0, 0.0
             if op != "state":
                 b.touched = now
                 self._buckets[table] = b
             return BucketReply(wait, b.rate, b.tokens, did_cut, b.used, b.pu, b.pd, b.cut, granted)
+
+
+def _noise_limit(bs: float, replies: float, p: BucketParams) -> float:
+    """The largest refused share of ``replies`` that is still the noise baseline ``bs``'s."""
+    return bs * (1 + p.noise_margin) + p.noise_z * math.sqrt(bs * (1 - bs) / max(1.0, replies))
+
+
+def _alike(a: float, b: float, replies: float, p: BucketParams) -> bool:
+    """Whether two refused shares, the smaller measured over ``replies``, are the same noise."""
+    return max(a, b) <= _noise_limit(min(a, b), replies, p)
