@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from worker.limiter.bucket import BucketParams, BucketReply, Op
+from worker.limiter.memory_shares import MemoryShares
 from worker.limiter.shares import ShareParams, ShareReply
 
 
@@ -39,6 +40,19 @@ class _Bucket:
     rpt: float = 0.0
     kr: float = 0.0
     pk: float = 0.0
+    rf: float = 0.0
+    nf: float = 0.0
+    pr: float = 0.0
+    pn: float = 0.0
+    cr: float = 0.0
+    cn: float = 0.0
+    bs: float = 0.0
+    xa: float = 0.0
+    xs: float = 0.0
+    lr: float = 0.0
+    qw: float = 0.0
+    pq: float = 0.0
+    cq: float = 0.0
 
 
 class MemoryBucketBackend:
@@ -48,8 +62,7 @@ class MemoryBucketBackend:
         self._clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
-        # table -> (last written, user -> [tokens, ts, c, seen, pressed]): fair_share.lua's hash
-        self._shares: dict[str, tuple[float, dict[str, list[float]]]] = {}
+        self._shares = MemoryShares(clock)
 
     def run(
         self,
@@ -89,24 +102,58 @@ class MemoryBucketBackend:
                     rpt=stored.rpt,
                     kr=stored.kr,
                     pk=stored.pk,
+                    rf=stored.rf,
+                    nf=stored.nf,
+                    pr=stored.pr,
+                    pn=stored.pn,
+                    cr=stored.cr,
+                    cn=stored.cn,
+                    bs=stored.bs,
+                    xa=stored.xa,
+                    xs=stored.xs,
+                    lr=stored.lr,
+                    qw=stored.qw,
+                    pq=stored.pq,
+                    cq=stored.cq,
                 )
             b.rate = min(p.ceiling, max(p.floor, b.rate))
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
             b.ts = max(b.ts, now)
+            if b.lr > 0:  # quiet time (no replies) is left out of measured rates
+                lull = p.min_span + ((b.pu + b.pr) / b.pn / b.rate if b.pn > 0 else 0.0)
+                quiet = now - b.lr - lull
+                if quiet > 0:
+                    b.qw = min(now - b.win, b.qw + quiet)
+                    b.cq = min(now - b.cut, b.cq + quiet)
+                    b.lr = now - lull
             if now - b.win >= p.window:
                 b.pk *= p.peak_decay
-                if b.used > 0 and not b.thr:
-                    if now - b.win <= 2 * p.window:
-                        b.pk = max(b.pk, b.used / (now - b.win))
+                span = now - b.win
+                sent = b.used + b.rf
+                share = b.rf / sent if sent > 0 else 0.0
+                noise = b.rf > 0 and b.bs > 0 and share <= _noise_limit(b.bs, b.nf, p)
+                if sent > 0 and (not b.thr or noise) and share < b.bs:
+                    b.bs += (share - b.bs) * p.noise_follow
+                    if b.bs < p.noise_min:
+                        b.bs = 0.0
+                if b.used > 0 and (not b.thr or noise):
+                    if span <= 2 * p.window and not b.thr:
+                        b.pk = max(b.pk, b.used / span)
                     step = p.alpha
-                    if b.pk == 0 or b.rate < p.near_peak * b.pk:
+                    if b.pk == 0:
                         step = min(p.max_step, p.alpha * 2**b.st)
+                    elif b.rate * (1 - b.bs) < p.near_peak * b.pk:
+                        half = (p.near_peak * b.pk / (b.rate * (1 - b.bs)) - 1) / 2
+                        step = min(p.max_step, max(p.alpha * 2**b.st, half))
                     b.rate = min(p.ceiling, b.rate * (1 + step))
                     b.st = min(b.st + 1, 32)  # past the max step anyway; never an overflow
                 elif b.thr:
                     b.st = 0
-                b.pu, b.pd = (b.used, now - b.win) if now - b.win <= 2 * p.window else (0.0, 0.0)
-                b.win, b.used, b.thr = now, 0.0, False
+                if span <= 2 * p.window:
+                    b.pu, b.pd, b.pr, b.pn, b.pq = b.used, span, b.rf, b.nf, b.qw
+                else:
+                    b.pu, b.pd, b.pr, b.pn, b.pq = 0.0, 0.0, 0.0, 0.0, 0.0
+                b.win, b.used, b.thr, b.rf, b.nf, b.qw = now, 0.0, False, 0.0, 0.0, 0.0
             wait, did_cut, granted = 0.0, False, False
             if op == "acquire":
                 limit = charge  # the longest wait accepted, or -1 for any
@@ -136,8 +183,14 @@ class MemoryBucketBackend:
                     else:
                         b.nw = wake + units / b.rate
             elif op == "feedback":
+                refused = -charge if throttled and charge < 0 else 0.0  # granted, not taken
                 b.used += units
                 b.cu += units
+                b.rf += refused
+                b.cr += refused
+                b.nf += 1
+                b.cn += 1
+                b.lr = now
                 if charge > 0 or not throttled:
                     b.tokens = min(b.rate * p.burst_seconds, b.tokens - charge)
                 cuts = throttled
@@ -153,23 +206,50 @@ class MemoryBucketBackend:
                     b.rp, b.rpt = tag, now
                 if throttled:
                     b.thr = True
+                calls = b.pn + b.nf
+                if cuts and refused > 0 and b.bs > 0:  # no more than the noise refuses
+                    share = (b.pr + b.rf) / (b.pu + b.pr + b.used + b.rf)
+                    cuts = share > _noise_limit(b.bs, calls, p)
+                since = now - b.cut - b.cq
+                ready = b.cut > 0 and since > 0 and b.cn >= p.min_replies
+                took = sent = 0.0
+                if ready:
+                    took, sent = b.cu / since, (b.cu + b.cr) / since
+                if cuts and b.cut > 0 and not ready and calls >= p.min_replies:
+                    cuts = False  # wait for the replies to the last cut
+                if (  # slower since the last cut, the same share refused, no plateau: noise
+                    cuts
+                    and b.xs > 0
+                    and ready
+                    and since <= 2 * p.window
+                    and b.cr > 0
+                    and b.xa < b.xs
+                    and sent <= p.slower * b.xs
+                    and took / sent <= b.xa / b.xs * (1 + b.xs / sent) / 2
+                    and _alike(1 - took / sent, 1 - b.xa / b.xs, b.cn, p)
+                ):
+                    share = 1 - (took / sent + b.xa / b.xs) / 2
+                    b.bs = min(p.noise_max, max(b.bs, share))
+                    b.xs, cuts = 0.0, False
                 if cuts:
-                    span = b.pd + (now - b.win)
-                    measured = span >= p.min_span and b.pu + b.used > 0
+                    span = b.pd - b.pq + (now - b.win) - b.qw
+                    enough = span >= p.min_span and calls >= p.min_replies
+                    measured = enough and b.pu + b.used > 0
                     target = b.rate * p.fallback_beta
                     if measured:
-                        target = min(b.rate, (b.pu + b.used) / span) * p.beta
-                    since = now - b.cut
-                    if b.cut > 0 and p.min_span <= since <= 2 * p.window and b.cu > 0:
-                        target = min(b.rate, b.cu / since) * p.beta
+                        target = min(b.rate, (b.pu + b.used) / span / (1 - b.bs)) * p.beta
+                    if ready and took > 0 and p.min_span <= since <= 2 * p.window:
+                        target = min(b.rate, took / (1 - b.bs)) * p.beta
                         measured = True
                     target = max(p.floor, target)
                     if now - b.cut >= p.cut_window or (
                         measured and target < b.rate * p.fallback_beta
                     ):
+                        b.xa, b.xs = took, sent
                         b.rate = target
                         b.tokens = min(b.tokens, 0.0) - b.rate * p.ahead
                         b.cut, did_cut, b.cu, b.st = now, True, 0.0, 0
+                        b.cr, b.cn, b.cq = 0.0, 0.0, 0.0
             if op != "state":
                 b.touched = now
                 self._buckets[table] = b
@@ -185,53 +265,15 @@ class MemoryBucketBackend:
         params: ShareParams,
         pressed_now: bool = False,
     ) -> ShareReply:
-        """``fair_share.lua``, step by step."""
-        with self._lock:
-            now, me, p = self._clock(), str(user), params
-            touched, users = self._shares.get(table, (now, {}))
-            if now - touched >= p.ttl_seconds:
-                users = {}
-            rates, stale = [], []
-            tokens, ts, c, pressed, known = 0.0, now, 0.0, 0.0, False
-            for who, (a, b, r, seen, pr) in users.items():
-                if now - seen > p.active:
-                    if who != me:
-                        stale.append(who)
-                    continue
-                r *= math.exp(-max(0.0, now - b) / p.tau)
-                if who == me:
-                    tokens, ts, c, pressed, known = a, b, r, pr, True
-                else:
-                    rates.append(math.inf if pr > now else r)
-            if pressed_now:
-                pressed = now + p.active
-            rates.append(math.inf if pressed > now else c)
-            rates.sort()
-            left, n, level = rate, len(rates), rate
-            for i, r in enumerate(rates):
-                k = n - i
-                if r < p.margin * left / k:
-                    left -= r
-                else:
-                    level = left / k
-                    break
-            full = level * p.burst
-            tokens = min(full, tokens + max(0.0, now - ts) * level) if known else full
-            ts = max(ts, now)
-            granted, wait = False, 0.0
-            if op == "admit":
-                need = min(units, full)
-                if tokens >= need - 1e-9:
-                    tokens -= units
-                    c += units / p.tau
-                    granted = True
-                else:
-                    wait = (need - tokens) / level
-            elif op == "refund":
-                tokens = min(full, tokens + units)
-                c = max(0.0, c - units / p.tau)
-            if op != "state":
-                users = {w: v for w, v in users.items() if w not in stale}
-                users[me] = [tokens, ts, c, now, pressed]
-                self._shares[table] = (now, users)
-            return ShareReply(granted, wait, level, n)
+        """``fair_share.lua``'s twin (:class:`~worker.limiter.memory_shares.MemoryShares`)."""
+        return self._shares.share(table, op, user, units, rate, params, pressed_now)
+
+
+def _noise_limit(bs: float, replies: float, p: BucketParams) -> float:
+    """The largest refused share of ``replies`` that is still the noise baseline ``bs``'s."""
+    return bs * (1 + p.noise_margin) + p.noise_z * math.sqrt(bs * (1 - bs) / max(1.0, replies))
+
+
+def _alike(a: float, b: float, replies: float, p: BucketParams) -> bool:
+    """Whether two refused shares, the smaller measured over ``replies``, are the same noise."""
+    return max(a, b) <= _noise_limit(min(a, b), replies, p)

@@ -56,6 +56,7 @@ class RedisBucketBackend:
             repr(float(charge)),
             *params.argv(),
             str(tag),
+            *params.argv_evidence(),
             repr(float(reserve)),
         ]
         with guard(
