@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 PARTITION = 1000  # WCU/s per partition key
 TABLE = 10_000  # WCU/s of the table: never the binding limit here
-MIN_SHARE = 0.6  # of PARTITION, for bob over his whole load (one bucket per table: 0.41-0.47;
-# this limiter: 0.70-1.1, the spread is how fast his own bucket finds his partition's limit)
+MIN_SHARE = 0.55  # of PARTITION, for bob over his whole load (one bucket per table: 0.41-0.47;
+# this limiter: 0.63-1.1 on a busy 2-CPU machine, the spread is how fast his own bucket finds
+# his partition's limit, a second or two of his 6,000 items)
 
 
 def test_a_user_throttled_by_key_range_leaves_another_at_his_partitions_full_rate(
@@ -46,8 +47,8 @@ def test_a_user_throttled_by_key_range_leaves_another_at_his_partitions_full_rat
     # each fanning out to the workers' batch threads (and bob's are not queued behind all of
     # alice's: a waiting segment goes to the back of the queue).
     config = fleet.penv.pipeline_config(DATAFOLD_SEGMENT_SIZE="1000")
-    want_a = {b"a%06d" % i: b"v" * 100 for i in range(8000)}  # ~130 bytes: 1 WCU each
-    want_b = {b"b%06d" % i: b"v" * 100 for i in range(3000)}
+    want_a = {b"a%06d" % i: b"v" * 100 for i in range(14_000)}  # ~130 bytes: 1 WCU each
+    want_b = {b"b%06d" % i: b"v" * 100 for i in range(6000)}
     job_a = Producer(fleet.penv.dynamo, config, partitions=2).load(ns, want_a.items(), alice)
     job_b = Producer(fleet.penv.dynamo, config, partitions=1).load(ns, want_b.items(), bob)
     st_b = job_b.wait(timeout=120)
