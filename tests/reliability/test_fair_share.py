@@ -20,9 +20,10 @@ from tests.reliability.conftest import Fleet, assert_exact, read_back
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-CAPACITY = 1000  # WCU/s configured: the table's bucket is the bottleneck
-MIN_SHARE = 0.4  # of CAPACITY for bob while both load (equal split: 0.5; measured 0.46-0.52,
-# and 0.33 with one bucket per table, DATAFOLD_LIMIT_PARTITIONS=0: his threads' share of the queue)
+CAPACITY = 600  # WCU/s configured: the table's bucket is the bottleneck, also on a busy machine
+# (at 1,000 a loaded 2-CPU machine did not always reach it, and then nothing is shared)
+MIN_SHARE = 0.4  # of CAPACITY for bob while both load (equal split: 0.5; at 1,000 WCU/s measured
+# 0.44-0.52, and 0.33 with one bucket per table, DATAFOLD_LIMIT_PARTITIONS=0: his threads' share)
 
 
 def _start(fleet: Fleet) -> None:
