@@ -53,6 +53,8 @@ class _Bucket:
     qw: float = 0.0
     pq: float = 0.0
     cq: float = 0.0
+    nt: int = 0
+    nr: float = 0.0
 
 
 class MemoryBucketBackend:
@@ -115,6 +117,8 @@ class MemoryBucketBackend:
                     qw=stored.qw,
                     pq=stored.pq,
                     cq=stored.cq,
+                    nt=stored.nt,
+                    nr=stored.nr,
                 )
             b.rate = min(p.ceiling, max(p.floor, b.rate))
             b.tokens = min(b.rate * p.burst_seconds, b.tokens + max(0.0, now - b.ts) * b.rate)
@@ -207,7 +211,7 @@ class MemoryBucketBackend:
                 if throttled:
                     b.thr = True
                 calls = b.pn + b.nf
-                if cuts and refused > 0 and b.bs > 0:  # no more than the noise refuses
+                if cuts and b.bs > 0:  # no more than the noise refuses
                     share = (b.pr + b.rf) / (b.pu + b.pr + b.used + b.rf)
                     cuts = share > _noise_limit(b.bs, calls, p)
                 since = now - b.cut - b.cq
@@ -217,7 +221,7 @@ class MemoryBucketBackend:
                     took, sent = b.cu / since, (b.cu + b.cr) / since
                 if cuts and b.cut > 0 and not ready and calls >= p.min_replies:
                     cuts = False  # wait for the replies to the last cut
-                if (  # slower since the last cut, the same share refused, no plateau: noise
+                strike = (  # slower than the table took, the same share refused, no plateau
                     cuts
                     and b.xs > 0
                     and ready
@@ -227,10 +231,13 @@ class MemoryBucketBackend:
                     and sent <= p.slower * b.xs
                     and took / sent <= b.xa / b.xs * (1 + b.xs / sent) / 2
                     and _alike(1 - took / sent, 1 - b.xa / b.xs, b.cn, p)
-                ):
-                    share = 1 - (took / sent + b.xa / b.xs) / 2
-                    b.bs = min(p.noise_max, max(b.bs, share))
-                    b.xs, cuts = 0.0, False
+                    and 1 - (took / sent + b.xa / b.xs) / 2 <= p.noise_max
+                )
+                if strike and b.nt > 0:  # the second cut in a row that cured nothing: noise
+                    b.bs = max(b.bs, 1 - (took / sent + b.xa / b.xs) / 2)
+                    b.rate = max(b.rate, min(p.ceiling, b.nr))
+                    b.xs, b.nt, cuts = 0.0, 0, False
+                    b.cut, b.cu, b.cr, b.cn, b.cq = now, 0.0, 0.0, 0.0, 0.0  # measure afresh
                 if cuts:
                     span = b.pd - b.pq + (now - b.win) - b.qw
                     enough = span >= p.min_span and calls >= p.min_replies
@@ -246,6 +253,12 @@ class MemoryBucketBackend:
                         measured and target < b.rate * p.fallback_beta
                     ):
                         b.xa, b.xs = took, sent
+                        if strike:
+                            b.nt = 1
+                        else:
+                            b.nt = 0
+                            if now - b.cut > 2 * p.window:  # the first cut of a cascade
+                                b.nr = b.rate
                         b.rate = target
                         b.tokens = min(b.tokens, 0.0) - b.rate * p.ahead
                         b.cut, did_cut, b.cu, b.st = now, True, 0.0, 0

@@ -42,7 +42,9 @@ and replies), pr/pn/pq (the previous window's, and its quiet time), cr/cn/cq (WC
 the last cut, replies, and quiet time), qw (quiet time in the window: see below), lr (the last
 reply), bs (the noise baseline: the refused share that slowing down did not cure), xa/xs (the
 WCU/s taken and sent between the last two cuts, 0 if too few replies: what the last cut is
-tested against). Every number is stored and returned as a string with 17 significant digits,
+tested against), nt/nr (1 once a cut cured nothing, and the rate before the first of the cuts
+made less than two windows apart: a second cut in a row that cured nothing learns the noise
+and gives that rate back). Every number is stored and returned as a string with 17 significant digits,
 because Redis truncates Lua numbers to integers. Redis >= 5 replicates a script's effects
 rather than the script, so calling TIME and then writing is allowed. The key expires after the
 idle ttl; PEXPIRE renews it.
@@ -92,7 +94,7 @@ end
 
 local f = redis.call('HMGET', key, 'tokens', 'ts', 'rate', 'win', 'used', 'thr', 'pu', 'pd',
     'cut', 'nw', 'cu', 'st', 'rp', 'rpt', 'kr', 'pk', 'rf', 'nf', 'pr', 'pn', 'cr', 'cn', 'bs',
-    'xa', 'xs', 'lr', 'qw', 'pq', 'cq')
+    'xa', 'xs', 'lr', 'qw', 'pq', 'cq', 'nt', 'nr')
 local tokens, ts, rate, win, used, thr, pu, pd, cut, nw, cu
 local st, rp, rpt = tonumber(f[12]) or 0, tonumber(f[13]) or 0, tonumber(f[14]) or 0
 local kr, pk = tonumber(f[15]) or 0, tonumber(f[16]) or 0
@@ -101,6 +103,7 @@ local rf, nf, pr, pn = tonumber(f[17]) or 0, tonumber(f[18]) or 0, tonumber(f[19
 local cr, cn, bs = tonumber(f[21]) or 0, tonumber(f[22]) or 0, tonumber(f[23]) or 0
 local xa, xs, lr = tonumber(f[24]) or 0, tonumber(f[25]) or 0, tonumber(f[26]) or 0
 local qw, pq, cq = tonumber(f[27]) or 0, tonumber(f[28]) or 0, tonumber(f[29]) or 0
+local nt, nr = tonumber(f[30]) or 0, tonumber(f[31]) or 0
 if f[1] then
     tokens, ts, rate, win = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
     used, thr, pu, pd, cut = tonumber(f[5]), tonumber(f[6]), tonumber(f[7]), tonumber(f[8]),
@@ -264,7 +267,7 @@ elseif op == 'feedback' then
     -- No more refused (over this window and the last) than the noise refuses at any rate:
     -- slowing down would not cure it. (With no baseline, any refusal may cut.)
     local calls = pn + nf
-    if cuts and refused > 0 and bs > 0 then
+    if cuts and bs > 0 then
         cuts = (pr + rf) / (pu + pr + used + rf) > noise_limit(bs, calls)
     end
     -- What the replies since the last cut took and were sent with, per second, once there
@@ -277,18 +280,26 @@ elseif op == 'feedback' then
     end
     -- While there are replies enough to measure, a cut waits for as many replies to the last
     -- one: calls in flight when it was made must not make it compound, and they say whether
-    -- slowing down helped. Sent much slower since (and soon after it), if the same share was
-    -- refused and the table took less by about as much (no plateau at its capacity), the
-    -- refusals are noise: their share becomes the baseline, and nothing is cut.
+    -- slowing down helped. Sent much slower since (and soon after it), if the same share (at
+    -- most the noise max) was refused and the table took less by about as much (no plateau at
+    -- its capacity), the cut cured nothing. The second such cut in a row shows noise: its
+    -- share becomes the baseline, the rate before the cascade of cuts comes back (they were
+    -- mistakes; a capacity behind the noise is cut for again, measured), nothing is cut. One
+    -- is not enough: a measure inflated by the table's burst or by replies to calls sent
+    -- before the cut makes one cut to a capacity look like that.
     if cuts and cut > 0 and not ready and calls >= min_replies then
         cuts = false
     end
-    if cuts and xs > 0 and ready and since <= 2 * window and cr > 0 and xa < xs
+    local strike = cuts and xs > 0 and ready and since <= 2 * window and cr > 0 and xa < xs
         and sent <= slower * xs
         and took / sent <= xa / xs * (1 + xs / sent) / 2
-        and alike(1 - took / sent, 1 - xa / xs, cn) then
-        bs = math.min(noise_max, math.max(bs, 1 - (took / sent + xa / xs) / 2))
-        xs, cuts = 0, false
+        and alike(1 - took / sent, 1 - xa / xs, cn)
+        and 1 - (took / sent + xa / xs) / 2 <= noise_max
+    if strike and nt > 0 then
+        bs = math.max(bs, 1 - (took / sent + xa / xs) / 2)
+        rate = math.max(rate, math.min(ceiling, nr))
+        xs, nt, cuts = 0, 0, false
+        cut, cu, cr, cn, cq = now, 0, 0, 0, 0 -- the next cut measures from here
     end
     if cuts then
         local span = pd - pq + (now - win) - qw
@@ -314,6 +325,14 @@ elseif op == 'feedback' then
         if now - cut >= cut_window or (measured and target < rate * fallback_beta) then
             -- What the replies to the last cut took and were sent with: this cut's test.
             xa, xs = took, sent
+            if strike then
+                nt = 1
+            else
+                nt = 0
+                if now - cut > 2 * window then -- the first cut of a cascade
+                    nr = rate
+                end
+            end
             rate = target
             -- The table's burst is spent and promises made before the cut are still going
             -- out: pay for `ahead` seconds of them at the new rate before granting more.
@@ -329,7 +348,7 @@ if op ~= 'state' then
         'cut', fmt(cut), 'nw', fmt(nw), 'cu', fmt(cu), 'st', st, 'rp', fmt(rp), 'rpt', fmt(rpt),
         'kr', fmt(kr), 'pk', fmt(pk), 'rf', fmt(rf), 'nf', fmt(nf), 'pr', fmt(pr), 'pn', fmt(pn),
         'cr', fmt(cr), 'cn', fmt(cn), 'bs', fmt(bs), 'xa', fmt(xa), 'xs', fmt(xs),
-        'lr', fmt(lr), 'qw', fmt(qw), 'pq', fmt(pq), 'cq', fmt(cq))
+        'lr', fmt(lr), 'qw', fmt(qw), 'pq', fmt(pq), 'cq', fmt(cq), 'nt', nt, 'nr', fmt(nr))
     redis.call('PEXPIRE', key, ttl_ms)
 end
 
