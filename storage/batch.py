@@ -37,6 +37,9 @@ __all__ = ["BatchResult", "BatchWriter", "Pacer", "Rejected", "Stop", "WriteOp",
 Stop = Callable[[], "str | None"]
 """Asked before each call of a bounded run: None to go on, or why to stop."""
 
+PACED_CAP = 0.2
+"""The longest backoff between rounds (s) when a pacer paces them; 2 s without one."""
+
 
 def _partition(ops: Sequence[WriteOp]) -> str | None:
     """The partition key all of ``ops`` share (one user's items: always), else None."""
@@ -63,7 +66,10 @@ class BatchWriter:
         self.rounds = rounds
         self.threads = threads
         self.pacer = pacer
-        self.backoff = backoff or FullJitter(base=0.05, cap=2.0)
+        # With a pacer the limiter paces the next round (it has heard of the refusal, and cuts
+        # for a capacity): the round's own backoff only spreads the writers apart. Growing to
+        # seconds, it made a chunk unlucky with noise the tail of a whole load.
+        self.backoff = backoff or FullJitter(base=0.05, cap=PACED_CAP if pacer else 2.0)
         self.sleep = sleep
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
