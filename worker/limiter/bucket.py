@@ -50,7 +50,8 @@ calls in flight when it was made cannot compound it, and they say whether slowin
 SLOWER = 0.8
 """A cut is a test of what refuses. When the replies to it were sent at most this share of the
 rate of the replies before it, if the same share of them was refused and the table took less by
-about as much (no plateau at a capacity), the refusals are noise. A measured cut against noise
+about as much (no plateau at a capacity), the cut cured nothing; two such cuts in a row show
+noise (one can be a measure inflated by the table's burst). A measured cut against noise
 slows down by more than this; a smaller slowdown is too little to tell the two apart."""
 NOISE_MARGIN = 0.25
 """A refused share is still the noise baseline's up to this much above it (relative), ..."""
@@ -64,7 +65,7 @@ nothing, so refusals that grow with the rate (a capacity) are never learnt as no
 NOISE_MIN = 0.01
 """A baseline that has fallen under this share is gone: the noise stopped."""
 NOISE_MAX = 0.5
-"""The largest refused share taken for noise: a storm that refuses most writes is slowed for,
+"""The largest refused share ever taken for noise: a storm that refuses more is slowed for,
 whatever its cause."""
 AHEAD_SECONDS = 0.05
 """Grants run at most this far ahead. Promises made before a cut go out at the old rate: ~50 ms
