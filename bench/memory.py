@@ -3,8 +3,9 @@
 The producer runs in a child process (``python -m bench.memory_child``) that streams a JSONL
 file through ``Producer.load_file`` and reports its own peak RSS; it runs on a small file and on
 one ten times larger, so "flat" is measured, not assumed. No worker consumes meanwhile: the
-parent empties the broker's ``bulk`` list as it fills (Redis database 13 is ours), so a million
-queued items never sit in the shared Redis. A worker's peak RSS (VmHWM) is read after loads of
+parent empties the broker's ``bulk`` lists (kombu's priority sub-lists too) as they fill (Redis
+database 13 is ours), so a million queued items never sit in the shared Redis, nor wait for the
+workers of the sections that follow. A worker's peak RSS (VmHWM) is read after loads of
 4 KB items (the largest messages: 2 MB segments).
 """
 
@@ -21,6 +22,8 @@ from bench.bulk_load import WORKERS
 from bench.env import USER, BenchEnv
 from bench.model import Goal, Panel, Section, Table
 from bench.procs import peak_rss_mb
+from pipeline import keys
+from pipeline.messages import BULK_QUEUE
 from tests.support.pipeline import ROOT
 
 LIMIT_MB = 200.0
@@ -38,9 +41,11 @@ def producer_peak(env: BenchEnv, path: Path) -> dict[str, float]:
     stop = threading.Event()
     r = env.redis()
 
+    lists = keys.broker_queue_lists(BULK_QUEUE)
+
     def drain() -> None:
         while not stop.wait(0.2):
-            r.delete("bulk")
+            r.delete(*lists)
 
     t = threading.Thread(target=drain, daemon=True)
     t.start()
@@ -56,7 +61,7 @@ def producer_peak(env: BenchEnv, path: Path) -> dict[str, float]:
     finally:
         stop.set()
         t.join()
-        r.delete("bulk")
+        r.delete(*lists)
     if proc.returncode != 0:
         raise RuntimeError(f"memory child failed: {proc.stderr[-2000:]}")
     report: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
