@@ -11,6 +11,7 @@ import pytest
 from storage.errors import StoppedError
 from tests.unit.test_limiter import FakeClock, clock, make, redis_db, table
 from worker.limiter import RateLimiter
+from worker.limiter.metrics import HOT_PARTITIONS, LABEL_BUCKETS, PARTITION_CUTS, PARTITION_RATE
 from worker.limiter.partitions import Scope, bucket_name, scope_of, tag_of
 
 __all__ = ["clock", "make", "redis_db", "table"]  # fixtures shared with test_limiter
@@ -136,3 +137,36 @@ def test_a_long_run_of_clean_windows_never_overflows_the_step(
         clock.t += 1.0
         lim.feedback(table, units=1.0, throttled=False)
     assert lim.current_rate(table) == 1000.0
+
+
+def _samples(table: str) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (s.name, s.labels, s.value)
+        for m in (PARTITION_CUTS, PARTITION_RATE, HOT_PARTITIONS)
+        for metric in m.collect()
+        for s in metric.samples
+        if s.labels.get("table") == table
+    ]
+
+
+def test_partition_cuts_and_rates_are_metrics_labelled_by_a_hashed_index_only(
+    make: Callable[..., RateLimiter], clock: FakeClock, table: str
+) -> None:
+    lim = make(capacity=3000.0)
+    user = "alice-4f1c9e"
+    index = str(tag_of(user) % LABEL_BUCKETS)
+    lim.acquire(table, 25.0, partition=user)
+    clock.t += 0.2
+    lim.feedback(table, units=0.0, throttled=True, partition=user, reasons=KEY_RANGE)
+    got = _samples(table)
+    cuts = {s[1]["partition"]: s[2] for s in got if s[0] == "datafold_limiter_partition_cuts_total"}
+    rates = {s[1]["partition"]: s[2] for s in got if s[0] == "datafold_limiter_partition_rate_wcu"}
+    hot = [s[2] for s in got if s[0] == "datafold_limiter_hot_partitions"]
+    assert cuts == {index: 1.0}
+    assert rates == {index: pytest.approx(2100.0)}
+    assert hot == [1.0]
+    # Bounded labels: a table and an index in 0..15, never the key.
+    for _, labels, _ in got:
+        assert set(labels) <= {"table", "partition"}
+        assert user not in labels.values()
+        assert "partition" not in labels or 0 <= int(labels["partition"]) < LABEL_BUCKETS

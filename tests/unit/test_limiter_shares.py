@@ -19,6 +19,7 @@ import redis
 from pipeline import keys
 from tests.unit.test_limiter import FakeClock, redis_db
 from worker.limiter import MemoryBucketBackend, RateLimiter, RedisBucketBackend
+from worker.limiter.metrics import ACTIVE_USERS, FAIR_LEVEL
 from worker.limiter.shares import ShareParams
 
 __all__ = ["redis_db"]  # the fixture, shared with test_limiter
@@ -161,3 +162,18 @@ def test_a_single_write_goes_ahead_of_the_bulk_bookings(
     # The reserve is bounded: a flood of single writes queues like everyone else.
     waits = [lim.acquire(table, 1.0, priority=True) for _ in range(300)]
     assert waits[:70] == [0.0] * 70 and max(waits) > 0.0
+
+
+def test_the_gauges_say_the_level_users_are_held_to_and_how_many_share(
+    backend: Any, clock: FakeClock, table: str
+) -> None:
+    lim = RateLimiter(backend, capacity=1000.0, sleep=clock.sleep, clock=clock)
+    assert lim.admit(table, 25.0, None, "alice") == 0.0
+    assert ACTIVE_USERS.labels(table)._value.get() == 0  # not the bottleneck: no one held
+    assert FAIR_LEVEL.labels(table)._value.get() == 1000.0
+    for _ in range(200):  # two greedy users, far beyond the rate
+        lim.acquire(table, 25.0, partition="alice")
+        lim.acquire(table, 25.0, partition="bob")
+    assert ACTIVE_USERS.labels(table)._value.get() == 2
+    # Max-min between two users who both want more than half: each is held to half.
+    assert FAIR_LEVEL.labels(table)._value.get() == pytest.approx(500.0)
