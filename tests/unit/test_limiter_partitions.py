@@ -12,7 +12,7 @@ from storage.errors import StoppedError
 from tests.unit.test_limiter import FakeClock, clock, make, redis_db, table
 from worker.limiter import RateLimiter
 from worker.limiter.metrics import HOT_PARTITIONS, LABEL_BUCKETS, PARTITION_CUTS, PARTITION_RATE
-from worker.limiter.partitions import Scope, bucket_name, scope_of, tag_of
+from worker.limiter.partitions import HotPartitions, Scope, bucket_name, scope_of, tag_of
 
 __all__ = ["clock", "make", "redis_db", "table"]  # fixtures shared with test_limiter
 
@@ -170,3 +170,16 @@ def test_partition_cuts_and_rates_are_metrics_labelled_by_a_hashed_index_only(
         assert set(labels) <= {"table", "partition"}
         assert user not in labels.values()
         assert "partition" not in labels or 0 <= int(labels["partition"]) < LABEL_BUCKETS
+
+
+def test_the_hot_partitions_follow_the_refusals_of_the_last_ttl_not_every_user_seen(
+    table: str,
+) -> None:
+    clock = FakeClock()
+    hot = HotPartitions(ttl=10.0, clock=clock)
+    for i in range(100):  # a hundred users, each refused once, a second apart
+        hot.refused(table, tag_of(f"user{i}"))
+        clock.t += 1.0
+    # Only the last ten are within the ttl; the others are gone though never asked about.
+    assert HOT_PARTITIONS.labels(table)._value.get() == 10
+    assert (table, tag_of("user99")) in hot and (table, tag_of("user89")) not in hot

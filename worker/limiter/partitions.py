@@ -81,8 +81,15 @@ class HotPartitions:
 
     def refused(self, table: str, tag: int) -> None:
         with self._lock:
-            self._hot[(table, tag)] = self._clock()
-            self._count(table)
+            now = self._clock()
+            # Forget every partition idle for the ttl, not only those asked about again: the
+            # count follows the partitions refused lately, never the users ever seen.
+            idle = [k for k, seen in self._hot.items() if now - seen >= self.ttl]
+            for key in idle:
+                del self._hot[key]
+            self._hot[(table, tag)] = now
+            for t in {table, *(t for t, _ in idle)}:
+                self._count(t)
 
     def recovered(self, table: str, tag: int) -> None:
         """Its rate is back at the ceiling: the table's bucket alone is enough again."""
