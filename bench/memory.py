@@ -4,7 +4,8 @@ The producer runs in a child process (``python -m bench.memory_child``) that str
 file through ``Producer.load_file`` and reports its own peak RSS; it runs on a small file and on
 one ten times larger, so "flat" is measured, not assumed. No worker consumes meanwhile: the
 parent empties the broker's ``bulk`` lists (kombu's priority sub-lists too) as they fill (Redis
-database 13 is ours), so a million queued items never sit in the shared Redis, nor wait for the
+database 13 is ours), so a million queued items never sit in the shared Redis; then it forgets
+the job (ledger, payloads, journal), or the sweeper would send its segments again to the
 workers of the sections that follow. A worker's peak RSS (VmHWM) is read after loads of
 4 KB items (the largest messages: 2 MB segments).
 """
@@ -16,6 +17,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
+
+import redis
 
 from bench import raw, runs
 from bench.bulk_load import WORKERS
@@ -36,7 +40,7 @@ def write_file(path: Path, lines: int) -> None:
             f.write(f'{{"key":"k{i:08d}","value":{{"i":{i},"s":"{"x" * 24}"}}}}\n')
 
 
-def producer_peak(env: BenchEnv, path: Path) -> dict[str, float]:
+def producer_peak(env: BenchEnv, path: Path) -> dict[str, Any]:
     """Run the child producer on ``path`` while draining the queue; its report."""
     stop = threading.Event()
     r = env.redis()
@@ -64,8 +68,21 @@ def producer_peak(env: BenchEnv, path: Path) -> dict[str, float]:
         r.delete(*lists)
     if proc.returncode != 0:
         raise RuntimeError(f"memory child failed: {proc.stderr[-2000:]}")
-    report: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    forget_job(r, str(report["job"]))
     return report
+
+
+def forget_job(r: redis.Redis[bytes], job_id: str) -> None:
+    """Drop a job whose messages were thrown away as if its results had expired: its keys
+    (ledger and payloads) and its journal entries; the sweeper then drops its queued bytes."""
+    gone = [m for m, _ in r.zscan_iter(keys.segments_due()) if json.loads(m)[0] == job_id]
+    if gone:
+        r.zrem(keys.segments_due(), *gone)
+        r.hdel(keys.segment_messages(), *gone)
+    for key in r.scan_iter(match=keys.job(job_id) + "*", count=1000):
+        r.delete(key)
+    r.zrem(keys.producing(), job_id)
 
 
 def run(env: BenchEnv) -> Section:

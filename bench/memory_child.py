@@ -1,8 +1,8 @@
 """Child process of the memory benchmark: ``python -m bench.memory_child FILE NAMESPACE``.
 
 Streams FILE through ``Producer.load_file`` (settings from the environment) and prints one JSON
-line: ``{"peak_rss_mb": ..., "seconds": ..., "items": ...}``. Peak RSS is the process's own
-``ru_maxrss`` (kilobytes on Linux).
+line: ``{"peak_rss_mb": ..., "seconds": ..., "items": ..., "job": ...}``. Peak RSS is the
+process's own ``ru_maxrss`` (kilobytes on Linux).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def main(argv: list[str]) -> int:
     seconds = time.perf_counter() - t
     st = job.status()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_rss_mb": peak, "seconds": seconds, "items": st.items}))
+    report = {"peak_rss_mb": peak, "seconds": seconds, "items": st.items, "job": job.id}
+    print(json.dumps(report))
     return 0
 
 
