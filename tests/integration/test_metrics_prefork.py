@@ -37,11 +37,15 @@ def test_prefork_children_counts_add_up(
         job = producer.load(ns, ((f"k{i}".encode(), b"v") for i in range(n)), user_id="u")
         st = job.wait(timeout=120)
         assert (st.state, st.written) == ("succeeded", n)
+        table = f"{penv.dynamo.table_prefix}-{ns}"
+        # A waiter wakes as the last segment is recorded; the worker counts it just after.
         for _ in until(10, 0.2):
             s = scrape(port)
-            if s.value("datafold_items_total", outcome="written") >= n:
+            if (
+                s.value("datafold_items_total", outcome="written") >= n
+                and s.value("datafold_segments_total", outcome="done") >= st.segments_done
+            ):
                 break
-        table = f"{penv.dynamo.table_prefix}-{ns}"
         assert s.value("datafold_items_total", outcome="written") == n
         assert s.value("datafold_batch_items_total", table=table, outcome="written") == n
         assert s.value("datafold_segments_total", outcome="done") == st.segments_done
